@@ -1,0 +1,1 @@
+"""supervit: node agent and reference supervisor for the actrix supervisor.v1 protocol."""

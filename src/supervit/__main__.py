@@ -1,0 +1,5 @@
+"""``python -m supervit`` runs the command line."""
+
+from supervit.cli import main
+
+main()

@@ -1,0 +1,190 @@
+"""Nonce stores: remember each consumed nonce until it expires; check-and-remember is atomic."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import sqlite3
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path
+
+from supervit._exceptions import NonceStorageError, StorageError
+from supervit.storage import Database, Migration
+
+__all__ = ["MemoryNonceStorage", "NonceStorage", "SqliteNonceStorage"]
+
+log = logging.getLogger(__name__)
+
+
+class NonceStorage(ABC):
+    """Where consumed nonces are remembered."""
+
+    @abstractmethod
+    async def consume(self, nonce: str, expires_at: float) -> bool:
+        """Atomically remember ``nonce`` until ``expires_at`` (Unix seconds).
+
+        True if it was fresh (now consumed), False if it is already remembered. Raises
+        :class:`NonceStorageError` if the store cannot tell: never a silent accept.
+        """
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources. Idempotent."""
+
+    async def __aenter__(self) -> NonceStorage:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+class MemoryNonceStorage(NonceStorage):
+    """Process-local store (lost on restart): for tests and single-process tools."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._expiry: dict[str, float] = {}
+        self._heap: list[tuple[float, str]] = []
+
+    async def consume(self, nonce: str, expires_at: float) -> bool:
+        # No await between check and insert: atomic on the event loop.
+        now = self._clock()
+        self._evict(now)
+        current = self._expiry.get(nonce)
+        if current is not None and current >= now:
+            return False
+        self._expiry[nonce] = expires_at
+        heapq.heappush(self._heap, (expires_at, nonce))
+        return True
+
+    def _evict(self, now: float) -> None:
+        heap = self._heap
+        while heap and heap[0][0] < now:
+            expiry, nonce = heapq.heappop(heap)
+            if self._expiry.get(nonce) == expiry:
+                del self._expiry[nonce]
+
+    def __len__(self) -> int:
+        return len(self._expiry)
+
+
+_NONCE_MIGRATIONS = (
+    Migration(
+        1,
+        """
+        CREATE TABLE nonces (
+            nonce TEXT PRIMARY KEY NOT NULL,
+            expires_at INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        CREATE INDEX nonces_expires_at ON nonces (expires_at);
+        """,
+    ),
+)
+
+# An expired row may be taken over: its credential could no longer pass the window check anyway.
+_CONSUME_SQL = """
+INSERT INTO nonces (nonce, expires_at) VALUES (?, ?)
+ON CONFLICT (nonce) DO UPDATE SET expires_at = excluded.expires_at WHERE nonces.expires_at < ?
+"""
+_CLEANUP_SQL = """
+DELETE FROM nonces WHERE nonce IN (SELECT nonce FROM nonces WHERE expires_at < ? LIMIT ?)
+"""
+
+
+class SqliteNonceStorage(NonceStorage):
+    """Durable store: ``nonce.db`` in ``data_dir`` (WAL, group commit, unique constraint).
+
+    A ``consume`` returns only after its nonce is committed, so a nonce accepted before a crash
+    or restart is still refused after it. Expired rows are deleted in small chunks between
+    write groups, never holding verification up for long.
+    """
+
+    FILE_NAME = "nonce.db"
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        clock: Callable[[], float] = time.time,
+        cleanup_interval_secs: float = 60.0,
+        cleanup_chunk: int = 2000,
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._cleanup_interval = cleanup_interval_secs
+        self._cleanup_chunk = cleanup_chunk
+        self._cleanup_task: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open(
+        cls,
+        data_dir: Path | str,
+        *,
+        clock: Callable[[], float] = time.time,
+        cleanup_interval_secs: float = 60.0,
+        synchronous: str = "FULL",
+    ) -> SqliteNonceStorage:
+        """Open (creating if missing) ``data_dir/nonce.db`` and start background cleanup."""
+        try:
+            db = await Database.open(Path(data_dir) / cls.FILE_NAME, _NONCE_MIGRATIONS, synchronous=synchronous)
+        except StorageError as exc:
+            raise NonceStorageError(str(exc)) from exc
+        store = cls(db, clock=clock, cleanup_interval_secs=cleanup_interval_secs)
+        store._cleanup_task = asyncio.get_running_loop().create_task(store._cleanup_loop())
+        return store
+
+    @property
+    def path(self) -> Path:
+        return self._db.path
+
+    async def consume(self, nonce: str, expires_at: float) -> bool:
+        now = int(self._clock())
+        expiry = int(expires_at)
+
+        def run(conn: sqlite3.Connection) -> bool:
+            return conn.execute(_CONSUME_SQL, (nonce, expiry, now)).rowcount == 1
+
+        try:
+            return await self._db.write(run)
+        except StorageError as exc:
+            raise NonceStorageError(f"nonce store failed: {exc}") from exc
+
+    async def cleanup(self) -> int:
+        """Delete expired nonces now (chunked); returns how many were removed."""
+        removed = 0
+        while True:
+            now = int(self._clock())
+            chunk = self._cleanup_chunk
+
+            def run(conn: sqlite3.Connection, now: int = now, chunk: int = chunk) -> int:
+                return conn.execute(_CLEANUP_SQL, (now, chunk)).rowcount
+
+            n = await self._db.write(run)
+            removed += n
+            if n < self._cleanup_chunk:
+                return removed
+
+    async def count(self) -> int:
+        """Rows currently stored (expired ones included until cleaned up)."""
+        return await self._db.read(lambda c: int(c.execute("SELECT COUNT(*) FROM nonces").fetchone()[0]))
+
+    async def _cleanup_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._cleanup_interval)
+            try:
+                removed = await self.cleanup()
+                if removed:
+                    log.debug("removed %d expired nonces", removed)
+            except StorageError:
+                log.exception("nonce cleanup failed; will retry")
+
+    async def close(self) -> None:
+        if self._cleanup_task is not None:
+            self._cleanup_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._cleanup_task
+            self._cleanup_task = None
+        await self._db.close()

@@ -1,0 +1,71 @@
+"""The shared secret: hex text in configuration, raw bytes as the HMAC key, never shown."""
+
+from __future__ import annotations
+
+import hashlib
+import string
+
+from supervit._exceptions import ConfigError
+
+__all__ = ["MIN_SECRET_HEX_CHARS", "SharedSecret"]
+
+MIN_SECRET_HEX_CHARS = 64
+_HEX = frozenset(string.hexdigits)
+
+
+class SharedSecret:
+    """An HMAC-SHA256 key decoded from hex text (at least 64 hex characters = 32 bytes).
+
+    ``repr``/``str`` never show the key; :attr:`key_id` (a short hash) tells secrets apart in logs.
+    """
+
+    __slots__ = ("_key", "key_id")
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) * 2 < MIN_SECRET_HEX_CHARS:
+            raise ValueError(f"shared secret must be at least {MIN_SECRET_HEX_CHARS // 2} bytes")
+        self._key = key
+        self.key_id = hashlib.sha256(b"supervit-key-id:" + key).hexdigest()[:8]
+
+    @classmethod
+    def from_hex(cls, text: str, *, field: str = "shared_secret") -> SharedSecret:
+        """Parse hex text; a :class:`ConfigError` naming ``field`` says why it is refused."""
+        if not isinstance(text, str):
+            raise ConfigError(field, "must be a string of hex characters")
+        cleaned = text.strip()
+        if not cleaned:
+            raise ConfigError(field, f"is empty; expected at least {MIN_SECRET_HEX_CHARS} hex characters")
+        bad = sorted({c for c in cleaned if c not in _HEX})
+        if bad:
+            # Name the kind of problem, not the characters: they are part of a secret.
+            raise ConfigError(field, f"must be hex text (0-9, a-f); found {len(bad)} non-hex character kind(s)")
+        if len(cleaned) % 2:
+            raise ConfigError(field, f"has an odd number of hex characters ({len(cleaned)})")
+        if len(cleaned) < MIN_SECRET_HEX_CHARS:
+            raise ConfigError(
+                field, f"is too short: {len(cleaned)} hex characters, at least {MIN_SECRET_HEX_CHARS} required"
+            )
+        return cls(bytes.fromhex(cleaned))
+
+    @property
+    def key(self) -> bytes:
+        """The raw HMAC key."""
+        return self._key
+
+    def __repr__(self) -> str:
+        return f"SharedSecret(key_id={self.key_id!r})"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SharedSecret):
+            return NotImplemented
+        import hmac
+
+        return hmac.compare_digest(self._key, other._key)
+
+    def __hash__(self) -> int:
+        return hash(self.key_id)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        raise TypeError("SharedSecret cannot be pickled")

@@ -1,0 +1,20 @@
+"""SQLite storage: the group-committing database core and the stores built on it."""
+
+from supervit.storage._config_store import ConfigStore, validate_config_value
+from supervit.storage._db import Database, Migration
+from supervit.storage._realms import Realm, RealmPage, RealmStatus, RealmStore
+from supervit.storage._schema import NODE_DB_FILENAME, NODE_MIGRATIONS, open_node_database
+
+__all__ = [
+    "NODE_DB_FILENAME",
+    "NODE_MIGRATIONS",
+    "ConfigStore",
+    "Database",
+    "Migration",
+    "Realm",
+    "RealmPage",
+    "RealmStatus",
+    "RealmStore",
+    "open_node_database",
+    "validate_config_value",
+]

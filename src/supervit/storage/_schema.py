@@ -1,0 +1,65 @@
+"""The node database (``actrix.db``): its schema migrations and how to open it.
+
+Each :class:`~supervit.storage.Migration` leaves the file at its ``PRAGMA user_version``; a
+release that changes the schema appends a migration, never edits a published one. A file whose
+version is newer than :data:`NODE_MIGRATIONS` knows is refused (see :meth:`Database.open`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from supervit.storage._db import Database, Migration
+
+__all__ = ["NODE_DB_FILENAME", "NODE_MIGRATIONS", "open_node_database"]
+
+NODE_DB_FILENAME = "actrix.db"
+"""File name of the node database inside the node's data directory."""
+
+# STRICT tables make SQLite reject values of the wrong type instead of silently storing them.
+# realm_id is the INTEGER PRIMARY KEY (the rowid), so keyset paging walks the table b-tree
+# directly. store_meta keeps counters (realm_count) that the stores update in the same
+# transaction as the rows they count, because COUNT(*) is a full scan in SQLite.
+_V1 = """
+CREATE TABLE realms (
+    realm_id    INTEGER PRIMARY KEY CHECK (realm_id BETWEEN 0 AND 4294967295),
+    name        TEXT    NOT NULL,
+    enabled     INTEGER NOT NULL CHECK (enabled IN (0, 1)),
+    status      TEXT    NOT NULL DEFAULT 'Normal'
+                        CHECK (status IN ('Normal', 'Suspended', 'Terminated')),
+    expires_at  INTEGER NOT NULL DEFAULT 0 CHECK (expires_at >= 0),
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER,
+    use_servers TEXT    NOT NULL DEFAULT '',
+    version     INTEGER NOT NULL CHECK (version >= 0)
+) STRICT;
+
+CREATE INDEX realms_version ON realms (version);
+
+CREATE TABLE store_meta (
+    key   TEXT    PRIMARY KEY NOT NULL,
+    value INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+
+INSERT INTO store_meta (key, value) VALUES ('realm_count', 0);
+
+CREATE TABLE config (
+    config_type INTEGER NOT NULL,
+    key         TEXT    NOT NULL,
+    value       TEXT    NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    PRIMARY KEY (config_type, key)
+) STRICT, WITHOUT ROWID;
+"""
+
+NODE_MIGRATIONS: tuple[Migration, ...] = (Migration(1, _V1),)
+"""Every schema step of the node database, oldest first."""
+
+
+async def open_node_database(data_dir: Path | str, *, synchronous: str = "FULL") -> Database:
+    """Open ``data_dir/actrix.db`` (creating directory and file if missing) at the latest schema.
+
+    Raises :class:`~supervit.StorageError` if the file cannot be opened or migrated, or if it was
+    written by a newer supervit (its schema version is higher than this release knows).
+    """
+    return await Database.open(Path(data_dir) / NODE_DB_FILENAME, NODE_MIGRATIONS, synchronous=synchronous)

@@ -1,0 +1,131 @@
+"""Nonce stores: atomic single use, durability across restarts, expiry, a free event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from supervit import _exceptions as exc
+from supervit.auth import CredentialVerifier, MemoryNonceStorage, SharedSecret, Signer, SqliteNonceStorage
+from tests.conftest import FakeClock
+
+
+async def test_sqlite_store_creates_data_dir_with_wal(tmp_path: Path, clock: FakeClock) -> None:
+    """nonce.db is created inside a missing data directory, in WAL mode."""
+    data = tmp_path / "a" / "b"
+    store = await SqliteNonceStorage.open(data, clock=clock)
+    try:
+        assert await store.consume("n1", clock.now + 600)
+    finally:
+        await store.close()
+    assert (data / "nonce.db").exists()
+    with sqlite3.connect(data / "nonce.db") as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_nonce_survives_restart(tmp_path: Path, secret: SharedSecret, clock: FakeClock) -> None:
+    """A nonce consumed before a restart is still refused after it."""
+    store = await SqliteNonceStorage.open(tmp_path, clock=clock)
+    cred = Signer(secret, clock=clock).credential("x")
+    await CredentialVerifier(secret, store, clock=clock).verify(cred, "x")
+    await store.close()
+
+    store2 = await SqliteNonceStorage.open(tmp_path, clock=clock)
+    try:
+        with pytest.raises(exc.NonceReusedError):
+            await CredentialVerifier(secret, store2, clock=clock).verify(cred, "x")
+    finally:
+        await store2.close()
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+async def test_fifty_concurrent_verifications_accept_exactly_one(
+    tmp_path: Path, secret: SharedSecret, clock: FakeClock, kind: str
+) -> None:
+    """50 concurrent verifications of one credential: exactly one accepted, 49 replays."""
+    store = MemoryNonceStorage(clock=clock) if kind == "memory" else await SqliteNonceStorage.open(tmp_path, clock=clock)
+    try:
+        verifier = CredentialVerifier(secret, store, clock=clock)
+        cred = Signer(secret, clock=clock).credential("x")
+        results = await asyncio.gather(*(verifier.verify(cred, "x") for _ in range(50)), return_exceptions=True)
+        accepted = [r for r in results if not isinstance(r, BaseException)]
+        replays = [r for r in results if isinstance(r, exc.NonceReusedError)]
+        assert len(accepted) == 1
+        assert len(replays) == 49
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+async def test_expired_nonces_are_forgotten(tmp_path: Path, clock: FakeClock, kind: str) -> None:
+    """After its TTL a nonce may be consumed again, and cleanup removes it."""
+    store = MemoryNonceStorage(clock=clock) if kind == "memory" else await SqliteNonceStorage.open(tmp_path, clock=clock)
+    try:
+        assert await store.consume("n", clock.now + 10)
+        assert not await store.consume("n", clock.now + 10)
+        clock.now += 11
+        assert await store.consume("n", clock.now + 10)
+        if isinstance(store, SqliteNonceStorage):
+            for i in range(5):
+                await store.consume(f"old{i}", clock.now + 1)
+            clock.now += 5
+            assert await store.cleanup() == 5
+            assert await store.count() == 1  # "n" is still within its TTL
+    finally:
+        await store.close()
+
+
+async def test_verifier_sets_ttl_window_plus_300(secret: SharedSecret, clock: FakeClock) -> None:
+    """A consumed nonce is remembered for window + 300 s."""
+    store = MemoryNonceStorage(clock=clock)
+    verifier = CredentialVerifier(secret, store, 60, clock=clock)
+    await verifier.verify(Signer(secret, clock=clock).credential("x", nonce="fixed"), "x")
+    clock.now += 359
+    assert not await store.consume("fixed", clock.now + 1)
+    clock.now += 2
+    assert await store.consume("fixed", clock.now + 1)
+
+
+async def test_storage_failure_is_an_error_not_an_accept(tmp_path: Path, secret: SharedSecret, clock: FakeClock) -> None:
+    """A broken nonce store raises NonceStorageError; the credential is not accepted."""
+    store = await SqliteNonceStorage.open(tmp_path, clock=clock)
+    await store.close()
+    with pytest.raises(exc.NonceStorageError):
+        await CredentialVerifier(secret, store, clock=clock).verify(Signer(secret, clock=clock).credential("x"), "x")
+
+
+async def test_unwritable_data_dir_is_reported(tmp_path: Path) -> None:
+    """A data dir that cannot be created gives a NonceStorageError naming the path."""
+    blocker = tmp_path / "file"
+    blocker.write_text("not a dir")
+    with pytest.raises(exc.NonceStorageError, match="file"):
+        await SqliteNonceStorage.open(blocker / "sub")
+
+
+async def test_event_loop_stays_free_under_sqlite_load(tmp_path: Path, secret: SharedSecret) -> None:
+    """While 500 verifications hit SQLite, a ticker task keeps running (work is off-loop)."""
+    store = await SqliteNonceStorage.open(tmp_path)
+    ticks = 0
+    stop = asyncio.Event()
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not stop.is_set():
+            ticks += 1
+            await asyncio.sleep(0)
+
+    try:
+        verifier = CredentialVerifier(secret, store)
+        signer = Signer(secret)
+        task = asyncio.create_task(ticker())
+        await asyncio.gather(*(verifier.verify(signer.credential("x"), "x") for _ in range(500)))
+        stop.set()
+        await task
+        assert await store.count() == 500
+        # Each verification awaited a commit on the writer thread, so the ticker interleaved many times.
+        assert ticks > 50
+    finally:
+        await store.close()

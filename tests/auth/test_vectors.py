@@ -1,0 +1,86 @@
+"""The contract's test vectors: signatures and registration fingerprints, byte for byte."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import pytest
+
+from supervit.auth import ServiceEntry, SharedSecret, build_payload, fingerprint_input, registration_fingerprint, sign
+from supervit.auth._payloads import Action
+from supervit.protocol import supervisor_pb2
+from tests.conftest import VECTORS
+
+CREDENTIALS = VECTORS["credentials"]
+FINGERPRINTS = VECTORS["registration_fingerprints"]
+
+
+@pytest.mark.parametrize("vector", CREDENTIALS, ids=lambda v: v["payload"])
+def test_signature_vectors(vector: dict[str, Any]) -> None:
+    """sign() reproduces every credential vector exactly."""
+    secret = SharedSecret.from_hex(vector["secret_hex"])
+    assert sign(secret, vector["timestamp"], vector["nonce"], vector["payload"]) == vector["signature"]
+
+
+@pytest.mark.parametrize("vector", CREDENTIALS, ids=lambda v: v["payload"])
+def test_payload_builders_produce_vector_payloads(vector: dict[str, Any]) -> None:
+    """Each vector payload is what build_payload makes from its parts."""
+    action, _, rest = vector["payload"].partition(":")
+    act = Action(action)
+    parts = rest.split(":", 2)
+    if act.needs_config_type:
+        built = build_payload(act, parts[0], subject=parts[2], config_type=int(parts[1]))
+    elif act.needs_subject:
+        built = build_payload(act, parts[0], subject=parts[1])
+    else:
+        built = build_payload(act, parts[0])
+    assert built == vector["payload"]
+
+
+def _request(v: dict[str, Any]) -> supervisor_pb2.RegisterNodeRequest:
+    req = supervisor_pb2.RegisterNodeRequest(
+        node_id=v["node_id"], agent_addr=v["agent_addr"], location_tag=v["location_tag"], service_tags=v["service_tags"]
+    )
+    if v["location"] is not None:
+        req.location = v["location"]
+    if v["power_reserve_level_init"] is not None:
+        req.power_reserve_level_init = v["power_reserve_level_init"]
+    for s in v["services"]:
+        adv = req.services.add(
+            name=s["name"], type=s["type"], domain_name=s["domain_name"], port_info=s["port_info"], status=s["status"]
+        )
+        if s["url"] is not None:
+            adv.url = s["url"]
+        adv.tags.extend(s["tags"])
+    return req
+
+
+@pytest.mark.parametrize("vector", FINGERPRINTS, ids=lambda v: v["node_id"])
+def test_fingerprint_vectors(vector: dict[str, Any]) -> None:
+    """Fingerprint input, hash and signed payload match the vectors."""
+    entries = [
+        ServiceEntry(s["name"], s["type"], s["domain_name"], s["port_info"], s["status"], s["url"], s["tags"])
+        for s in vector["services"]
+    ]
+    text = fingerprint_input(
+        vector["node_id"],
+        vector["agent_addr"],
+        vector["location_tag"],
+        vector["location"],
+        vector["power_reserve_level_init"],
+        vector["service_tags"],
+        entries,
+    )
+    assert text == vector["fingerprint_input"]
+    assert hashlib.sha256(text.encode()).hexdigest() == vector["fingerprint_sha256_hex"]
+    req = _request(vector)
+    assert registration_fingerprint(req) == vector["fingerprint_sha256_hex"]
+    if "signed_payload" in vector:
+        assert build_payload(Action.REGISTER, vector["node_id"], registration_fingerprint(req)) == vector["signed_payload"]
+
+
+def test_fingerprint_sorts_by_code_point() -> None:
+    """Upper case sorts before lower case and non-ASCII after ASCII (byte order of UTF-8)."""
+    text = fingerprint_input("n", "a:1", "t", None, None, ["é", "b", "B", "a"], [])
+    assert text == "n|a:1|t||0|B,a,b,é|"

@@ -1,0 +1,40 @@
+"""Shared fixtures: a secret, fixed clocks, vector data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from supervit.auth import SharedSecret
+
+SECRET_HEX = "0123456789abcdef" * 4
+OTHER_SECRET_HEX = "fedcba9876543210" * 4
+VECTORS: dict[str, Any] = json.loads((Path(__file__).parent / "auth" / "data" / "auth_vectors.json").read_text())
+
+
+@pytest.fixture
+def secret() -> SharedSecret:
+    return SharedSecret.from_hex(SECRET_HEX)
+
+
+@pytest.fixture
+def other_secret() -> SharedSecret:
+    return SharedSecret.from_hex(OTHER_SECRET_HEX)
+
+
+class FakeClock:
+    """A settable clock for time-window tests."""
+
+    def __init__(self, now: float = 1_764_201_600.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
