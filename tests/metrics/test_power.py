@@ -63,9 +63,7 @@ def test_idle_is_level_5() -> None:
         ("fds", with_(fd_usage_percent=100.0)),
     ],
 )
-def test_saturated_resource_is_level_at_most_1_and_named_as_bottleneck(
-    name: str, sample: ResourceSample
-) -> None:
+def test_saturated_resource_is_level_at_most_1_and_named_as_bottleneck(name: str, sample: ResourceSample) -> None:
     assert power_reserve_level(sample) <= 1
     assert bottleneck(sample)[0] == name
 

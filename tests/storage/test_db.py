@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -23,7 +23,7 @@ async def db(tmp_path: Path) -> AsyncIterator[Database]:
     await database.close()
 
 
-def insert(value: str, row_id: int | None = None) -> object:
+def insert(value: str, row_id: int | None = None) -> Callable[[sqlite3.Connection], int]:
     def run(conn: sqlite3.Connection) -> int:
         cur = conn.execute("INSERT INTO items (id, value) VALUES (?, ?)", (row_id, value))
         assert cur.lastrowid is not None

@@ -1,0 +1,86 @@
+"""Shared helpers for the scripts in ``bench/``: machine description, percentiles, table, JSON.
+
+Import it from a benchmark script as ``import _common`` (the script's own directory is first on
+``sys.path`` when it is run as ``python bench/<script>.py``).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import sqlite3
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["machine_info", "percentile", "print_table", "summarize_ns", "write_json"]
+
+
+def machine_info() -> dict[str, Any]:
+    """Where the figures were measured: enough to tell two runs' machines apart."""
+    return {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or None,
+        "cpu_count": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "python_implementation": platform.python_implementation(),
+        "sqlite_version": sqlite3.sqlite_version,
+    }
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) of already sorted values, linearly interpolated."""
+    if not sorted_values:
+        raise ValueError("no values")
+    rank = (len(sorted_values) - 1) * q / 100
+    low, high = math.floor(rank), math.ceil(rank)
+    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (rank - low)
+
+
+def summarize_ns(samples_ns: Iterable[int]) -> dict[str, float | int]:
+    """p50/p99/mean/min/max in microseconds of per-call timings given in nanoseconds."""
+    values = sorted(v / 1000 for v in samples_ns)
+    return {
+        "samples": len(values),
+        "p50_us": round(percentile(values, 50), 2),
+        "p99_us": round(percentile(values, 99), 2),
+        "mean_us": round(sum(values) / len(values), 2),
+        "min_us": round(values[0], 2),
+        "max_us": round(values[-1], 2),
+    }
+
+
+def print_table(headers: Sequence[str], rows: Iterable[Sequence[object]], *, file: Any = None) -> None:
+    """Print rows as an aligned plain-text table (numbers right-aligned)."""
+    cells = [[_fmt(c) for c in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    out = file if file is not None else sys.stdout
+    print("  ".join(h.rjust(w) for h, w in zip(headers, widths, strict=True)), file=out)
+    print("  ".join("-" * w for w in widths), file=out)
+    for row in cells:
+        print("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)), file=out)
+
+
+def write_json(path: Path | str, benchmark: str, parameters: Mapping[str, Any], results: Any) -> None:
+    """Write ``{benchmark, recorded_at, machine, parameters, results}`` as indented JSON."""
+    payload = {
+        "benchmark": benchmark,
+        "recorded_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "parameters": dict(parameters),
+        "results": results,
+    }
+    Path(path).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:,.1f}" if abs(value) >= 100 else f"{value:.2f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)

@@ -1,0 +1,28 @@
+"""Configuration: client settings, the node daemon's TOML file, and the shared typed loader."""
+
+from supervit.config._client import SupervitConfig
+from supervit.config._loader import ENV_PREFIX, apply_env, build, read_toml
+from supervit.config._node import (
+    ClientSection,
+    NodeConfig,
+    ServiceSection,
+    SupervisordSection,
+    SupervisorSection,
+    load_node_config,
+    python_log_level,
+)
+
+__all__ = [
+    "ENV_PREFIX",
+    "ClientSection",
+    "NodeConfig",
+    "ServiceSection",
+    "SupervisorSection",
+    "SupervisordSection",
+    "SupervitConfig",
+    "apply_env",
+    "build",
+    "load_node_config",
+    "python_log_level",
+    "read_toml",
+]

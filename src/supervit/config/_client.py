@@ -1,0 +1,113 @@
+"""SupervitConfig: how a node reaches and talks to its supervisor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from supervit._exceptions import ConfigError
+from supervit._version import __version__
+from supervit.auth import SharedSecret
+
+__all__ = ["SupervitConfig"]
+
+
+@dataclass
+class SupervitConfig:
+    """Settings of :class:`~supervit.SupervitClient` (all durations in seconds).
+
+    ``endpoint`` is ``http://host:port`` (plaintext) or ``https://host:port`` (TLS; needs
+    ``enable_tls`` and ``tls_domain``). ``shared_secret`` is hex text (≥ 64 hex characters); it
+    never appears in ``repr``. Call :meth:`validate` (the client does) to get a
+    :class:`~supervit.ConfigError` naming the first offending field.
+    """
+
+    node_id: str
+    endpoint: str
+    shared_secret: str = field(repr=False)
+    name: str = ""
+    location_tag: str = ""
+    agent_addr: str = ""
+    version: str = __version__
+    connect_timeout_secs: float = 30
+    status_report_interval_secs: float = 60
+    health_check_interval_secs: float = 30
+    enable_tls: bool = False
+    tls_domain: str | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    ca_cert: Path | None = None
+    max_clock_skew_secs: int = 300
+    location: str | None = None
+    service_tags: list[str] = field(default_factory=list)
+    # Beyond the original: steering bounds, retry policy and per-RPC deadline.
+    min_report_interval_secs: float = 1
+    max_report_interval_secs: float = 3600
+    backoff_base_secs: float = 1
+    backoff_cap_secs: float = 60
+    rpc_timeout_secs: float = 10
+    keepalive_secs: float = 30
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` (its ``key`` is the field name) on the first invalid field."""
+        if not self.node_id.strip():
+            raise ConfigError("node_id", "must not be empty")
+        if not self.endpoint.strip():
+            raise ConfigError("endpoint", "must not be empty")
+        parts = urlsplit(self.endpoint)
+        if parts.scheme not in ("http", "https"):
+            raise ConfigError("endpoint", f"scheme must be http:// or https://, got {parts.scheme or 'none'!r}")
+        if not parts.hostname:
+            raise ConfigError("endpoint", "has no host (expected http(s)://host:port)")
+        try:
+            parts.port  # noqa: B018 - validates the port text
+        except ValueError:
+            raise ConfigError("endpoint", "has an invalid port") from None
+        if parts.scheme == "https" and not self.enable_tls:
+            raise ConfigError("enable_tls", "must be true for an https:// endpoint")
+        if self.enable_tls and not (self.tls_domain or "").strip():
+            raise ConfigError("tls_domain", "is required when enable_tls is true")
+        if (self.client_cert is None) != (self.client_key is None):
+            missing = "client_key" if self.client_key is None else "client_cert"
+            raise ConfigError(missing, "client_cert and client_key must be set together (mTLS)")
+        if self.client_cert is not None and not self.enable_tls:
+            raise ConfigError("enable_tls", "must be true when client_cert/client_key are set (mTLS needs TLS)")
+        for name in ("client_cert", "client_key", "ca_cert"):
+            path = getattr(self, name)
+            if path is not None and not Path(path).is_file():
+                raise ConfigError(name, f"file not found: {path}")
+        SharedSecret.from_hex(self.shared_secret, field="shared_secret")
+        positive = (
+            "connect_timeout_secs",
+            "status_report_interval_secs",
+            "health_check_interval_secs",
+            "min_report_interval_secs",
+            "max_report_interval_secs",
+            "backoff_base_secs",
+            "backoff_cap_secs",
+            "rpc_timeout_secs",
+            "keepalive_secs",
+        )
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ConfigError(name, f"must be > 0, got {getattr(self, name)}")
+        if self.min_report_interval_secs > self.max_report_interval_secs:
+            raise ConfigError("min_report_interval_secs", "must not exceed max_report_interval_secs")
+        if self.max_clock_skew_secs < 0:
+            raise ConfigError("max_clock_skew_secs", "must be >= 0 (0 means 300)")
+
+    @property
+    def secret(self) -> SharedSecret:
+        """The parsed shared secret."""
+        return SharedSecret.from_hex(self.shared_secret, field="shared_secret")
+
+    @property
+    def target(self) -> str:
+        """``host:port`` for grpc (default port 443 for https, 80 for http)."""
+        parts = urlsplit(self.endpoint)
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return f"{host}:{port}"
