@@ -237,7 +237,11 @@ class Database:
     # -- reads ------------------------------------------------------------------------------
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn(conn)`` on the reader thread (sees all committed writes)."""
+        """Run ``fn(conn)`` on the reader thread in one read-only transaction.
+
+        ``fn`` sees everything committed before it started, as one consistent snapshot across all
+        its statements; an attempt to write raises :class:`StorageError`.
+        """
         if self._closed:
             raise StorageError(f"database {self.path.name} is closed")
         loop = asyncio.get_running_loop()

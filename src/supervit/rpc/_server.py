@@ -1,0 +1,112 @@
+"""A grpc.aio server for supervit services: size limit, TLS/mTLS, health and reflection."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.protobuf import descriptor as _descriptor
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from supervit._exceptions import ConfigError, SupervitError
+from supervit.rpc._handlers import service_handler
+
+__all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "RpcServer", "ServerTLS"]
+
+log = logging.getLogger(__name__)
+DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ServerTLS:
+    """Server certificate and key (PEM); with ``client_ca`` clients must present a cert it signed (mTLS)."""
+
+    cert: Path
+    key: Path
+    client_ca: Path | None = None
+
+    def credentials(self) -> grpc.ServerCredentials:
+        def read(path: Path, key: str) -> bytes:
+            try:
+                return Path(path).read_bytes()
+            except OSError as exc:
+                raise ConfigError(key, f"cannot read {path}: {exc.strerror}") from None
+
+        ca = read(self.client_ca, "tls_client_ca") if self.client_ca else None
+        return grpc.ssl_server_credentials(
+            [(read(self.key, "tls_key"), read(self.cert, "tls_cert"))],
+            root_certificates=ca,
+            require_client_auth=ca is not None,
+        )
+
+
+class RpcServer:
+    """Hosts supervit services plus ``grpc.health.v1.Health`` and server reflection.
+
+    Messages larger than ``max_message_bytes`` are refused by gRPC with ``RESOURCE_EXHAUSTED``.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        tls: ServerTLS | None = None,
+        options: Sequence[tuple[str, Any]] = (),
+    ) -> None:
+        self.tls = tls
+        self._server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", max_message_bytes),
+                ("grpc.max_send_message_length", max_message_bytes),
+                # Let idle clients keep their connections alive with pings (client keepalive).
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+                *options,
+            ]
+        )
+        self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        self._service_names: list[str] = []
+        self.port: int | None = None
+
+    @property
+    def server(self) -> grpc.aio.Server:
+        """The underlying grpc.aio server (to add further services)."""
+        return self._server
+
+    def add_service(self, service: _descriptor.ServiceDescriptor, servicer: object) -> None:
+        """Serve ``service`` from ``servicer`` with precise INVALID_ARGUMENT handling."""
+        self._server.add_generic_rpc_handlers((service_handler(service, servicer),))
+        self._service_names.append(service.full_name)
+
+    async def start(self, address: str) -> int:
+        """Bind ``host:port`` (port 0 = any), start serving, return the bound port."""
+        names = [*self._service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
+        reflection.enable_server_reflection(names, self._server)
+        try:
+            if self.tls is not None:
+                port = self._server.add_secure_port(address, self.tls.credentials())
+            else:
+                port = self._server.add_insecure_port(address)
+        except RuntimeError as exc:
+            raise SupervitError(f"cannot listen on {address}: {exc}") from None
+        if port == 0:
+            raise SupervitError(f"cannot listen on {address} (address in use or not available)")
+        await self._server.start()
+        for name in ["", *self._service_names]:
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self.port = port
+        return port
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Report NOT_SERVING, refuse new RPCs, let in-flight ones finish within ``grace`` seconds."""
+        await self.health.enter_graceful_shutdown()
+        await self._server.stop(grace)
+
+    async def wait_for_termination(self) -> None:
+        await self._server.wait_for_termination()
