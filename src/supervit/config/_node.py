@@ -211,16 +211,17 @@ class NodeConfig:
             if svc.port is not None and not 0 < svc.port <= 65535:
                 raise ConfigError(f"{key}.port", "must be 1..65535")
         client_cfg = self.client_config()
-        if client_cfg is not None and not (client.agent_addr or sd.advertised_ip) and _is_wildcard(sd.ip):
+        if client_cfg is None:
+            return
+        try:
+            client_cfg.validate()
+        except ConfigError as exc:
+            raise ConfigError(_client_key(exc.key), exc.reason) from None
+        if not (client.agent_addr or sd.advertised_ip) and _is_wildcard(sd.ip):
             raise ConfigError(
                 f"{pre}.advertised_ip",
                 f"is required when ip is the wildcard {sd.ip!r} and an endpoint is set (the supervisor must call back)",
             )
-        if client_cfg is not None:
-            try:
-                client_cfg.validate()
-            except ConfigError as exc:
-                raise ConfigError(_client_key(exc.key), exc.reason) from None
 
 
 def _client_key(field_name: str) -> str:
