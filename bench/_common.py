@@ -30,7 +30,20 @@ def machine_info() -> dict[str, Any]:
         "python": sys.version.split()[0],
         "python_implementation": platform.python_implementation(),
         "sqlite_version": sqlite3.sqlite_version,
+        "libraries": _library_versions(),
     }
+
+
+def _library_versions() -> dict[str, str | None]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found: dict[str, str | None] = {}
+    for name in ("supervit", "grpcio", "protobuf", "psutil"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:

@@ -4,6 +4,9 @@ Everything else in supervit (and user code) imports messages and stubs from here
 ``supervit._proto`` directly, so the generated layout can change without touching callers::
 
     from supervit.protocol import common_pb2, supervised_pb2, supervised_pb2_grpc
+
+``supervit_admin_pb2`` / ``supervit_admin_pb2_grpc`` are supervit's own operator API
+(package ``supervit.admin.v1``, the supervisor's admin port), not part of the wire contract.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from supervit._proto import (
     supervised_pb2_grpc,
     supervisor_pb2,
     supervisor_pb2_grpc,
+    supervit_admin_pb2,
+    supervit_admin_pb2_grpc,
 )
 
 __all__ = [
@@ -22,4 +27,6 @@ __all__ = [
     "supervised_pb2_grpc",
     "supervisor_pb2",
     "supervisor_pb2_grpc",
+    "supervit_admin_pb2",
+    "supervit_admin_pb2_grpc",
 ]

@@ -18,6 +18,9 @@ __all__ = ["cli", "main"]
 # command name -> "module:attribute"; each module holds one command.
 _COMMANDS: dict[str, str] = {
     "gen-credential": "supervit.cli._gen_credential:gen_credential",
+    "node": "supervit.cli._node:node",
+    "supervisor": "supervit.cli._supervisor:supervisor",
+    "ctl": "supervit.cli._ctl:ctl",
 }
 
 

@@ -1,0 +1,210 @@
+"""The shared load generator: N client processes × C in-flight RPCs on grpc.aio for a fixed time.
+
+Every call carries a fresh, valid credential (signed in the client process, so servers that verify
+pay the full price and never see a replay). Workloads are named so they can cross the process
+boundary; each builds ``(method path, request bytes, response parser)`` per call.
+
+    result = run_load("127.0.0.1:50055", Workload("get_realm", node_id="n1", secret_hex=S), processes=1,
+                      concurrency=32, duration=10)
+    result.rps, result.p50_us, result.p99_us
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import multiprocessing as mp
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+
+import _common
+from supervit.auth import SharedSecret, Signer, request_payload
+from supervit.protocol import common_pb2, supervised_pb2, supervisor_pb2
+
+__all__ = ["LoadResult", "Workload", "run_load"]
+
+SUPERVISED = "/supervisor.v1.SupervisedService/"
+SUPERVISOR = "/supervisor.v1.SupervisorService/"
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What each call sends. ``kind``: get_realm | create_realm | report | health_check.
+
+    ``realm_ids`` bounds get_realm's ids (it cycles through 1..realm_ids); report/health_check use
+    node ids ``{node_id}-{i}`` for i in range(nodes) so the supervisor sees a fleet.
+    """
+
+    kind: str
+    node_id: str
+    secret_hex: str
+    realm_ids: int = 100
+    nodes: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LoadResult:
+    """Throughput and latency of one load run (errors are calls that did not return OK)."""
+
+    calls: int
+    errors: int
+    duration_s: float
+    rps: float
+    p50_us: float
+    p99_us: float
+    error_samples: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "calls": self.calls,
+            "errors": self.errors,
+            "duration_s": round(self.duration_s, 3),
+            "rps": round(self.rps, 1),
+            "p50_us": self.p50_us,
+            "p99_us": self.p99_us,
+            "error_samples": self.error_samples,
+        }
+
+
+def _builder(workload: Workload, worker: int) -> Callable[[], tuple[str, bytes]]:
+    signer = Signer(SharedSecret.from_hex(workload.secret_hex))
+    counter = itertools.count()
+    node = workload.node_id
+
+    def get_realm() -> tuple[str, bytes]:
+        req = supervised_pb2.GetRealmRequest(realm_id=1 + next(counter) % workload.realm_ids)
+        req.credential.CopyFrom(signer.credential(request_payload(req, node)))
+        return SUPERVISED + "GetRealm", req.SerializeToString()
+
+    def create_realm() -> tuple[str, bytes]:
+        # Unique ids per (process, call): pid-based blocks keep processes apart.
+        realm_id = (os.getpid() % 4000) * 1_000_000 + worker * 50_000 + next(counter) + 1_000_000
+        req = supervised_pb2.CreateRealmRequest(
+            realm_id=realm_id % 2**32, name=f"bench-{realm_id}", enabled=True, version=1, expires_at=0
+        )
+        req.use_servers.append(common_pb2.TURN)
+        req.credential.CopyFrom(signer.credential(request_payload(req, node)))
+        return SUPERVISED + "CreateRealm", req.SerializeToString()
+
+    metrics = common_pb2.SystemMetrics(
+        cpu_usage_percent=12.5, memory_used_bytes=1 << 30, memory_total_bytes=8 << 30, memory_usage_percent=12.5,
+        network_rx_bytes=123456, network_tx_bytes=654321, disk_used_bytes=10 << 30, disk_total_bytes=100 << 30,
+        load_average_1m=0.5, load_average_5m=0.4, load_average_15m=0.3,
+    )  # fmt: skip
+
+    def report() -> tuple[str, bytes]:
+        n = next(counter)
+        node_id = f"{node}-{(worker * 7919 + n) % workload.nodes}"
+        ts = signer.now()
+        req = supervisor_pb2.ReportRequest(
+            node_id=node_id, timestamp=ts, location_tag="bench", version="bench", name=node_id,
+            power_reserve_level=4, realm_sync_version=0,
+        )  # fmt: skip
+        req.metrics.CopyFrom(metrics)
+        req.services.add(
+            name="turn", type=common_pb2.TURN, is_healthy=True, active_connections=3, total_requests=100,
+            failed_requests=0, average_latency_ms=1.5,
+        )  # fmt: skip
+        req.credential.CopyFrom(signer.credential(request_payload(req), timestamp=ts))
+        return SUPERVISOR + "Report", req.SerializeToString()
+
+    def health_check() -> tuple[str, bytes]:
+        req = supervisor_pb2.HealthCheckRequest(node_id=f"{node}-{next(counter) % workload.nodes}")
+        req.credential.CopyFrom(signer.credential(request_payload(req)))
+        return SUPERVISOR + "HealthCheck", req.SerializeToString()
+
+    builders = {"get_realm": get_realm, "create_realm": create_realm, "report": report, "health_check": health_check}
+    return builders[workload.kind]
+
+
+async def _client(
+    target: str, workload: Workload, concurrency: int, start_at: float, warmup: float, duration: float
+) -> dict[str, Any]:
+    latencies: list[int] = []
+    errors = 0
+    samples: list[str] = []
+    async with grpc.aio.insecure_channel(target) as channel:
+        await channel.channel_ready()
+        callables: dict[str, Any] = {}
+
+        async def worker(index: int) -> None:
+            nonlocal errors
+            build = _builder(workload, index)
+            measure_from = start_at + warmup
+            stop_at = measure_from + duration
+            while True:
+                now = time.time()
+                if now >= stop_at:
+                    return
+                method, body = build()
+                call = callables.get(method)
+                if call is None:
+                    call = callables[method] = channel.unary_unary(method)
+                t0 = time.perf_counter_ns()
+                try:
+                    await call(body, timeout=30)
+                    ok = True
+                except grpc.aio.AioRpcError as exc:
+                    ok = False
+                    if len(samples) < 5:
+                        samples.append(f"{exc.code().name}: {exc.details()}")
+                elapsed = time.perf_counter_ns() - t0
+                if now >= measure_from:
+                    if ok:
+                        latencies.append(elapsed)
+                    else:
+                        errors += 1
+
+        delay = start_at - time.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await asyncio.gather(*(worker(i) for i in range(concurrency)))
+    return {"latencies": latencies, "errors": errors, "samples": samples}
+
+
+def _process_main(args: tuple[str, Workload, int, float, float, float], out: Any) -> None:
+    out.put(asyncio.run(_client(*args)))
+
+
+def run_load(
+    target: str,
+    workload: Workload,
+    *,
+    processes: int = 1,
+    concurrency: int = 32,
+    duration: float = 10.0,
+    warmup: float = 1.0,
+) -> LoadResult:
+    """Drive ``target`` with ``processes`` × ``concurrency`` in-flight calls; measure after warmup."""
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    start_at = time.time() + 1.5  # all processes start together once imported
+    procs = [
+        ctx.Process(target=_process_main, args=((target, workload, concurrency, start_at, warmup, duration), out))
+        for _ in range(processes)
+    ]
+    for p in procs:
+        p.start()
+    parts = [out.get(timeout=duration + warmup + 120) for _ in procs]
+    for p in procs:
+        p.join()
+    latencies = sorted(ns / 1000 for part in parts for ns in part["latencies"])
+    errors = sum(part["errors"] for part in parts)
+    samples = [s for part in parts for s in part["samples"]][:5]
+    if not latencies:
+        return LoadResult(0, errors, duration, 0.0, 0.0, 0.0, samples)
+    return LoadResult(
+        calls=len(latencies),
+        errors=errors,
+        duration_s=duration,
+        rps=len(latencies) / duration,
+        p50_us=round(_common.percentile(latencies, 50), 1),
+        p99_us=round(_common.percentile(latencies, 99), 1),
+        error_samples=samples,
+    )

@@ -1,0 +1,298 @@
+"""``supervit ctl nodes|directive|catalog``: the supervisor's SupervisorAdmin service.
+
+The admin service is given by ``--admin HOST:PORT --admin-secret HEX`` (environment:
+``SUPERVIT_ADMIN_ADDR``, ``SUPERVIT_ADMIN_SECRET``) or by the supervisor's TOML file with
+``--config supervisor.toml`` (its ``[admin] listen`` and ``secret``, which the usual
+``SUPERVIT_ADMIN__LISTEN`` / ``SUPERVIT_ADMIN__SECRET`` variables override).
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import os
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from supervit._exceptions import RpcError
+from supervit.auth import SharedSecret
+from supervit.cli._ctl_common import (
+    CtlError,
+    age,
+    echo_json,
+    failure,
+    json_option,
+    message_dict,
+    parse_enum,
+    run,
+    table,
+)
+from supervit.config import read_toml
+from supervit.protocol import common_pb2, supervisor_pb2, supervit_admin_pb2
+from supervit.supervisor import AdminClient
+from supervit.supervisor._config import split_host_port
+
+__all__ = ["catalog_group", "directive", "nodes", "sync_text"]
+
+T = TypeVar("T")
+_DIRECTIVES = {k: int(v) for k, v in supervisor_pb2.DirectiveType.items() if v}
+_RESOURCE_TYPES = {k: int(v) for k, v in common_pb2.ResourceType.items() if v}
+_DEFAULT_ADMIN = "127.0.0.1:50052"
+
+
+def _from_config(path: Path) -> tuple[str, str | None]:
+    admin = read_toml(path).get("admin", {})
+    if not isinstance(admin, dict):
+        raise CtlError(f"{path}: [admin] must be a table")
+    listen = os.environ.get("SUPERVIT_ADMIN__LISTEN") or str(admin.get("listen", _DEFAULT_ADMIN))
+    secret = os.environ.get("SUPERVIT_ADMIN__SECRET") or admin.get("secret")
+    try:
+        host, port = split_host_port(listen)
+    except ValueError as exc:
+        raise CtlError(f"{path}: admin.listen: {exc}") from None
+    if port == 0:
+        raise click.UsageError(f"{path} has admin port 0 (any free port): give the actual address with --admin")
+    try:
+        if ipaddress.ip_address(host).is_unspecified:
+            host = "127.0.0.1" if ipaddress.ip_address(host).version == 4 else "::1"
+    except ValueError:
+        pass
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return address, None if secret is None else str(secret)
+
+
+class _Admin:
+    """An AdminClient plus what error lines need to name."""
+
+    def __init__(self, address: str, secret: SharedSecret, timeout: float) -> None:
+        self.address = address
+        self.secret = secret
+        self.timeout = timeout
+
+    def run(self, call: Callable[[AdminClient], Coroutine[Any, Any, T]]) -> T:
+        async def go() -> T:
+            async with AdminClient(self.address, self.secret, timeout_secs=self.timeout) as client:
+                try:
+                    return await call(client)
+                except RpcError as exc:
+                    raise failure(
+                        exc, f"supervisor admin at {self.address}", "check --admin-secret", self.timeout
+                    ) from None
+
+        return run(go())
+
+
+def admin_options(f: Callable[..., None]) -> Callable[..., None]:
+    """Add the admin connection options; the command receives ``admin: _Admin`` instead."""
+
+    @functools.wraps(f)
+    def wrapper(
+        *args: Any,
+        admin_addr: str | None,
+        admin_secret: str | None,
+        config_path: Path | None,
+        timeout: float,
+        **kwargs: Any,
+    ) -> None:
+        if config_path is not None:
+            addr, secret_text = _from_config(config_path)
+            admin_addr, admin_secret = admin_addr or addr, admin_secret or secret_text
+        if not admin_secret:
+            raise click.UsageError("missing --admin-secret (or SUPERVIT_ADMIN_SECRET, or --config supervisor.toml)")
+        secret = SharedSecret.from_hex(admin_secret, field="--admin-secret")
+        f(*args, admin=_Admin(admin_addr or _DEFAULT_ADMIN, secret, timeout), **kwargs)
+
+    decorators = [
+        click.option(
+            "--admin",
+            "admin_addr",
+            envvar="SUPERVIT_ADMIN_ADDR",
+            show_envvar=True,
+            help=f"The supervisor's admin HOST:PORT [default: {_DEFAULT_ADMIN}].",
+        ),
+        click.option(
+            "--admin-secret",
+            envvar="SUPERVIT_ADMIN_SECRET",
+            show_envvar=True,
+            help="The admin hex secret. Prefer the env var: command lines are visible to other users.",
+        ),
+        click.option(
+            "--config",
+            "config_path",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="Take the admin address and secret from the supervisor's TOML file.",
+        ),
+        click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True, help="Seconds."),
+        json_option,
+    ]
+    for decorator in reversed(decorators):
+        wrapper = decorator(wrapper)
+    return wrapper
+
+
+def sync_text(node: supervit_admin_pb2.NodeSummary) -> str:
+    """``v3 in sync`` / ``v1, 2 behind`` (+ ``push failing``) for one node."""
+    text = f"v{node.realm_sync_version} " + ("in sync" if node.sync_lag == 0 else f"{node.sync_lag} behind")
+    if node.HasField("last_push_error"):
+        text += ", push failing"
+    return text
+
+
+def node_rows(listing: supervit_admin_pb2.ListNodesResponse, now: float | None = None) -> list[list[object]]:
+    """Table rows for ``ctl nodes`` (also used by ``supervit demo``)."""
+    now = listing.server_timestamp if now is None else now
+    rows: list[list[object]] = []
+    for n in listing.nodes:
+        last = f"{age(now - n.last_report_at)} ago" if n.HasField("last_report_at") else "never"
+        power = str(n.power_reserve_level) if n.HasField("power_reserve_level") else "-"
+        rows.append([n.node_id, n.name, n.state, last, power, sync_text(n), n.agent_addr])
+    return rows
+
+
+NODE_HEADERS = ("NODE", "NAME", "STATE", "LAST REPORT", "POWER", "REALM SYNC", "ADDRESS")
+
+
+@click.command("nodes")
+@admin_options
+def nodes(admin: _Admin, as_json: bool) -> None:
+    """List the nodes the supervisor knows: state, last report age, power level, realm sync."""
+    listing = admin.run(lambda c: c.list_nodes())
+    if as_json:
+        echo_json(message_dict(listing))
+    elif listing.nodes:
+        click.echo(table(NODE_HEADERS, node_rows(listing, time.time())))
+        click.echo(f"catalog version {listing.catalog_version}")
+    else:
+        click.echo("no nodes registered yet")
+
+
+@click.command("directive")
+@click.argument("node_id")
+@click.argument("directive_type")
+@click.argument("payload", required=False)
+@admin_options
+def directive(admin: _Admin, node_id: str, directive_type: str, payload: str | None, as_json: bool) -> None:
+    """Queue a directive for NODE_ID's next report.
+
+    DIRECTIVE_TYPE: ADJUST_INTERVAL (PAYLOAD = seconds), REQUEST_FULL_REPORT or GRACEFUL_SHUTDOWN
+    (PAYLOAD = reason); case-insensitive, "-" works for "_".
+    """
+    kind = parse_enum(directive_type, _DIRECTIVES, "directive type")
+    queued = admin.run(lambda c: c.enqueue_directive(node_id, kind, payload))
+    if as_json:
+        echo_json(message_dict(queued))
+    else:
+        name = supervisor_pb2.DirectiveType.Name(kind)  # type: ignore[arg-type]
+        click.echo(f"queued {name} #{queued.directive_id} for {node_id} (position {queued.position})")
+
+
+def _servers(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    return [parse_enum(part, _RESOURCE_TYPES, "resource type") for part in text.split(",") if part.strip()]
+
+
+def _realm_line(realm: supervit_admin_pb2.CatalogRealm) -> list[object]:
+    servers = ",".join(common_pb2.ResourceType.Name(s) for s in realm.use_servers) or "-"
+    return [
+        realm.realm_id,
+        realm.name,
+        "yes" if realm.enabled else "no",
+        realm.version,
+        servers,
+        realm.expires_at or "never",
+    ]
+
+
+_CATALOG_HEADERS = ("ID", "NAME", "ENABLED", "VERSION", "SERVERS", "EXPIRES")
+
+
+@click.group("catalog")
+def catalog_group() -> None:
+    """The supervisor's realm catalog (changes are pushed to the nodes)."""
+
+
+@catalog_group.command("list")
+@admin_options
+def catalog_list(admin: _Admin, as_json: bool) -> None:
+    """List the catalog's realms."""
+    listing = admin.run(lambda c: c.list_catalog())
+    if as_json:
+        echo_json(message_dict(listing))
+        return
+    if listing.realms:
+        click.echo(table(_CATALOG_HEADERS, [_realm_line(r) for r in listing.realms]))
+    click.echo(f"catalog version {listing.catalog_version}, {len(listing.realms)} realm(s)")
+
+
+@catalog_group.group("realm")
+def catalog_realm() -> None:
+    """Add, update or remove one catalog realm."""
+
+
+def _show_put(response: supervit_admin_pb2.PutCatalogRealmResponse, verb: str, as_json: bool) -> None:
+    if as_json:
+        echo_json(message_dict(response))
+    else:
+        click.echo(table(_CATALOG_HEADERS, [_realm_line(response.realm)]))
+        click.echo(
+            f"realm {response.realm.realm_id} {verb}: catalog version {response.catalog_version}, pushing to nodes"
+        )
+
+
+@catalog_realm.command("add")
+@click.argument("realm_id", type=click.IntRange(0, 2**32 - 1))
+@click.option("--name", required=True, help="Realm name.")
+@click.option("--disabled", is_flag=True, help="Add it disabled.")
+@click.option("--use-servers", help="Comma-separated resource types, e.g. TURN,STUN.")
+@click.option("--expires-at", type=click.IntRange(min=0), default=0, help="Unix seconds (0 = never).")
+@admin_options
+def catalog_add(
+    admin: _Admin, realm_id: int, name: str, disabled: bool, use_servers: str | None, expires_at: int, as_json: bool
+) -> None:
+    """Add REALM_ID to the catalog (every node gets it)."""
+    servers = _servers(use_servers) or []
+    response = admin.run(
+        lambda c: c.add_realm(realm_id, name, enabled=not disabled, use_servers=servers, expires_at=expires_at)
+    )
+    _show_put(response, "added", as_json)
+
+
+@catalog_realm.command("update")
+@click.argument("realm_id", type=click.IntRange(0, 2**32 - 1))
+@click.option("--name", help="New name.")
+@click.option("--enable/--disable", "enabled", default=None, help="Enable or disable it.")
+@click.option("--use-servers", help='Replace the resource types ("" for none).')
+@click.option("--expires-at", type=click.IntRange(min=0), help="Unix seconds (0 = never).")
+@admin_options
+def catalog_update(
+    admin: _Admin,
+    realm_id: int,
+    name: str | None,
+    enabled: bool | None,
+    use_servers: str | None,
+    expires_at: int | None,
+    as_json: bool,
+) -> None:
+    """Change REALM_ID in the catalog (nodes get the new version)."""
+    servers = _servers(use_servers)
+    response = admin.run(
+        lambda c: c.update_realm(realm_id, name=name, enabled=enabled, use_servers=servers, expires_at=expires_at)
+    )
+    _show_put(response, "updated", as_json)
+
+
+@catalog_realm.command("remove")
+@click.argument("realm_id", type=click.IntRange(0, 2**32 - 1))
+@admin_options
+def catalog_remove(admin: _Admin, realm_id: int, as_json: bool) -> None:
+    """Remove REALM_ID from the catalog (nodes delete it)."""
+    response = admin.run(lambda c: c.remove_realm(realm_id))
+    if as_json:
+        echo_json(message_dict(response))
+    else:
+        click.echo(f"realm {realm_id} removed: catalog version {response.catalog_version}, pushing to nodes")

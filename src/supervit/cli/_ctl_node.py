@@ -1,0 +1,433 @@
+"""``supervit ctl realm|config|node``: signed calls to one node's SupervisedService.
+
+The node is given by ``--node HOST:PORT --node-id ID --shared-secret HEX`` (or the environment:
+``SUPERVIT_NODE``, ``SUPERVIT_NODE_ID``, ``SUPERVIT_SHARED_SECRET``), or by the node's own TOML
+file with ``--config node.toml`` (its address, id and secret; explicit options win).
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import click
+import grpc
+from google.protobuf.message import Message
+
+from supervit.auth import SharedSecret, Signer, request_payload
+from supervit.cli._ctl_common import (
+    CtlError,
+    echo_json,
+    failure,
+    json_option,
+    message_dict,
+    parse_enum,
+    run,
+    table,
+    when,
+)
+from supervit.config import load_node_config
+from supervit.protocol import common_pb2, supervised_pb2, supervised_pb2_grpc
+
+__all__ = ["NodeTarget", "config_group", "node_group", "realm_group"]
+
+_sd = supervised_pb2
+_RESOURCE_TYPES = {k: int(v) for k, v in common_pb2.ResourceType.items() if v}
+_CONFIG_TYPES = {k: int(v) for k, v in common_pb2.ConfigType.items() if v}
+
+
+@dataclass
+class NodeTarget:
+    """Where and how to call one node; use ``async with target:`` around :meth:`call`."""
+
+    address: str
+    node_id: str
+    secret: SharedSecret
+    timeout: float = 10.0
+    credentials: grpc.ChannelCredentials | None = None
+    options: tuple[tuple[str, Any], ...] = ()
+    _channel: grpc.aio.Channel | None = None
+
+    async def __aenter__(self) -> NodeTarget:
+        if self.credentials is None:
+            self._channel = grpc.aio.insecure_channel(self.address, options=self.options)
+        else:
+            self._channel = grpc.aio.secure_channel(self.address, self.credentials, options=self.options)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._channel is not None:
+            await self._channel.close(None)
+            self._channel = None
+
+    @property
+    def label(self) -> str:
+        return f"node {self.node_id} at {self.address}"
+
+    async def call(self, method: str, request: Message) -> Any:
+        """Sign ``request`` for this node, send it; CtlError for any failure, ``success=false`` included."""
+        assert self._channel is not None, "use 'async with target:'"
+        stub = supervised_pb2_grpc.SupervisedServiceStub(self._channel)
+        request.credential.CopyFrom(  # type: ignore[attr-defined]
+            Signer(self.secret).credential(request_payload(request, self.node_id))
+        )
+        try:
+            response = await getattr(stub, method)(request, timeout=self.timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise failure(exc, self.label, "check --node-id and the shared secret", self.timeout) from None
+        ok = response.accepted if method == "Shutdown" else response.success
+        if not ok:
+            reason = response.error_message if response.HasField("error_message") else "no reason given"
+            raise CtlError(f"{method} failed on {self.label}: {reason}")
+        return response
+
+
+def _from_config(path: Path) -> tuple[str, str, str, grpc.ChannelCredentials | None]:
+    config = load_node_config(path)
+    sd = config.supervisord
+    if config.supervisor.client.agent_addr:
+        address = config.supervisor.client.agent_addr
+    else:
+        host = sd.advertised_ip or sd.ip
+        try:
+            if ipaddress.ip_address(host).is_unspecified:
+                host = "127.0.0.1" if ipaddress.ip_address(host).version == 4 else "::1"
+        except ValueError:
+            pass
+        if sd.port == 0:
+            raise click.UsageError(f"{path} has port 0 (any free port): give the actual address with --node")
+        address = f"[{host}]:{sd.port}" if ":" in host else f"{host}:{sd.port}"
+    creds = None
+    if sd.tls_cert is not None:
+        # Without --ca-cert, trust the node's own certificate (right for a self-signed one).
+        creds = grpc.ssl_channel_credentials(Path(sd.tls_cert).read_bytes())
+    return address, config.node_id, config.supervisor.client.shared_secret, creds
+
+
+def _read(path: Path | None) -> bytes | None:
+    return None if path is None else Path(path).read_bytes()
+
+
+def node_options(f: Callable[..., None]) -> Callable[..., None]:
+    """Add the node connection options to a command; it receives ``target: NodeTarget`` instead."""
+
+    @functools.wraps(f)
+    def wrapper(
+        *args: Any,
+        node: str | None,
+        node_id: str | None,
+        shared_secret: str | None,
+        config_path: Path | None,
+        ca_cert: Path | None,
+        tls_domain: str | None,
+        client_cert: Path | None,
+        client_key: Path | None,
+        timeout: float,
+        **kwargs: Any,
+    ) -> None:
+        creds = None
+        if config_path is not None:
+            addr, cid, secret_text, creds = _from_config(config_path)
+            node, node_id, shared_secret = node or addr, node_id or cid, shared_secret or secret_text
+        missing = [
+            n for n, v in (("--node", node), ("--node-id", node_id), ("--shared-secret", shared_secret)) if not v
+        ]
+        if missing:
+            raise click.UsageError(f"missing {', '.join(missing)} (or give the node's --config node.toml)")
+        assert node and node_id and shared_secret
+        secret = SharedSecret.from_hex(shared_secret, field="--shared-secret")
+        if (client_cert is None) != (client_key is None):
+            raise click.UsageError("--client-cert and --client-key go together")
+        if ca_cert or client_cert:
+            creds = grpc.ssl_channel_credentials(_read(ca_cert), _read(client_key), _read(client_cert))
+        options = (("grpc.ssl_target_name_override", tls_domain),) if tls_domain else ()
+        target = NodeTarget(node, node_id, secret, timeout, creds, options)
+        f(*args, target=target, **kwargs)
+
+    decorators = [
+        click.option("--node", envvar="SUPERVIT_NODE", show_envvar=True, help="The node's HOST:PORT."),
+        click.option("--node-id", envvar="SUPERVIT_NODE_ID", show_envvar=True, help="The node's id (signed payloads)."),
+        click.option(
+            "--shared-secret",
+            envvar="SUPERVIT_SHARED_SECRET",
+            show_envvar=True,
+            help="The node's hex secret. Prefer the env var: command lines are visible to other users.",
+        ),
+        click.option(
+            "--config",
+            "config_path",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="Take address, id and secret from the node's TOML file.",
+        ),
+        click.option("--ca-cert", type=click.Path(dir_okay=False, path_type=Path), help="Use TLS, trusting this CA."),
+        click.option("--tls-domain", help="Name expected in the node's certificate."),
+        click.option("--client-cert", type=click.Path(dir_okay=False, path_type=Path), help="Client cert (mTLS)."),
+        click.option("--client-key", type=click.Path(dir_okay=False, path_type=Path), help="Client key (mTLS)."),
+        click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True, help="Seconds."),
+        json_option,
+    ]
+    for decorator in reversed(decorators):
+        wrapper = decorator(wrapper)
+    return wrapper
+
+
+def _servers(text: str) -> list[int]:
+    return [parse_enum(part, _RESOURCE_TYPES, "resource type") for part in text.split(",") if part.strip()]
+
+
+def _realm_rows(realms: list[common_pb2.RealmInfo]) -> list[list[object]]:
+    return [
+        [
+            r.realm_id,
+            r.name,
+            "yes" if r.enabled else "no",
+            r.status,
+            r.version,
+            ",".join(common_pb2.ResourceType.Name(s) for s in r.use_servers) or "-",
+            when(r.expires_at) if r.expires_at else "never",
+        ]
+        for r in realms
+    ]
+
+
+_REALM_HEADERS = ("ID", "NAME", "ENABLED", "STATUS", "VERSION", "SERVERS", "EXPIRES")
+
+
+def _show_realm(realm: common_pb2.RealmInfo, as_json: bool) -> None:
+    if as_json:
+        echo_json(message_dict(realm))
+    else:
+        click.echo(table(_REALM_HEADERS, _realm_rows([realm])))
+
+
+@click.group("realm")
+def realm_group() -> None:
+    """Realms stored on one node."""
+
+
+@realm_group.command("create")
+@click.argument("realm_id", type=click.IntRange(0, 2**32 - 1))
+@click.option("--name", required=True, help="Realm name.")
+@click.option("--disabled", is_flag=True, help="Create it disabled.")
+@click.option("--use-servers", default="", help="Comma-separated resource types, e.g. TURN,STUN.")
+@click.option(
+    "--version",
+    "realm_version",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Realm version (the supervisor's catalog assigns these; 0 leaves realm_sync_version alone).",
+)
+@click.option("--expires-at", type=click.IntRange(min=0), default=0, help="Unix seconds (0 = never).")
+@node_options
+def realm_create(
+    target: NodeTarget,
+    realm_id: int,
+    name: str,
+    disabled: bool,
+    use_servers: str,
+    realm_version: int,
+    expires_at: int,
+    as_json: bool,
+) -> None:
+    """Create realm REALM_ID on the node."""
+    request = _sd.CreateRealmRequest(
+        realm_id=realm_id,
+        name=name,
+        enabled=not disabled,
+        use_servers=_servers(use_servers),  # type: ignore[arg-type]
+        version=realm_version,
+        expires_at=expires_at,
+    )
+    response = run(_one(target, "CreateRealm", request))
+    _show_realm(response.realm, as_json)
+
+
+@realm_group.command("get")
+@click.argument("realm_id", type=click.IntRange(0, 2**32 - 1))
+@node_options
+def realm_get(target: NodeTarget, realm_id: int, as_json: bool) -> None:
+    """Show realm REALM_ID."""
+    response = run(_one(target, "GetRealm", _sd.GetRealmRequest(realm_id=realm_id)))
+    _show_realm(response.realm, as_json)
+
+
+@realm_group.command("update")
+@click.argument("realm_id", type=click.IntRange(0, 2**32 - 1))
+@click.option("--name", help="New name.")
+@click.option("--enable/--disable", "enabled", default=None, help="Enable or disable it.")
+@node_options
+def realm_update(target: NodeTarget, realm_id: int, name: str | None, enabled: bool | None, as_json: bool) -> None:
+    """Change the name and/or enabled flag of realm REALM_ID."""
+    request = _sd.UpdateRealmRequest(realm_id=realm_id)
+    if name is not None:
+        request.name = name
+    if enabled is not None:
+        request.enabled = enabled
+    response = run(_one(target, "UpdateRealm", request))
+    _show_realm(response.realm, as_json)
+
+
+@realm_group.command("delete")
+@click.argument("realm_id", type=click.IntRange(0, 2**32 - 1))
+@node_options
+def realm_delete(target: NodeTarget, realm_id: int, as_json: bool) -> None:
+    """Delete realm REALM_ID."""
+    run(_one(target, "DeleteRealm", _sd.DeleteRealmRequest(realm_id=realm_id)))
+    if as_json:
+        echo_json({"deleted": realm_id})
+    else:
+        click.echo(f"realm {realm_id} deleted from {target.label}")
+
+
+@realm_group.command("list")
+@click.option("--page-size", type=click.IntRange(1, 10_000), default=500, show_default=True, help="Realms per call.")
+@node_options
+def realm_list(target: NodeTarget, page_size: int, as_json: bool) -> None:
+    """List every realm on the node (all pages)."""
+
+    async def fetch() -> tuple[list[common_pb2.RealmInfo], int]:
+        realms: list[common_pb2.RealmInfo] = []
+        token: str | None = None
+        async with target:
+            while True:
+                request = _sd.ListRealmsRequest(page_size=page_size)
+                if token:
+                    request.page_token = token
+                response = await target.call("ListRealms", request)
+                realms.extend(response.realms)
+                token = response.next_page_token if response.HasField("next_page_token") else None
+                if not token:
+                    return realms, int(response.total_count)
+
+    realms, total = run(fetch())
+    if as_json:
+        echo_json({"realms": [message_dict(r) for r in realms], "total_count": total})
+    elif realms:
+        click.echo(table(_REALM_HEADERS, _realm_rows(realms)))
+    else:
+        click.echo(f"no realms on {target.label}")
+
+
+async def _one(target: NodeTarget, method: str, request: Message) -> Any:
+    async with target:
+        return await target.call(method, request)
+
+
+def _config_type(value: str) -> int:
+    return parse_enum(value, _CONFIG_TYPES, "config type")
+
+
+def _config_name(config_type: int) -> str:
+    return common_pb2.ConfigType.Name(config_type)  # type: ignore[arg-type]
+
+
+@click.group("config")
+def config_group() -> None:
+    """Configuration values of one node (CONFIG_TYPE by name or number, e.g. LOG_LEVEL or 3)."""
+
+
+@config_group.command("get")
+@click.argument("config_type")
+@click.argument("key")
+@node_options
+def config_get(target: NodeTarget, config_type: str, key: str, as_json: bool) -> None:
+    """Print the value of CONFIG_TYPE KEY."""
+    ctype = _config_type(config_type)
+    response = run(_one(target, "GetConfig", _sd.GetConfigRequest(config_type=ctype, config_key=key)))  # type: ignore[arg-type]
+    if as_json:
+        echo_json({"config_type": _config_name(ctype), "key": key, "value": response.config_value})
+    else:
+        click.echo(response.config_value)
+
+
+@config_group.command("set")
+@click.argument("config_type")
+@click.argument("key")
+@click.argument("value")
+@click.option("--no-apply", is_flag=True, help="Store only; do not apply it to the running node now.")
+@node_options
+def config_set(target: NodeTarget, config_type: str, key: str, value: str, no_apply: bool, as_json: bool) -> None:
+    """Set CONFIG_TYPE KEY to VALUE (applied immediately unless --no-apply)."""
+    ctype = _config_type(config_type)
+    request = _sd.UpdateConfigRequest(
+        config_type=ctype,  # type: ignore[arg-type]
+        config_key=key,
+        config_value=value,
+        apply_immediately=not no_apply,
+    )
+    response = run(_one(target, "UpdateConfig", request))
+    old = response.old_value if response.HasField("old_value") else None
+    name = _config_name(ctype)
+    if as_json:
+        echo_json({"config_type": name, "key": key, "value": value, "old_value": old, "applied": not no_apply})
+    else:
+        click.echo(
+            f"{name} {key}: {old if old is not None else '(unset)'} -> {value}{'' if no_apply else ' (applied)'}"
+        )
+
+
+@click.group("node")
+def node_group() -> None:
+    """One node's information and shutdown."""
+
+
+@node_group.command("info")
+@node_options
+def node_info(target: NodeTarget, as_json: bool) -> None:
+    """Show the node's identity, uptime, metrics and services."""
+    info = run(_one(target, "GetNodeInfo", _sd.GetNodeInfoRequest()))
+    if as_json:
+        echo_json(message_dict(info))
+        return
+    rows: list[list[object]] = [
+        ["node_id", info.node_id],
+        ["name", info.name],
+        ["version", info.version],
+        ["location_tag", info.location_tag],
+        ["uptime", f"{info.uptime_secs}s"],
+    ]
+    if info.HasField("current_metrics"):
+        m = info.current_metrics
+        rows += [
+            ["cpu", f"{m.cpu_usage_percent:.1f}%"],
+            ["memory", f"{m.memory_usage_percent:.1f}% of {m.memory_total_bytes // 2**20} MiB"],
+            ["load (1m)", f"{m.load_average_1m:.2f}"],
+        ]
+    click.echo(table(("FIELD", "VALUE"), rows))
+    if info.services:
+        click.echo()
+        services = [
+            [s.name, common_pb2.ResourceType.Name(s.type), "yes" if s.is_healthy else "no", s.active_connections]
+            for s in info.services
+        ]
+        click.echo(table(("SERVICE", "TYPE", "HEALTHY", "CONNECTIONS"), services))
+
+
+@node_group.command("shutdown")
+@click.option("--immediate", is_flag=True, help="Stop now instead of gracefully.")
+@click.option("--grace", "grace_secs", type=click.IntRange(min=0), help="Seconds to finish in-flight work.")
+@click.option("--reason", help="Why (logged by the node).")
+@node_options
+def node_shutdown(
+    target: NodeTarget, immediate: bool, grace_secs: int | None, reason: str | None, as_json: bool
+) -> None:
+    """Ask the node to shut down (gracefully unless --immediate)."""
+    request = _sd.ShutdownRequest(graceful=not immediate)
+    if grace_secs is not None:
+        request.timeout_secs = grace_secs
+    if reason is not None:
+        request.reason = reason
+    response = run(_one(target, "Shutdown", request))
+    eta = response.estimated_shutdown_time if response.HasField("estimated_shutdown_time") else None
+    if as_json:
+        echo_json({"accepted": True, "estimated_shutdown_time": eta})
+    else:
+        click.echo(f"{target.label} accepted the shutdown; expected down at {when(eta)}")

@@ -1,0 +1,57 @@
+"""``supervit node``: run the node daemon from a TOML configuration file."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from supervit.config import load_node_config, python_log_level
+from supervit.node import NodeDaemon
+
+__all__ = ["LISTENING_PREFIX", "node"]
+
+LISTENING_PREFIX = "supervit node listening on "
+"""Start of the one line printed on stdout once the server is bound: ``<prefix>host:port``."""
+
+_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def _setup_logging(level_name: str) -> None:
+    logging.addLevelName(5, "TRACE")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(_LOG_FORMAT))
+    # The handler passes everything: the logger levels alone decide, so a live LOG_LEVEL change
+    # (UpdateConfig) takes effect without touching handlers.
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(python_log_level(level_name))
+
+
+def _announce(daemon: NodeDaemon) -> None:
+    # stdout carries only this machine-readable line; logs go to stderr.
+    click.echo(f"{LISTENING_PREFIX}{daemon.address}")
+
+
+@click.command("node")
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="SUPERVIT_NODE_CONFIG",
+    show_envvar=True,
+    help="The node TOML file (see docs/configuration.md).",
+)
+def node(config_path: Path) -> None:
+    """Run the node daemon: serve the authenticated SupervisedService until SIGTERM/SIGINT or Shutdown.
+
+    Prints "supervit node listening on HOST:PORT" on stdout once serving (useful with port 0);
+    logs go to stderr. Invalid configuration: one line naming the key, exit 2, nothing started.
+    """
+    config = load_node_config(config_path)
+    _setup_logging(config.supervisord.log_level)
+    asyncio.run(NodeDaemon(config).run(on_ready=_announce))

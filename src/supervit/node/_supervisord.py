@@ -1,0 +1,350 @@
+"""Supervisord: the node's implementation of the nine SupervisedService RPCs.
+
+It performs the operations only; credentials are checked by :class:`~supervit.node.AuthService`
+wrapped around it. Outcomes follow the contract:
+
+* business outcomes (duplicate ``realm_id``, unknown realm, config key not found, invalid config
+  value, failed applier, refused shutdown) are ``success=false`` (``accepted=false``) with an
+  ``error_message`` and status OK;
+* a request the stores refuse as malformed (bad page token, out-of-range number) is
+  ``INVALID_ARGUMENT``; a store failure is ``INTERNAL`` (never swallowed).
+
+Every response fills its proto2 ``required`` fields, failures included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+import time
+import weakref
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+
+from supervit._exceptions import InvalidRequestError, StorageError
+from supervit.metrics import MetricsProvider, SystemMetricsCollector
+from supervit.node._appliers import ConfigAppliers, default_appliers
+from supervit.node._collector import ServiceCollector
+from supervit.protocol import common_pb2, supervised_pb2, supervised_pb2_grpc
+from supervit.rpc import abort, abort_for
+from supervit.storage import ConfigStore, RealmStore, validate_config_value
+
+__all__ = ["ShutdownHandler", "Supervisord"]
+
+log = logging.getLogger(__name__)
+
+ShutdownHandler = Callable[[bool, int, str | None], Awaitable[None] | None]
+"""``handler(graceful, timeout_secs, reason)``: start (schedule) the node's shutdown.
+
+Called before the Shutdown response is sent, so it should only *schedule* the stop. Raising
+refuses the request (``accepted=false`` with the error as message). ``timeout_secs`` is the
+grace period: the request's ``timeout_secs`` (or the default) when graceful, 0 when immediate.
+"""
+
+Ctx = grpc.aio.ServicerContext[Any, Any]
+_S = TypeVar("_S", bound="Supervisord")
+_Req = TypeVar("_Req")
+_R = TypeVar("_R")
+
+_METRICS_TIMEOUT_SECS = 5.0
+CONFIG_NOT_FOUND = "Config not found"
+
+
+def _store_errors(
+    method: Callable[[_S, _Req, Ctx], Coroutine[Any, Any, _R]],
+) -> Callable[[_S, _Req, Ctx], Coroutine[Any, Any, _R]]:
+    """Turn store errors into status codes: InvalidRequestError → INVALID_ARGUMENT, StorageError → INTERNAL."""
+
+    @functools.wraps(method)
+    async def wrapper(self: _S, request: _Req, context: Ctx) -> _R:
+        try:
+            return await method(self, request, context)
+        except InvalidRequestError as exc:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except StorageError as exc:
+            await abort_for(context, exc)
+
+    return wrapper
+
+
+def _config_type_name(config_type: int) -> str:
+    try:
+        return common_pb2.ConfigType.Name(config_type)  # type: ignore[arg-type]
+    except ValueError:
+        return str(config_type)
+
+
+class Supervisord(supervised_pb2_grpc.SupervisedServiceServicer):
+    """Serves realms, configuration, node information and shutdown for one node.
+
+    ``realm_store`` and ``config_store`` persist realms and config values. Node information
+    reports ``node_id``, ``name``, ``version``, ``location_tag``, the uptime (from ``clock``), the
+    metrics of :meth:`with_metrics_provider` (default: a :class:`SystemMetricsCollector` on
+    ``data_dir``'s filesystem, created on first use) and the services of ``service_collector``.
+    ``appliers`` run for ``UpdateConfig(apply_immediately=true)`` (default:
+    :func:`~supervit.node.default_appliers`). ``default_shutdown_timeout_secs`` is the grace
+    period of a graceful Shutdown request that gives no ``timeout_secs``.
+    """
+
+    def __init__(
+        self,
+        node_id: str,
+        name: str,
+        location_tag: str,
+        version: str,
+        service_collector: ServiceCollector,
+        *,
+        realm_store: RealmStore,
+        config_store: ConfigStore,
+        data_dir: Path | str = ".",
+        clock: Callable[[], float] = time.time,
+        appliers: ConfigAppliers | None = None,
+        default_shutdown_timeout_secs: int = 10,
+    ) -> None:
+        self.node_id = node_id
+        self.name = name
+        self.location_tag = location_tag
+        self.version = version
+        self.service_collector = service_collector
+        self.realm_store = realm_store
+        self.config_store = config_store
+        self.appliers = default_appliers(service_collector) if appliers is None else appliers
+        self.default_shutdown_timeout_secs = default_shutdown_timeout_secs
+        self._data_dir = Path(data_dir)
+        self._clock = clock
+        self._started_at = clock()
+        self._metrics: MetricsProvider | None = None
+        self._metrics_lock = asyncio.Lock()
+        self._shutdown_handler: ShutdownHandler | None = None
+        # One lock per (config_type, key) while it is being applied and stored, so two concurrent
+        # updates of one key cannot interleave apply(A), apply(B), store(B), store(A) and leave the
+        # live state and the stored value disagreeing. Weak values: idle locks disappear.
+        self._config_locks: weakref.WeakValueDictionary[tuple[int, str], asyncio.Lock] = weakref.WeakValueDictionary()
+
+    # -- set-up ---------------------------------------------------------------------------------
+
+    def with_metrics_provider(self, provider: MetricsProvider) -> Supervisord:
+        """Report ``provider``'s metrics in GetNodeInfo; returns self."""
+        self._metrics = provider
+        return self
+
+    def with_shutdown_handler(self, handler: ShutdownHandler) -> Supervisord:
+        """Let Shutdown requests call ``handler`` (see :data:`ShutdownHandler`); returns self.
+
+        Without a handler every Shutdown request is refused (``accepted=false``).
+        """
+        self._shutdown_handler = handler
+        return self
+
+    @property
+    def uptime_secs(self) -> int:
+        """Whole seconds since this Supervisord was created."""
+        return max(0, int(self._clock() - self._started_at))
+
+    # -- configuration --------------------------------------------------------------------------
+
+    @_store_errors
+    async def UpdateConfig(
+        self, request: supervised_pb2.UpdateConfigRequest, context: Ctx
+    ) -> supervised_pb2.UpdateConfigResponse:
+        """Validate, optionally apply, then store a config value; ``old_value`` is the one replaced."""
+        config_type, key = int(request.config_type), request.config_key
+        type_name = _config_type_name(config_type)
+        try:
+            value = validate_config_value(config_type, request.config_value)
+        except ValueError as exc:
+            return supervised_pb2.UpdateConfigResponse(success=False, error_message=f"invalid {type_name} value: {exc}")
+        lock = self._config_locks.setdefault((config_type, key), asyncio.Lock())
+        async with lock:
+            undo = None
+            if request.apply_immediately:
+                # Apply first: a value the node cannot apply must not be stored either.
+                try:
+                    undo = await self.appliers.apply(config_type, key, value)
+                except Exception as exc:
+                    log.warning("cannot apply %s %r: %s", type_name, key, exc)
+                    return supervised_pb2.UpdateConfigResponse(
+                        success=False, error_message=f"cannot apply {type_name} {key!r}: {exc}"
+                    )
+                if undo is None:
+                    log.info("%s has no live applier; %r is stored only", type_name, key)
+            try:
+                old = await self.config_store.set(config_type, key, value)
+            except BaseException:
+                # Not stored: put the live state back so both still agree.
+                if undo is not None:
+                    undo()
+                raise
+        log.info("config %s %r updated%s", type_name, key, " and applied" if undo is not None else "")
+        response = supervised_pb2.UpdateConfigResponse(success=True)
+        if old is not None:
+            response.old_value = old
+        return response
+
+    @_store_errors
+    async def GetConfig(
+        self, request: supervised_pb2.GetConfigRequest, context: Ctx
+    ) -> supervised_pb2.GetConfigResponse:
+        """The stored value of ``(config_type, config_key)``, or ``success=false`` "Config not found"."""
+        value = await self.config_store.get(int(request.config_type), request.config_key)
+        if value is None:
+            return supervised_pb2.GetConfigResponse(success=False, error_message=CONFIG_NOT_FOUND)
+        return supervised_pb2.GetConfigResponse(success=True, config_value=value)
+
+    # -- realms ---------------------------------------------------------------------------------
+
+    @_store_errors
+    async def CreateRealm(
+        self, request: supervised_pb2.CreateRealmRequest, context: Ctx
+    ) -> supervised_pb2.CreateRealmResponse:
+        """Store a new realm (status ``Normal``); a duplicate ``realm_id`` is a business failure."""
+        realm = await self.realm_store.create(
+            request.realm_id,
+            request.name,
+            request.enabled,
+            [int(server) for server in request.use_servers],
+            request.version,
+            request.expires_at,
+        )
+        if realm is None:
+            return supervised_pb2.CreateRealmResponse(
+                success=False, error_message=f"Realm {request.realm_id} already exists"
+            )
+        log.info("realm %d created (version %d)", realm.realm_id, realm.version)
+        return supervised_pb2.CreateRealmResponse(success=True, realm=realm.to_proto())
+
+    @_store_errors
+    async def GetRealm(self, request: supervised_pb2.GetRealmRequest, context: Ctx) -> supervised_pb2.GetRealmResponse:
+        """The realm, or ``success=false`` if it does not exist."""
+        realm = await self.realm_store.get(request.realm_id)
+        if realm is None:
+            return supervised_pb2.GetRealmResponse(success=False, error_message=_realm_not_found(request.realm_id))
+        return supervised_pb2.GetRealmResponse(success=True, realm=realm.to_proto())
+
+    @_store_errors
+    async def UpdateRealm(
+        self, request: supervised_pb2.UpdateRealmRequest, context: Ctx
+    ) -> supervised_pb2.UpdateRealmResponse:
+        """Change only the fields present in the request; ``updated_at`` becomes now."""
+        realm = await self.realm_store.update(
+            request.realm_id,
+            name=request.name if request.HasField("name") else None,
+            enabled=request.enabled if request.HasField("enabled") else None,
+        )
+        if realm is None:
+            return supervised_pb2.UpdateRealmResponse(success=False, error_message=_realm_not_found(request.realm_id))
+        log.info("realm %d updated", realm.realm_id)
+        return supervised_pb2.UpdateRealmResponse(success=True, realm=realm.to_proto())
+
+    @_store_errors
+    async def DeleteRealm(
+        self, request: supervised_pb2.DeleteRealmRequest, context: Ctx
+    ) -> supervised_pb2.DeleteRealmResponse:
+        """Remove the realm, or ``success=false`` if it does not exist."""
+        if not await self.realm_store.delete(request.realm_id):
+            return supervised_pb2.DeleteRealmResponse(success=False, error_message=_realm_not_found(request.realm_id))
+        log.info("realm %d deleted", request.realm_id)
+        return supervised_pb2.DeleteRealmResponse(success=True)
+
+    @_store_errors
+    async def ListRealms(
+        self, request: supervised_pb2.ListRealmsRequest, context: Ctx
+    ) -> supervised_pb2.ListRealmsResponse:
+        """One page of realms by ``realm_id``; no ``page_size`` (or 0) returns every realm.
+
+        A ``page_token`` this node did not issue is ``INVALID_ARGUMENT``.
+        """
+        page = await self.realm_store.list_page(
+            request.page_size if request.HasField("page_size") else None,
+            request.page_token if request.HasField("page_token") else None,
+        )
+        response = supervised_pb2.ListRealmsResponse(
+            success=True, realms=[realm.to_proto() for realm in page.realms], total_count=page.total_count
+        )
+        if page.next_page_token is not None:
+            response.next_page_token = page.next_page_token
+        return response
+
+    # -- node -----------------------------------------------------------------------------------
+
+    async def GetNodeInfo(
+        self, request: supervised_pb2.GetNodeInfoRequest, context: Ctx
+    ) -> supervised_pb2.GetNodeInfoResponse:
+        """Identity, uptime, current metrics (omitted if they cannot be read) and services."""
+        response = supervised_pb2.GetNodeInfoResponse(
+            success=True,
+            node_id=self.node_id,
+            name=self.name,
+            version=self.version,
+            location_tag=self.location_tag,
+            uptime_secs=self.uptime_secs,
+            services=self.service_collector.statuses(),
+        )
+        metrics = await self._current_metrics()
+        if metrics is not None:
+            response.current_metrics.CopyFrom(metrics)
+        return response
+
+    async def _current_metrics(self) -> common_pb2.SystemMetrics | None:
+        try:
+            async with asyncio.timeout(_METRICS_TIMEOUT_SECS):
+                provider = await self._metrics_provider()
+                return (await provider.snapshot()).metrics
+        except Exception as exc:
+            # current_metrics is optional: node info without metrics beats no node info.
+            log.warning("cannot read system metrics for GetNodeInfo: %s", exc or type(exc).__name__)
+            return None
+
+    async def _metrics_provider(self) -> MetricsProvider:
+        async with self._metrics_lock:  # one default collector even under concurrent first calls
+            if self._metrics is None:
+                self._metrics = await SystemMetricsCollector.create(self._data_dir)
+            return self._metrics
+
+    async def Shutdown(self, request: supervised_pb2.ShutdownRequest, context: Ctx) -> supervised_pb2.ShutdownResponse:
+        """Hand the request to the shutdown handler; ``estimated_shutdown_time`` is when it will be down.
+
+        Graceful: now + ``timeout_secs`` (default :attr:`default_shutdown_timeout_secs`);
+        immediate: now. A negative ``timeout_secs`` is ``INVALID_ARGUMENT``.
+        """
+        if request.HasField("timeout_secs") and request.timeout_secs < 0:
+            await abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"timeout_secs must not be negative (got {request.timeout_secs})",
+            )
+        graceful = request.graceful
+        timeout = (
+            (request.timeout_secs if request.HasField("timeout_secs") else self.default_shutdown_timeout_secs)
+            if graceful
+            else 0
+        )
+        reason = request.reason if request.HasField("reason") else None
+        handler = self._shutdown_handler
+        if handler is None:
+            return supervised_pb2.ShutdownResponse(
+                accepted=False, error_message="shutdown is not supported by this node (no shutdown handler)"
+            )
+        log.warning(
+            "shutdown requested (%s, timeout %ds)%s",
+            "graceful" if graceful else "immediate",
+            timeout,
+            f": {reason}" if reason else "",
+        )
+        try:
+            result = handler(graceful, timeout, reason)
+            if inspect.isawaitable(result):
+                await result
+        except Exception as exc:
+            log.warning("shutdown request refused: %s", exc)
+            return supervised_pb2.ShutdownResponse(accepted=False, error_message=f"shutdown refused: {exc}")
+        return supervised_pb2.ShutdownResponse(accepted=True, estimated_shutdown_time=int(self._clock()) + timeout)
+
+
+def _realm_not_found(realm_id: int) -> str:
+    return f"Realm {realm_id} not found"

@@ -1,0 +1,235 @@
+"""SupervisorAdmin (``supervit.admin.v1``): the operator API behind ``supervit ctl``.
+
+Served on its own port, ``[admin] listen`` (``127.0.0.1:50052`` by default: loopback only), and
+only when ``[admin] secret`` is set. Every request carries a ``supervisor.v1.NonceCredential``
+made exactly like the protocol's, ``HMAC-SHA256(admin secret, decimal(timestamp) || nonce ||
+payload)``, with the payloads of :func:`admin_payload`; the time window and single-use nonces are
+those of the node credentials. The admin secret must differ from every node secret, so a node
+can never administer the fleet, and the ``admin:`` prefix keeps admin and node signatures apart.
+
+Status codes: ``UNAUTHENTICATED`` (credential refused), ``NOT_FOUND`` (unknown node or realm),
+``ALREADY_EXISTS`` (realm already in the catalog), ``INVALID_ARGUMENT`` (bad field), ``INTERNAL``
+(storage failure).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+from google.protobuf.message import Message
+
+from supervit._exceptions import AuthError, InvalidRequestError, StorageError
+from supervit.auth import CredentialVerifier
+from supervit.protocol import supervit_admin_pb2, supervit_admin_pb2_grpc
+from supervit.rpc import abort, abort_for
+from supervit.supervisor._catalog import RealmCatalog, RealmExistsError, RealmNotFoundError
+from supervit.supervisor._directives import DirectiveQueue
+from supervit.supervisor._push import CatalogPusher
+from supervit.supervisor._registry import NodeRecord, NodeRegistry
+
+__all__ = ["ADMIN_SERVICE", "AdminService", "admin_payload", "node_summary"]
+
+log = logging.getLogger("supervit.supervisor.admin")
+
+ADMIN_SERVICE = supervit_admin_pb2.DESCRIPTOR.services_by_name["SupervisorAdmin"]
+"""The ``supervit.admin.v1.SupervisorAdmin`` descriptor."""
+
+Ctx = grpc.aio.ServicerContext[Any, Any]
+_pb = supervit_admin_pb2
+
+
+def admin_payload(request: Message) -> str:
+    """The payload an admin request's credential signs.
+
+    ``admin:list_nodes``, ``admin:enqueue_directive:<node_id>:<type number>``,
+    ``admin:list_catalog``, ``admin:put_realm:<realm_id>``, ``admin:remove_realm:<realm_id>``.
+    """
+    if isinstance(request, _pb.ListNodesRequest):
+        return "admin:list_nodes"
+    if isinstance(request, _pb.EnqueueDirectiveRequest):
+        return f"admin:enqueue_directive:{request.node_id}:{int(request.type)}"
+    if isinstance(request, _pb.ListCatalogRequest):
+        return "admin:list_catalog"
+    if isinstance(request, _pb.PutCatalogRealmRequest):
+        return f"admin:put_realm:{request.realm_id}"
+    if isinstance(request, _pb.RemoveCatalogRealmRequest):
+        return f"admin:remove_realm:{request.realm_id}"
+    raise TypeError(f"no admin payload rule for {type(request).__name__}")
+
+
+def node_summary(node: NodeRecord, pusher: CatalogPusher) -> supervit_admin_pb2.NodeSummary:
+    """The admin API's view of one registry record."""
+    reg = node.registration
+    summary = _pb.NodeSummary(
+        node_id=node.node_id,
+        name=node.name,
+        state=node.state,
+        agent_addr=node.agent_addr,
+        version=node.version,
+        location_tag=node.location_tag,
+        service_tags=list(reg.service_tags),
+        advertised_services=list(reg.services),
+        registered_at=node.registered_at,
+        first_registered_at=node.first_registered_at,
+        realm_sync_version=node.realm_sync_version,
+        pushed_catalog_version=node.pushed_catalog_version,
+        sync_lag=pusher.sync_lag(node.realm_sync_version, node.pushed_catalog_version),
+        report_interval_secs=node.report_interval_secs,
+        pending_directives=node.pending_directives,
+        services=list(node.services),
+    )
+    if reg.HasField("location"):
+        summary.location = reg.location
+    if node.last_report_at is not None:
+        summary.last_report_at = node.last_report_at
+    if node.offline_since is not None:
+        summary.offline_since = node.offline_since
+    if node.power_reserve_level is not None:
+        summary.power_reserve_level = node.power_reserve_level
+    elif reg.HasField("power_reserve_level_init"):
+        summary.power_reserve_level = reg.power_reserve_level_init
+    if node.metrics is not None:
+        summary.metrics.CopyFrom(node.metrics)
+    if node.last_push_at is not None:
+        summary.last_push_at = node.last_push_at
+    if node.last_push_error is not None:
+        summary.last_push_error = node.last_push_error
+    return summary
+
+
+class AdminService(supervit_admin_pb2_grpc.SupervisorAdminServicer):
+    """Registry listing, directive queueing and catalog changes for operators.
+
+    ``verifier`` holds the admin secret (and the registry's nonce store).
+    """
+
+    def __init__(
+        self,
+        registry: NodeRegistry,
+        catalog: RealmCatalog,
+        pusher: CatalogPusher,
+        directives: DirectiveQueue,
+        verifier: CredentialVerifier,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.registry = registry
+        self.catalog = catalog
+        self.pusher = pusher
+        self.directives = directives
+        self.verifier = verifier
+        self._clock = clock
+
+    async def _authenticate(self, request: Any, context: Ctx) -> None:
+        try:
+            await self.verifier.verify(request.credential, admin_payload(request))
+        except (AuthError, StorageError) as exc:
+            log.warning("refused admin %s from %s: %s", type(request).__name__, context.peer(), exc)
+            await abort_for(context, exc)
+
+    async def ListNodes(self, request: _pb.ListNodesRequest, context: Ctx) -> _pb.ListNodesResponse:
+        """Every registered node with its state, last report and sync position."""
+        await self._authenticate(request, context)
+        try:
+            nodes = await self.registry.nodes()
+        except StorageError as exc:
+            await abort_for(context, exc)
+        return _pb.ListNodesResponse(
+            nodes=[node_summary(node, self.pusher) for node in nodes],
+            server_timestamp=int(self._clock()),
+            catalog_version=self.catalog.version,
+        )
+
+    async def EnqueueDirective(
+        self, request: _pb.EnqueueDirectiveRequest, context: Ctx
+    ) -> _pb.EnqueueDirectiveResponse:
+        """Queue a directive for the node's next report."""
+        await self._authenticate(request, context)
+        payload = request.payload if request.HasField("payload") else None
+        try:
+            directive, position = await self.directives.enqueue(request.node_id, int(request.type), payload)
+        except InvalidRequestError as exc:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except KeyError:
+            await abort(context, grpc.StatusCode.NOT_FOUND, f"node {request.node_id!r} is not registered")
+        except StorageError as exc:
+            await abort_for(context, exc)
+        log.info("queued directive #%d (type %d) for %s", directive.directive_id, directive.type, request.node_id)
+        return _pb.EnqueueDirectiveResponse(position=position, directive_id=directive.directive_id)
+
+    async def ListCatalog(self, request: _pb.ListCatalogRequest, context: Ctx) -> _pb.ListCatalogResponse:
+        """The realms in the catalog (removed ones excluded)."""
+        await self._authenticate(request, context)
+        try:
+            realms = await self.catalog.realms()
+        except StorageError as exc:
+            await abort_for(context, exc)
+        return _pb.ListCatalogResponse(
+            realms=[r.to_admin_proto() for r in realms], catalog_version=self.catalog.version
+        )
+
+    async def PutCatalogRealm(self, request: _pb.PutCatalogRealmRequest, context: Ctx) -> _pb.PutCatalogRealmResponse:
+        """Add (PUT_MODE_CREATE) or change (PUT_MODE_UPDATE) a catalog realm, then push it."""
+        await self._authenticate(request, context)
+        rid = request.realm_id
+        try:
+            if request.mode == _pb.PUT_MODE_CREATE:
+                if not request.HasField("name"):
+                    raise InvalidRequestError("name is required to add a realm")
+                realm = await self.catalog.add(
+                    rid,
+                    request.name,
+                    enabled=request.enabled if request.HasField("enabled") else True,
+                    use_servers=[int(s) for s in request.use_servers],
+                    expires_at=request.expires_at if request.HasField("expires_at") else 0,
+                )
+            elif request.mode == _pb.PUT_MODE_UPDATE:
+                replace_servers = request.set_use_servers or bool(request.use_servers)
+                realm = await self.catalog.update(
+                    rid,
+                    name=request.name if request.HasField("name") else None,
+                    enabled=request.enabled if request.HasField("enabled") else None,
+                    use_servers=[int(s) for s in request.use_servers] if replace_servers else None,
+                    expires_at=request.expires_at if request.HasField("expires_at") else None,
+                )
+            else:
+                raise InvalidRequestError("mode must be PUT_MODE_CREATE or PUT_MODE_UPDATE")
+        except InvalidRequestError as exc:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except RealmExistsError as exc:
+            await abort(context, grpc.StatusCode.ALREADY_EXISTS, str(exc))
+        except RealmNotFoundError as exc:
+            await abort(context, grpc.StatusCode.NOT_FOUND, str(exc))
+        except StorageError as exc:
+            await abort_for(context, exc)
+        log.info("catalog v%d: realm %d %s", realm.version, rid, "added" if realm.updated_at is None else "updated")
+        await self._push()
+        return _pb.PutCatalogRealmResponse(realm=realm.to_admin_proto(), catalog_version=self.catalog.version)
+
+    async def RemoveCatalogRealm(
+        self, request: _pb.RemoveCatalogRealmRequest, context: Ctx
+    ) -> _pb.RemoveCatalogRealmResponse:
+        """Remove a catalog realm (nodes delete it with their next push)."""
+        await self._authenticate(request, context)
+        try:
+            tombstone = await self.catalog.remove(request.realm_id)
+        except InvalidRequestError as exc:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except RealmNotFoundError as exc:
+            await abort(context, grpc.StatusCode.NOT_FOUND, str(exc))
+        except StorageError as exc:
+            await abort_for(context, exc)
+        log.info("catalog v%d: realm %d removed", tombstone.version, request.realm_id)
+        await self._push()
+        return _pb.RemoveCatalogRealmResponse(catalog_version=self.catalog.version)
+
+    async def _push(self) -> None:
+        try:
+            await self.pusher.on_catalog_change()
+        except StorageError:
+            # The change is committed; nodes still catch up with their next report.
+            log.exception("cannot schedule catalog pushes now")

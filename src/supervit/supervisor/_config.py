@@ -1,0 +1,344 @@
+"""The supervisor's TOML file: ``[server]``, ``[fleet]``, ``[node_secrets]``, ``[nodes.<id>]``, ``[admin]``, ``[push]``.
+
+See ``docs/supervisor.md`` and ``examples/supervisor.toml`` for every key. Environment variables
+override keys with the shared loader's rule (``SUPERVIT_<TABLE>__<KEY>``), e.g.
+``SUPERVIT_FLEET__SHARED_SECRET`` or ``SUPERVIT_SERVER__LISTEN``; only variables naming one of
+the tables above are applied here, so a node's ``SUPERVIT_SUPERVISOR__…`` variables in the same
+environment are ignored.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from supervit._exceptions import ConfigError
+from supervit.auth import SharedSecret
+from supervit.config import ENV_PREFIX, apply_env, build, read_toml
+
+__all__ = [
+    "AdminSection",
+    "FleetSection",
+    "NodeOverride",
+    "PushSection",
+    "ServerSection",
+    "SupervisorConfig",
+    "load_supervisor_config",
+]
+
+_LOG_LEVELS = ("trace", "debug", "info", "warn", "warning", "error", "critical")
+_SYNCHRONOUS = ("FULL", "NORMAL")
+_MAX_INTERVAL_SECS = 86_400
+_TABLES = ("server", "fleet", "node_secrets", "nodes", "admin", "push")
+
+
+@dataclass
+class ServerSection:
+    """``[server]``: where SupervisorService listens and where the registry lives."""
+
+    listen: str = "0.0.0.0:50051"
+    data_dir: Path = Path("./supervit-supervisor-data")
+    log_level: str = "info"
+    max_message_bytes: int = 4 * 1024 * 1024
+    max_clock_skew_secs: int = 300
+    # FULL: every commit is fsynced (nothing acknowledged is lost on power failure). NORMAL (WAL):
+    # survives a process crash, may lose the last commits on power loss; faster report ingest.
+    sqlite_synchronous: str = "FULL"
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    shutdown_grace_secs: float = 5
+
+
+@dataclass
+class FleetSection:
+    """``[fleet]``: the fleet-wide secret and the intervals every node is told."""
+
+    shared_secret: str | None = field(default=None, repr=False)
+    report_interval_secs: int = 60
+    heartbeat_interval_secs: int = 30
+    offline_after_missed: int = 3
+
+
+@dataclass
+class NodeOverride:
+    """``[nodes.<node_id>]``: intervals for one node instead of the fleet's."""
+
+    report_interval_secs: int | None = None
+    heartbeat_interval_secs: int | None = None
+
+
+@dataclass
+class AdminSection:
+    """``[admin]``: the SupervisorAdmin port used by ``supervit ctl``; enabled when ``secret`` is set."""
+
+    listen: str = "127.0.0.1:50052"
+    secret: str | None = field(default=None, repr=False)
+
+
+@dataclass
+class PushSection:
+    """``[push]``: how the supervisor calls nodes' SupervisedService to push catalog realms."""
+
+    timeout_secs: float = 10
+    backoff_base_secs: float = 1
+    backoff_cap_secs: float = 30
+    enable_tls: bool = False
+    ca_cert: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    tls_domain: str | None = None
+
+
+@dataclass
+class _SupervisorFile:
+    server: ServerSection = field(default_factory=ServerSection)
+    fleet: FleetSection = field(default_factory=FleetSection)
+    node_secrets: dict[str, list[str]] = field(default_factory=dict)
+    nodes: dict[str, NodeOverride] = field(default_factory=dict)
+    admin: AdminSection = field(default_factory=AdminSection)
+    push: PushSection = field(default_factory=PushSection)
+
+
+@dataclass
+class SupervisorConfig:
+    """The validated supervisor configuration, with the secrets parsed once.
+
+    Construct with :func:`load_supervisor_config` (or directly, then call :meth:`validate`).
+    """
+
+    server: ServerSection = field(default_factory=ServerSection)
+    fleet: FleetSection = field(default_factory=FleetSection)
+    node_secrets: dict[str, list[str]] = field(default_factory=dict, repr=False)
+    nodes: dict[str, NodeOverride] = field(default_factory=dict)
+    admin: AdminSection = field(default_factory=AdminSection)
+    push: PushSection = field(default_factory=PushSection)
+    source: Path | None = None
+    _fleet_secret: SharedSecret | None = field(default=None, init=False, repr=False)
+    _node_secrets: dict[str, tuple[SharedSecret, ...]] = field(default_factory=dict, init=False, repr=False)
+    _admin_secret: SharedSecret | None = field(default=None, init=False, repr=False)
+
+    # -- secrets ----------------------------------------------------------------------------
+
+    def secrets_for(self, node_id: str) -> tuple[SharedSecret, ...]:
+        """The secrets a node's credentials may be made with.
+
+        A node listed in ``[node_secrets]`` gets exactly its own (one, or two during a rotation);
+        any other node the fleet secret; no secret at all (empty) means the node is refused.
+        """
+        own = self._node_secrets.get(node_id)
+        if own is not None:
+            return own
+        return () if self._fleet_secret is None else (self._fleet_secret,)
+
+    @property
+    def admin_secret(self) -> SharedSecret | None:
+        """The admin credential's secret; None disables the admin service."""
+        return self._admin_secret
+
+    @property
+    def admin_enabled(self) -> bool:
+        return self._admin_secret is not None and bool(self.admin.listen)
+
+    # -- intervals --------------------------------------------------------------------------
+
+    def report_interval(self, node_id: str) -> int:
+        """Seconds between reports this node is told (its ``[nodes.<id>]`` value, else the fleet's)."""
+        override = self.nodes.get(node_id)
+        if override is not None and override.report_interval_secs is not None:
+            return override.report_interval_secs
+        return self.fleet.report_interval_secs
+
+    def heartbeat_interval(self, node_id: str) -> int:
+        """Seconds between health checks this node is told at registration."""
+        override = self.nodes.get(node_id)
+        if override is not None and override.heartbeat_interval_secs is not None:
+            return override.heartbeat_interval_secs
+        return self.fleet.heartbeat_interval_secs
+
+    def shortest_report_interval(self) -> int:
+        """The smallest report interval any node can be told (paces the offline sweep)."""
+        values = [self.fleet.report_interval_secs]
+        values += [o.report_interval_secs for o in self.nodes.values() if o.report_interval_secs is not None]
+        return min(values)
+
+    # -- validation -------------------------------------------------------------------------
+
+    def validate(self) -> None:
+        """Parse the secrets and raise :class:`ConfigError` naming the TOML key of the first problem."""
+        srv = self.server
+        _check_listen(srv.listen, "server.listen")
+        if srv.log_level.lower() not in _LOG_LEVELS:
+            raise ConfigError("server.log_level", f"must be one of {', '.join(_LOG_LEVELS)}, got {srv.log_level!r}")
+        if srv.max_message_bytes < 1024:
+            raise ConfigError("server.max_message_bytes", "must be at least 1024")
+        if srv.max_clock_skew_secs < 0:
+            raise ConfigError("server.max_clock_skew_secs", "must be >= 0 (0 means 300)")
+        if srv.sqlite_synchronous.upper() not in _SYNCHRONOUS:
+            raise ConfigError("server.sqlite_synchronous", f"must be FULL or NORMAL, got {srv.sqlite_synchronous!r}")
+        srv.sqlite_synchronous = srv.sqlite_synchronous.upper()
+        if srv.shutdown_grace_secs < 0:
+            raise ConfigError("server.shutdown_grace_secs", "must be >= 0")
+        _check_tls_files(srv.tls_cert, srv.tls_key, srv.tls_client_ca, "server")
+
+        fleet = self.fleet
+        _check_interval(fleet.report_interval_secs, "fleet.report_interval_secs")
+        _check_interval(fleet.heartbeat_interval_secs, "fleet.heartbeat_interval_secs")
+        if not 1 <= fleet.offline_after_missed <= 100:
+            raise ConfigError("fleet.offline_after_missed", f"must be 1..100, got {fleet.offline_after_missed}")
+        self._fleet_secret = (
+            None
+            if fleet.shared_secret is None
+            else SharedSecret.from_hex(fleet.shared_secret, field="fleet.shared_secret")
+        )
+        parsed: dict[str, tuple[SharedSecret, ...]] = {}
+        for node_id, texts in self.node_secrets.items():
+            key = f"node_secrets.{node_id}"
+            if not node_id.strip():
+                raise ConfigError(key, "node id must not be empty")
+            if not texts:
+                raise ConfigError(key, "needs at least one secret")
+            if len(texts) > 2:
+                # More than two keys in force at once defeats the point of rotating.
+                raise ConfigError(key, f"at most two secrets (old and new during a rotation), got {len(texts)}")
+            parsed[node_id] = tuple(
+                SharedSecret.from_hex(text, field=f"{key}[{i}]" if len(texts) > 1 else key)
+                for i, text in enumerate(texts)
+            )
+        self._node_secrets = parsed
+        if self._fleet_secret is None and not parsed:
+            raise ConfigError("fleet.shared_secret", "is required unless [node_secrets] gives every node its secret")
+        for node_id, override in self.nodes.items():
+            if override.report_interval_secs is not None:
+                _check_interval(override.report_interval_secs, f"nodes.{node_id}.report_interval_secs")
+            if override.heartbeat_interval_secs is not None:
+                _check_interval(override.heartbeat_interval_secs, f"nodes.{node_id}.heartbeat_interval_secs")
+
+        if self.admin.listen:
+            _check_listen(self.admin.listen, "admin.listen")
+        self._admin_secret = (
+            None if self.admin.secret is None else SharedSecret.from_hex(self.admin.secret, field="admin.secret")
+        )
+        if self._admin_secret is not None and any(self._admin_secret == s for s in self._all_node_secrets()):
+            # A node holding the admin key could administer the whole fleet.
+            raise ConfigError("admin.secret", "must differ from the fleet and node secrets")
+
+        push = self.push
+        for name in ("timeout_secs", "backoff_base_secs", "backoff_cap_secs"):
+            if not getattr(push, name) > 0:
+                raise ConfigError(f"push.{name}", f"must be > 0, got {getattr(push, name)}")
+        if push.backoff_base_secs > push.backoff_cap_secs:
+            raise ConfigError("push.backoff_base_secs", "must not exceed push.backoff_cap_secs")
+        if (push.client_cert is None) != (push.client_key is None):
+            missing = "client_key" if push.client_key is None else "client_cert"
+            raise ConfigError(f"push.{missing}", "client_cert and client_key must be set together (mTLS)")
+        if not push.enable_tls and (push.ca_cert or push.client_cert or push.tls_domain):
+            raise ConfigError("push.enable_tls", "must be true when ca_cert, client_cert or tls_domain is set")
+        for name in ("ca_cert", "client_cert", "client_key"):
+            path = getattr(push, name)
+            if path is not None and not Path(path).is_file():
+                raise ConfigError(f"push.{name}", f"file not found: {path}")
+
+    def _all_node_secrets(self) -> list[SharedSecret]:
+        found = [] if self._fleet_secret is None else [self._fleet_secret]
+        for secrets in self._node_secrets.values():
+            found.extend(secrets)
+        return found
+
+    @property
+    def python_log_level(self) -> int:
+        """The configured level as a :mod:`logging` level (``trace`` is 5, ``warn`` WARNING)."""
+        name = self.server.log_level.lower()
+        return {"trace": 5, "warn": logging.WARNING}.get(name, getattr(logging, name.upper(), logging.INFO))
+
+
+def _check_interval(value: int, key: str) -> None:
+    if not 1 <= value <= _MAX_INTERVAL_SECS:
+        raise ConfigError(key, f"must be 1..{_MAX_INTERVAL_SECS} seconds, got {value}")
+
+
+def split_host_port(address: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` → (host without brackets, port); ValueError says why not."""
+    text = address.strip()
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+        if not sep:
+            raise ValueError(f"{address!r} is not [IPv6]:port")
+    else:
+        host, sep, port = text.rpartition(":")
+        if not sep or not host:
+            raise ValueError(f"{address!r} is not host:port")
+        if ":" in host:
+            raise ValueError(f"{address!r}: write an IPv6 address in brackets, e.g. [::1]:50051")
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"port {port!r} is not a number between 0 and 65535")
+    return host, int(port)
+
+
+def _check_listen(address: str, key: str) -> None:
+    try:
+        host, _ = split_host_port(address)
+    except ValueError as exc:
+        raise ConfigError(key, str(exc)) from None
+    if host != "localhost":
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ConfigError(key, f"must be an IP address (or localhost) to bind, got {host!r}") from None
+
+
+def _check_tls_files(cert: Path | None, key: Path | None, client_ca: Path | None, table: str) -> None:
+    if (cert is None) != (key is None):
+        missing = "tls_key" if key is None else "tls_cert"
+        raise ConfigError(f"{table}.{missing}", "tls_cert and tls_key must be set together")
+    if client_ca is not None and cert is None:
+        raise ConfigError(f"{table}.tls_client_ca", "mTLS needs tls_cert and tls_key too")
+    for name, path in (("tls_cert", cert), ("tls_key", key), ("tls_client_ca", client_ca)):
+        if path is not None and not Path(path).is_file():
+            raise ConfigError(f"{table}.{name}", f"file not found: {path}")
+
+
+def _own_environ(environ: Mapping[str, str]) -> dict[str, str]:
+    """Only ``SUPERVIT_<TABLE>__…`` variables whose table belongs to this file."""
+    prefixes = tuple(f"{ENV_PREFIX}{table.upper()}__" for table in _TABLES)
+    return {name: value for name, value in environ.items() if name.startswith(prefixes)}
+
+
+def load_supervisor_config(
+    path: Path | str | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    data: Mapping[str, Any] | None = None,
+) -> SupervisorConfig:
+    """Read ``path`` (or use ``data``), apply environment overrides, type-check and validate.
+
+    ``[node_secrets]`` values may be one hex string or a list of them (comma-separated in the
+    environment). Errors are :class:`ConfigError` naming the full key.
+    """
+    raw: dict[str, Any] = dict(data or {}) if path is None else read_toml(path)
+    apply_env(raw, _own_environ(os.environ if environ is None else environ))
+    secrets = raw.get("node_secrets")
+    if isinstance(secrets, Mapping):
+        # One secret is the common case; normalise to the list form the dataclass holds. Hex
+        # never contains commas, so splitting text is safe (and gives env variables lists).
+        raw["node_secrets"] = {
+            str(k): [s.strip() for s in v.split(",") if s.strip()] if isinstance(v, str) else v
+            for k, v in secrets.items()
+        }
+    parsed = build(_SupervisorFile, raw)
+    config = SupervisorConfig(
+        server=parsed.server,
+        fleet=parsed.fleet,
+        node_secrets=parsed.node_secrets,
+        nodes=parsed.nodes,
+        admin=parsed.admin,
+        push=parsed.push,
+        source=Path(path) if path is not None else None,
+    )
+    config.validate()
+    return config

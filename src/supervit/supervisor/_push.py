@@ -1,0 +1,369 @@
+"""Catalog push: bring each node's realms up to the catalog through its SupervisedService.
+
+When is a node behind?
+    A node reports ``realm_sync_version`` V (the highest realm version it stores). The registry
+    remembers P, the catalog version up to which a push to this node last *succeeded*. With
+    C = :attr:`RealmCatalog.version` and L = :attr:`RealmCatalog.live_version` the node needs a
+    push when ``V < L`` (it lacks realms, e.g. it was down or lost its database) or ``P < C``
+    (changes, removals included, were never confirmed). A node whose V exceeds L because of
+    realms it got elsewhere (``supervit ctl realm create``) is not touched for that.
+
+What is pushed?
+    Every catalog entry changed after ``min(V, P)``, oldest change first. For each, the pusher
+    first asks the node (GetRealm) and then:
+
+    * removed from the catalog → DeleteRealm if the node has it;
+    * the node has it at the catalog's version → nothing (pushes are idempotent);
+    * the node has it at another version → DeleteRealm, then CreateRealm;
+    * the node lacks it → CreateRealm.
+
+    UpdateRealm is never used: it cannot carry a version, so the node's realm would keep its old
+    version and V would never catch up. Delete + create replaces a changed realm, version
+    included (the node's ``created_at`` then restarts; the realm is briefly absent).
+
+How?
+    Requests are signed with the node's own secret (payload rule ``request_payload(req,
+    node_id)``), preferring the secret the node last authenticated with, so a rotating node gets
+    the key it holds. At most one push task runs per node; triggers that arrive meanwhile make
+    it run once more afterwards. Reports only *schedule* pushes, never wait for them. A failed
+    push is retried after an exponential, jittered backoff (``[push] backoff_base_secs`` …
+    ``backoff_cap_secs``), reset when the node registers again. Each outcome is noted in the
+    registry (``last_push_at``, ``last_push_error``, ``pushed_catalog_version``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf.message import Message
+
+from supervit._exceptions import ConfigError, SupervitError
+from supervit.auth import SharedSecret, Signer, request_payload
+from supervit.protocol import supervised_pb2, supervised_pb2_grpc
+from supervit.supervisor._catalog import CatalogRealm, RealmCatalog
+from supervit.supervisor._config import PushSection
+from supervit.supervisor._registry import NodeRegistry
+
+__all__ = ["CatalogPusher", "PushError", "PushResult"]
+
+log = logging.getLogger("supervit.supervisor.push")
+
+_Resp = TypeVar("_Resp", bound=Message)
+
+
+class PushError(SupervitError):
+    """One step of a push failed; the message names the RPC, realm and reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class PushResult:
+    """Outcome of one push to one node."""
+
+    node_id: str
+    ok: bool
+    pushed_version: int | None
+    """Catalog version the node is now known to match (None on failure)."""
+    created: int = 0
+    deleted: int = 0
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class _Target:
+    agent_addr: str
+    realm_sync_version: int
+    pushed_version: int
+
+
+@dataclass(slots=True)
+class _NodeState:
+    target: _Target | None = None
+    task: asyncio.Task[None] | None = None
+    again: bool = False
+    failures: int = 0
+    not_before: float = 0.0
+    preferred: SharedSecret | None = None
+    results: list[PushResult] = field(default_factory=list)
+
+
+class CatalogPusher:
+    """Schedules and performs catalog pushes (see the module docstring for the rules).
+
+    ``secrets_for(node_id)`` gives the node's secrets (as the SupervisorService accepts them).
+    ``monotonic`` paces the backoff; ``rng`` its jitter.
+    """
+
+    def __init__(
+        self,
+        catalog: RealmCatalog,
+        registry: NodeRegistry,
+        secrets_for: Callable[[str], Sequence[SharedSecret]],
+        config: PushSection | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._catalog = catalog
+        self._registry = registry
+        self._secrets_for = secrets_for
+        self._config = config or PushSection()
+        self._clock = clock
+        self._monotonic = monotonic
+        self._rng = rng or random.Random()
+        self._nodes: dict[str, _NodeState] = {}
+        self._closed = False
+        self._tls = _channel_tls(self._config)
+
+    # -- triggers (synchronous: they never wait for a push) --------------------------------------
+
+    def needs_push(self, realm_sync_version: int, pushed_version: int) -> bool:
+        """Whether a node reporting ``realm_sync_version`` and pushed up to ``pushed_version`` is behind."""
+        return realm_sync_version < self._catalog.live_version or pushed_version < self._catalog.version
+
+    def sync_lag(self, realm_sync_version: int, pushed_version: int) -> int:
+        """Catalog versions a node is behind (0 = in sync)."""
+        if not self.needs_push(realm_sync_version, pushed_version):
+            return 0
+        return self._catalog.version - min(realm_sync_version, pushed_version)
+
+    def on_report(self, node_id: str, agent_addr: str, realm_sync_version: int, pushed_version: int) -> bool:
+        """Note a node's report; schedule a push if it is behind. True if a push was started or queued."""
+        state = self._nodes.setdefault(node_id, _NodeState())
+        known = state.target.pushed_version if state.target is not None else 0
+        # The registry row may predate a push that finished meanwhile: keep the newer figure.
+        target = _Target(agent_addr, realm_sync_version, max(pushed_version, known))
+        state.target = target
+        if not self.needs_push(target.realm_sync_version, target.pushed_version):
+            return False
+        return self._start(node_id, state)
+
+    def node_registered(self, node_id: str, secret: SharedSecret | None = None) -> None:
+        """A node (re-)registered: it probably restarted, so forget its backoff."""
+        state = self._nodes.setdefault(node_id, _NodeState())
+        state.failures = 0
+        state.not_before = 0.0
+        if secret is not None:
+            state.preferred = secret
+
+    def prefer_secret(self, node_id: str, secret: SharedSecret) -> None:
+        """Sign pushes to ``node_id`` with ``secret`` first (the one its last request used)."""
+        self._nodes.setdefault(node_id, _NodeState()).preferred = secret
+
+    async def on_catalog_change(self) -> int:
+        """Schedule a push to every online node that is now behind; returns how many were scheduled."""
+        started = 0
+        for node in await self._registry.nodes():
+            if not node.online:
+                continue  # it catches up with its first report after coming back
+            state = self._nodes.setdefault(node.node_id, _NodeState())
+            known = state.target.pushed_version if state.target is not None else 0
+            state.target = _Target(node.agent_addr, node.realm_sync_version, max(node.pushed_catalog_version, known))
+            if self.needs_push(state.target.realm_sync_version, state.target.pushed_version):
+                started += self._start(node.node_id, state)
+        return started
+
+    def _start(self, node_id: str, state: _NodeState) -> bool:
+        if self._closed:
+            return False
+        if state.task is not None and not state.task.done():
+            state.again = True  # run once more when the current push ends
+            return True
+        if self._monotonic() < state.not_before:
+            return False
+        state.task = asyncio.get_running_loop().create_task(self._run(node_id, state), name=f"push:{node_id}")
+        return True
+
+    async def _run(self, node_id: str, state: _NodeState) -> None:
+        while True:
+            state.again = False
+            target = state.target
+            if target is None or not self.needs_push(target.realm_sync_version, target.pushed_version):
+                return
+            try:
+                result = await self.push(node_id, target.agent_addr, target.realm_sync_version, target.pushed_version)
+            except Exception as exc:  # e.g. the database: log, back off, never kill the loop
+                log.exception("push to %s failed", node_id)
+                result = PushResult(node_id, False, None, error=f"{type(exc).__name__}: {exc}")
+            if result.ok and result.pushed_version is not None:
+                state.failures = 0
+                state.not_before = 0.0
+                if state.target is not None:
+                    state.target.pushed_version = max(state.target.pushed_version, result.pushed_version)
+            else:
+                state.failures += 1
+                delay = min(self._config.backoff_cap_secs, self._config.backoff_base_secs * 2 ** (state.failures - 1))
+                delay *= 0.5 + self._rng.random() / 2  # jitter: nodes failing together retry apart
+                state.not_before = self._monotonic() + delay
+                log.warning("push to %s failed (%s); retrying in %.1fs or later", node_id, result.error, delay)
+                return
+            if not state.again:
+                return
+
+    async def wait_idle(self) -> None:
+        """Wait until no push task is running (for tests and orderly shutdown)."""
+        while True:
+            tasks = [s.task for s in self._nodes.values() if s.task is not None and not s.task.done()]
+            if not tasks:
+                return
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def last_results(self, node_id: str) -> list[PushResult]:
+        """The outcomes of the latest pushes to ``node_id`` (at most 10, oldest first)."""
+        state = self._nodes.get(node_id)
+        return [] if state is None else list(state.results)
+
+    async def close(self) -> None:
+        """Cancel running pushes and refuse new ones."""
+        self._closed = True
+        tasks = [s.task for s in self._nodes.values() if s.task is not None and not s.task.done()]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # -- the push itself -------------------------------------------------------------------------
+
+    async def push(self, node_id: str, agent_addr: str, realm_sync_version: int, pushed_version: int) -> PushResult:
+        """Push every change after ``min(realm_sync_version, pushed_version)`` to the node now.
+
+        Never raises for a node-side failure: the outcome is returned and noted in the registry.
+        """
+        changes = await self._catalog.changes_since(min(realm_sync_version, pushed_version))
+        created = deleted = 0
+        try:
+            async with self._channel(agent_addr) as channel:
+                call = _Caller(
+                    supervised_pb2_grpc.SupervisedServiceStub(channel), node_id, self, self._config.timeout_secs
+                )
+                for entry in changes.entries:
+                    c, d = await self._apply(call, entry)
+                    created += c
+                    deleted += d
+        except PushError as exc:
+            result = PushResult(node_id, False, None, created, deleted, str(exc))
+        else:
+            result = PushResult(node_id, True, changes.catalog_version, created, deleted)
+        await self._registry.record_push(node_id, pushed_version=result.pushed_version, error=result.error)
+        state = self._nodes.setdefault(node_id, _NodeState())
+        state.results = [*state.results[-9:], result]
+        if result.ok and (created or deleted):
+            log.info(
+                "pushed catalog v%d to %s: %d realm(s) created, %d deleted",
+                changes.catalog_version,
+                node_id,
+                created,
+                deleted,
+            )
+        return result
+
+    async def _apply(self, call: _Caller, entry: CatalogRealm) -> tuple[int, int]:
+        rid = entry.realm_id
+        got = await call("GetRealm", supervised_pb2.GetRealmRequest(realm_id=rid), rid)
+        have = got.realm.version if got.success and got.HasField("realm") else None
+        if entry.deleted:
+            if have is None:
+                return 0, 0
+            await self._delete(call, rid)
+            return 0, 1
+        if have == entry.version:
+            return 0, 0
+        deleted = 0
+        if have is not None:
+            await self._delete(call, rid)
+            deleted = 1
+        resp = await call("CreateRealm", entry.create_request(), rid)
+        if not resp.success:
+            raise PushError(f"CreateRealm realm {rid} refused: {_message(resp)}")
+        return 1, deleted
+
+    @staticmethod
+    async def _delete(call: _Caller, realm_id: int) -> None:
+        resp = await call("DeleteRealm", supervised_pb2.DeleteRealmRequest(realm_id=realm_id), realm_id)
+        if not resp.success:
+            raise PushError(f"DeleteRealm realm {realm_id} refused: {_message(resp)}")
+
+    @contextlib.asynccontextmanager
+    async def _channel(self, agent_addr: str) -> Any:
+        if self._tls is not None:
+            creds, options = self._tls
+            channel = grpc.aio.secure_channel(agent_addr, creds, options=options)
+        else:
+            channel = grpc.aio.insecure_channel(agent_addr)
+        try:
+            yield channel
+        finally:
+            await channel.close(None)
+
+    def _secrets(self, node_id: str) -> list[SharedSecret]:
+        secrets = list(self._secrets_for(node_id))
+        preferred = self._nodes.setdefault(node_id, _NodeState()).preferred
+        if preferred is not None and preferred in secrets:
+            secrets.remove(preferred)
+            secrets.insert(0, preferred)
+        return secrets
+
+
+class _Caller:
+    """Signs and sends one SupervisedService request, trying the node's other secret on a refusal."""
+
+    def __init__(
+        self, stub: supervised_pb2_grpc.SupervisedServiceStub, node_id: str, pusher: CatalogPusher, timeout: float
+    ) -> None:
+        self._stub = stub
+        self._node_id = node_id
+        self._pusher = pusher
+        self._timeout = timeout
+
+    async def __call__(self, method: str, request: Message, realm_id: int) -> Any:
+        secrets = self._pusher._secrets(self._node_id)
+        if not secrets:
+            raise PushError(f"no secret configured for node {self._node_id}")
+        rpc: Callable[..., Awaitable[Any]] = getattr(self._stub, method)
+        payload = request_payload(request, self._node_id)
+        for i, secret in enumerate(secrets):
+            request.credential.CopyFrom(Signer(secret).credential(payload))  # type: ignore[attr-defined]
+            try:
+                response = await rpc(request, timeout=self._timeout)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.UNAUTHENTICATED and i + 1 < len(secrets):
+                    continue  # a rotating node may already (or still) hold the other key
+                raise PushError(f"{method} realm {realm_id}: {exc.code().name}: {exc.details()}") from None
+            if i:
+                self._pusher.prefer_secret(self._node_id, secret)
+            return response
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _channel_tls(cfg: PushSection) -> tuple[grpc.ChannelCredentials, list[tuple[str, Any]]] | None:
+    """Channel credentials for pushes (files read once, at start-up), or None for plaintext."""
+    if not cfg.enable_tls:
+        return None
+
+    def read(path: Path | None, key: str) -> bytes | None:
+        if path is None:
+            return None
+        try:
+            return Path(path).read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"push.{key}", f"cannot read {path}: {exc.strerror}") from None
+
+    creds = grpc.ssl_channel_credentials(
+        read(cfg.ca_cert, "ca_cert"), read(cfg.client_key, "client_key"), read(cfg.client_cert, "client_cert")
+    )
+    options = [("grpc.ssl_target_name_override", cfg.tls_domain)] if cfg.tls_domain else []
+    return creds, options
+
+
+def _message(response: Any) -> str:
+    return str(response.error_message) if response.HasField("error_message") else "no reason given"

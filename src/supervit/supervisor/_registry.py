@@ -1,0 +1,374 @@
+"""The node registry: every registered node, its latest report, liveness and catalog sync state.
+
+Persisted in ``supervisor.db`` (see :mod:`supervit.supervisor._schema`), so it survives restarts.
+Nodes are never deleted: one that misses ``offline_after_missed`` report intervals is *marked*
+offline by :meth:`NodeRegistry.mark_offline` and is online again with its next report.
+
+The report path is built for throughput: :meth:`NodeRegistry.ingest_report` consumes the
+credential's nonce, records the report and takes the node's next directive in one write (one
+group-commit round trip, one transaction); all protobuf work happens on the event loop before it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from supervit._exceptions import NonceReusedError, NonceStorageError, StorageError
+from supervit.auth import NonceStorage
+from supervit.protocol import common_pb2, supervisor_pb2
+from supervit.storage import Database
+from supervit.supervisor._directives import QueuedDirective, adjusted_interval, take_next
+
+__all__ = ["NodeRecord", "NodeRegistry", "RegistryNonceStorage", "ReportOutcome"]
+
+_COLUMNS = (
+    "node_id, name, location_tag, version, agent_addr, fingerprint, registration, first_registered_at, "
+    "registered_at, registrations, last_seen_at, online, offline_since, report_interval_secs, interval_override, "
+    "last_report_at, last_report, reports, power_reserve_level, realm_sync_version, pushed_catalog_version, "
+    "last_push_at, last_push_error"
+)
+_PENDING = "(SELECT COUNT(*) FROM directives d WHERE d.node_id = nodes.node_id)"
+
+# A re-registration keeps first_registered_at, the report history, the push bookkeeping and an
+# ADJUST_INTERVAL override; everything the node declares is replaced.
+_REGISTER_SQL = """
+INSERT INTO nodes (node_id, name, location_tag, version, agent_addr, fingerprint, registration,
+                   first_registered_at, registered_at, last_seen_at, report_interval_secs)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (node_id) DO UPDATE SET
+    name = excluded.name, location_tag = excluded.location_tag, version = excluded.version,
+    agent_addr = excluded.agent_addr, fingerprint = excluded.fingerprint,
+    registration = excluded.registration, registered_at = excluded.registered_at,
+    registrations = registrations + 1, last_seen_at = excluded.last_seen_at,
+    online = 1, offline_since = NULL,
+    report_interval_secs = COALESCE(interval_override, excluded.report_interval_secs)
+RETURNING first_registered_at, registrations, COALESCE(interval_override, report_interval_secs)
+"""
+
+_REPORT_SQL = """
+UPDATE nodes SET
+    name = ?, location_tag = ?, version = ?, last_report = ?, last_report_at = ?, last_seen_at = ?,
+    reports = reports + 1, power_reserve_level = ?, realm_sync_version = ?, online = 1,
+    offline_since = NULL, interval_override = ?, report_interval_secs = ?
+WHERE node_id = ?
+RETURNING agent_addr, pushed_catalog_version
+"""
+
+# An expired row may be taken over: its credential could no longer pass the window check anyway.
+_CONSUME_SQL = """
+INSERT INTO nonces (nonce, expires_at) VALUES (?, ?)
+ON CONFLICT (nonce) DO UPDATE SET expires_at = excluded.expires_at WHERE nonces.expires_at < ?
+"""
+_CLEANUP_SQL = "DELETE FROM nonces WHERE nonce IN (SELECT nonce FROM nonces WHERE expires_at < ? LIMIT ?)"
+
+_OFFLINE_SQL = """
+UPDATE nodes SET online = 0, offline_since = ?
+WHERE online = 1 AND last_seen_at + ? * COALESCE(interval_override, report_interval_secs) < ?
+RETURNING node_id
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRecord:
+    """One node as the registry knows it. Times are Unix seconds on the supervisor's clock."""
+
+    node_id: str
+    name: str
+    location_tag: str
+    version: str
+    agent_addr: str
+    fingerprint: str
+    registration: supervisor_pb2.RegisterNodeRequest
+    """The latest RegisterNodeRequest as received, without its credential."""
+    first_registered_at: int
+    registered_at: int
+    registrations: int
+    last_seen_at: int
+    online: bool
+    offline_since: int | None
+    report_interval_secs: int
+    """The interval the node was last told (an ADJUST_INTERVAL override included)."""
+    interval_override: int | None
+    last_report_at: int | None
+    last_report: supervisor_pb2.ReportRequest | None
+    """The latest ReportRequest as received, without its credential."""
+    reports: int
+    power_reserve_level: int | None
+    realm_sync_version: int
+    pushed_catalog_version: int
+    last_push_at: int | None
+    last_push_error: str | None
+    pending_directives: int
+
+    @property
+    def state(self) -> str:
+        """``"online"`` or ``"offline"``."""
+        return "online" if self.online else "offline"
+
+    @property
+    def metrics(self) -> common_pb2.SystemMetrics | None:
+        """The latest reported system metrics, if any."""
+        if self.last_report is None or not self.last_report.HasField("metrics"):
+            return None
+        return self.last_report.metrics
+
+    @property
+    def services(self) -> Sequence[common_pb2.ServiceStatus]:
+        """The latest reported service statuses."""
+        return () if self.last_report is None else self.last_report.services
+
+    @property
+    def advertised_services(self) -> Sequence[supervisor_pb2.ServiceAdvertisement]:
+        return self.registration.services
+
+
+@dataclass(frozen=True, slots=True)
+class ReportOutcome:
+    """What :meth:`NodeRegistry.ingest_report` recorded and what the response must carry."""
+
+    interval_secs: int
+    directive: QueuedDirective | None
+    agent_addr: str
+    pushed_catalog_version: int
+
+
+def _without_credential(message: supervisor_pb2.RegisterNodeRequest | supervisor_pb2.ReportRequest) -> bytes:
+    copy: Any = type(message)()
+    copy.CopyFrom(message)
+    copy.ClearField("credential")
+    # The credential is gone, so required-field checks would fail: store the partial encoding.
+    blob: bytes = copy.SerializePartialToString()
+    return blob
+
+
+def _record(row: Any) -> NodeRecord:
+    (
+        node_id,
+        name,
+        location_tag,
+        version,
+        agent_addr,
+        fingerprint,
+        registration,
+        first_registered_at,
+        registered_at,
+        registrations,
+        last_seen_at,
+        online,
+        offline_since,
+        report_interval_secs,
+        interval_override,
+        last_report_at,
+        last_report,
+        reports,
+        power_reserve_level,
+        realm_sync_version,
+        pushed_catalog_version,
+        last_push_at,
+        last_push_error,
+        pending,
+    ) = row
+    reg = supervisor_pb2.RegisterNodeRequest()
+    reg.ParseFromString(registration)
+    report: supervisor_pb2.ReportRequest | None = None
+    if last_report is not None:
+        report = supervisor_pb2.ReportRequest()
+        report.ParseFromString(last_report)
+    return NodeRecord(
+        node_id=str(node_id),
+        name=str(name),
+        location_tag=str(location_tag),
+        version=str(version),
+        agent_addr=str(agent_addr),
+        fingerprint=str(fingerprint),
+        registration=reg,
+        first_registered_at=int(first_registered_at),
+        registered_at=int(registered_at),
+        registrations=int(registrations),
+        last_seen_at=int(last_seen_at),
+        online=bool(online),
+        offline_since=None if offline_since is None else int(offline_since),
+        report_interval_secs=int(report_interval_secs),
+        interval_override=None if interval_override is None else int(interval_override),
+        last_report_at=None if last_report_at is None else int(last_report_at),
+        last_report=report,
+        reports=int(reports),
+        power_reserve_level=None if power_reserve_level is None else int(power_reserve_level),
+        realm_sync_version=int(realm_sync_version),
+        pushed_catalog_version=int(pushed_catalog_version),
+        last_push_at=None if last_push_at is None else int(last_push_at),
+        last_push_error=None if last_push_error is None else str(last_push_error),
+        pending_directives=int(pending),
+    )
+
+
+class NodeRegistry:
+    """Registered nodes in the supervisor database.
+
+    ``db`` must be at the supervisor schema (:func:`open_supervisor_database`); ``clock`` gives
+    Unix seconds and is injectable so tests can drive offline detection.
+    """
+
+    def __init__(self, db: Database, *, clock: Callable[[], float] = time.time) -> None:
+        self._db = db
+        self._clock = clock
+
+    @property
+    def database(self) -> Database:
+        return self._db
+
+    async def register(
+        self, request: supervisor_pb2.RegisterNodeRequest, fingerprint: str, *, report_interval_secs: int
+    ) -> tuple[int, int, int]:
+        """Record a (re-)registration; returns ``(registered_at, first_registered_at, interval)``.
+
+        ``interval`` is the report interval in force for the node (an ADJUST_INTERVAL override
+        survives re-registration). The node is online from now on.
+        """
+        now = int(self._clock())
+        params = (
+            request.node_id,
+            request.name,
+            request.location_tag,
+            request.version,
+            request.agent_addr,
+            fingerprint,
+            _without_credential(request),
+            now,
+            now,
+            now,
+            report_interval_secs,
+        )
+
+        def run(conn: sqlite3.Connection) -> tuple[int, int, int]:
+            first, _, interval = conn.execute(_REGISTER_SQL, params).fetchone()
+            return now, int(first), int(interval)
+
+        return await self._db.write(run)
+
+    async def ingest_report(
+        self,
+        request: supervisor_pb2.ReportRequest,
+        *,
+        nonce: str,
+        nonce_expires_at: int,
+        interval_secs: int,
+    ) -> ReportOutcome | None:
+        """Consume ``nonce``, record the report, take the next directive: one transaction.
+
+        Returns None when the node is not registered (its nonce stays consumed, so the same
+        request cannot be replayed). ``interval_secs`` is the configured interval, used unless an
+        ADJUST_INTERVAL override is in force (a delivered ADJUST_INTERVAL sets a new override).
+        Raises :class:`NonceReusedError` if the nonce was already consumed and
+        :class:`StorageError` if the database failed (nothing was recorded then).
+        """
+        now = int(self._clock())
+        node_id = request.node_id
+        blob = _without_credential(request)
+        head = (request.name, request.location_tag, request.version, blob, now, now)
+        tail = (request.power_reserve_level, request.realm_sync_version)
+
+        def run(conn: sqlite3.Connection) -> ReportOutcome | None:
+            if conn.execute(_CONSUME_SQL, (nonce, nonce_expires_at, now)).rowcount != 1:
+                raise NonceReusedError()
+            row = conn.execute("SELECT interval_override FROM nodes WHERE node_id = ?", (node_id,)).fetchone()
+            if row is None:
+                return None
+            directive = take_next(conn, node_id)
+            override = adjusted_interval(directive) or row[0]
+            interval = int(override) if override is not None else interval_secs
+            agent_addr, pushed = conn.execute(_REPORT_SQL, (*head, *tail, override, interval, node_id)).fetchone()
+            return ReportOutcome(interval, directive, str(agent_addr), int(pushed))
+
+        return await self._db.write(run)
+
+    async def get(self, node_id: str) -> NodeRecord | None:
+        """The node, or None if it never registered."""
+
+        def run(conn: sqlite3.Connection) -> NodeRecord | None:
+            row = conn.execute(f"SELECT {_COLUMNS}, {_PENDING} FROM nodes WHERE node_id = ?", (node_id,)).fetchone()
+            return None if row is None else _record(row)
+
+        return await self._db.read(run)
+
+    async def nodes(self) -> list[NodeRecord]:
+        """Every node ever registered, by node id."""
+
+        def run(conn: sqlite3.Connection) -> list[NodeRecord]:
+            rows = conn.execute(f"SELECT {_COLUMNS}, {_PENDING} FROM nodes ORDER BY node_id").fetchall()
+            return [_record(row) for row in rows]
+
+        return await self._db.read(run)
+
+    async def mark_offline(self, missed: int = 3) -> list[str]:
+        """Mark online nodes silent for more than ``missed`` of their intervals offline.
+
+        Returns the ids that just went offline. Their rows stay; a report brings them back.
+        """
+        now = int(self._clock())
+
+        def run(conn: sqlite3.Connection) -> list[str]:
+            return sorted(str(row[0]) for row in conn.execute(_OFFLINE_SQL, (now, missed, now)))
+
+        return await self._db.write(run)
+
+    async def record_push(self, node_id: str, *, pushed_version: int | None, error: str | None) -> None:
+        """Note a catalog push outcome: success advances ``pushed_catalog_version``, failure keeps it."""
+        now = int(self._clock())
+
+        def run(conn: sqlite3.Connection) -> None:
+            if pushed_version is None:
+                sql = "UPDATE nodes SET last_push_at = ?, last_push_error = ? WHERE node_id = ?"
+                conn.execute(sql, (now, error, node_id))
+            else:
+                sql = (
+                    "UPDATE nodes SET last_push_at = ?, last_push_error = NULL, "
+                    "pushed_catalog_version = MAX(pushed_catalog_version, ?) WHERE node_id = ?"
+                )
+                conn.execute(sql, (now, pushed_version, node_id))
+
+        await self._db.write(run)
+
+
+class RegistryNonceStorage(NonceStorage):
+    """Consumed nonces in the supervisor database, shared by every supervisor-side credential check.
+
+    The same table backs :meth:`NodeRegistry.ingest_report`, so a nonce is single-use across
+    RegisterNode, Report, HealthCheck and the admin service. :meth:`close` is a no-op: the
+    database belongs to the supervisor.
+    """
+
+    def __init__(self, db: Database, *, clock: Callable[[], float] = time.time, cleanup_chunk: int = 2000) -> None:
+        self._db = db
+        self._clock = clock
+        self._cleanup_chunk = cleanup_chunk
+
+    async def consume(self, nonce: str, expires_at: float) -> bool:
+        now = int(self._clock())
+        expiry = int(expires_at)
+
+        def run(conn: sqlite3.Connection) -> bool:
+            return conn.execute(_CONSUME_SQL, (nonce, expiry, now)).rowcount == 1
+
+        try:
+            return await self._db.write(run)
+        except StorageError as exc:
+            raise NonceStorageError(f"nonce store failed: {exc}") from exc
+
+    async def cleanup(self) -> int:
+        """Delete expired nonces (in chunks, so report writes are never held up for long)."""
+        removed = 0
+        while True:
+            now, chunk = int(self._clock()), self._cleanup_chunk
+
+            def run(conn: sqlite3.Connection, now: int = now, chunk: int = chunk) -> int:
+                return conn.execute(_CLEANUP_SQL, (now, chunk)).rowcount
+
+            n = await self._db.write(run)
+            removed += n
+            if n < chunk:
+                return removed

@@ -1,0 +1,101 @@
+"""The supervisor database (``supervisor.db``): node registry, directive queue, realm catalog, nonces.
+
+Everything the supervisor persists lives in one SQLite file so that a Report's nonce, registry
+update and directive hand-over commit in **one** transaction (one group-commit round trip per
+report). A release that changes the schema appends a :class:`~supervit.storage.Migration`; a
+published one is never edited.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from supervit.storage import Database, Migration
+
+__all__ = ["SUPERVISOR_DB_FILENAME", "SUPERVISOR_MIGRATIONS", "open_supervisor_database"]
+
+SUPERVISOR_DB_FILENAME = "supervisor.db"
+"""File name of the supervisor database inside its data directory."""
+
+# STRICT tables reject values of the wrong type. Protobuf blobs hold the node's own messages
+# (without their credential) so every registration field and reported figure survives verbatim;
+# the columns next to them are the ones queried or shown in listings.
+_V1 = """
+CREATE TABLE nodes (
+    node_id                TEXT    PRIMARY KEY NOT NULL,
+    name                   TEXT    NOT NULL,
+    location_tag           TEXT    NOT NULL,
+    version                TEXT    NOT NULL,
+    agent_addr             TEXT    NOT NULL,
+    fingerprint            TEXT    NOT NULL,
+    registration           BLOB    NOT NULL,
+    first_registered_at    INTEGER NOT NULL,
+    registered_at          INTEGER NOT NULL,
+    registrations          INTEGER NOT NULL DEFAULT 1,
+    last_seen_at           INTEGER NOT NULL,
+    online                 INTEGER NOT NULL DEFAULT 1 CHECK (online IN (0, 1)),
+    offline_since          INTEGER,
+    report_interval_secs   INTEGER NOT NULL CHECK (report_interval_secs > 0),
+    interval_override      INTEGER CHECK (interval_override > 0),
+    last_report_at         INTEGER,
+    last_report            BLOB,
+    reports                INTEGER NOT NULL DEFAULT 0,
+    power_reserve_level    INTEGER CHECK (power_reserve_level BETWEEN 0 AND 5),
+    realm_sync_version     INTEGER NOT NULL DEFAULT 0,
+    pushed_catalog_version INTEGER NOT NULL DEFAULT 0,
+    last_push_at           INTEGER,
+    last_push_error        TEXT
+) STRICT;
+
+-- The offline sweep scans only online nodes.
+CREATE INDEX nodes_online_seen ON nodes (online, last_seen_at);
+
+CREATE TABLE directives (
+    directive_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    node_id      TEXT    NOT NULL,
+    type         INTEGER NOT NULL CHECK (type > 0),
+    payload      TEXT,
+    created_at   INTEGER NOT NULL
+) STRICT;
+
+CREATE INDEX directives_node ON directives (node_id, directive_id);
+
+CREATE TABLE catalog (
+    realm_id    INTEGER PRIMARY KEY CHECK (realm_id BETWEEN 0 AND 4294967295),
+    name        TEXT    NOT NULL,
+    enabled     INTEGER NOT NULL CHECK (enabled IN (0, 1)),
+    use_servers TEXT    NOT NULL DEFAULT '',
+    expires_at  INTEGER NOT NULL DEFAULT 0 CHECK (expires_at >= 0),
+    version     INTEGER NOT NULL CHECK (version > 0),
+    deleted     INTEGER NOT NULL DEFAULT 0 CHECK (deleted IN (0, 1)),
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER
+) STRICT;
+
+CREATE UNIQUE INDEX catalog_version ON catalog (version);
+
+CREATE TABLE meta (
+    key   TEXT    PRIMARY KEY NOT NULL,
+    value INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+
+INSERT INTO meta (key, value) VALUES ('catalog_version', 0);
+
+CREATE TABLE nonces (
+    nonce      TEXT    PRIMARY KEY NOT NULL,
+    expires_at INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+
+CREATE INDEX nonces_expires_at ON nonces (expires_at);
+"""
+
+SUPERVISOR_MIGRATIONS: tuple[Migration, ...] = (Migration(1, _V1),)
+"""Every schema step of the supervisor database, oldest first."""
+
+
+async def open_supervisor_database(data_dir: Path | str, *, synchronous: str = "FULL") -> Database:
+    """Open ``data_dir/supervisor.db`` (created if missing) at the latest schema.
+
+    Raises :class:`~supervit.StorageError` if it cannot be opened or was written by a newer supervit.
+    """
+    return await Database.open(Path(data_dir) / SUPERVISOR_DB_FILENAME, SUPERVISOR_MIGRATIONS, synchronous=synchronous)

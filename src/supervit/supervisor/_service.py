@@ -1,0 +1,208 @@
+"""SupervisorService: RegisterNode, Report and HealthCheck as the supervisor answers them.
+
+Credentials follow the same rules as on the nodes (time window, signature, nonce; refusals are
+``UNAUTHENTICATED`` with the contract's message), with the secret chosen per node: the node's own
+secrets from ``[node_secrets]`` (either of two during a rotation), otherwise the fleet secret; a
+node with neither is refused ("authentication failed").
+
+Conventions beyond the protobuf contract (status codes and metadata only):
+
+* A Report from a node the registry does not know (the supervisor lost its database, or the node
+  never registered) is answered ``NOT_FOUND`` with details ``"node not registered"``: the node
+  registers again and resumes reporting. The credential is checked first, so strangers learn
+  nothing about which nodes exist.
+* Every response this service produces, errors included, carries the trailing metadata
+  ``x-server-time: <Unix seconds>`` so a node refused for its timestamp learns the supervisor's
+  clock. (Requests rejected before they reach the service, for being undecodable or missing
+  required fields, are answered ``INVALID_ARGUMENT`` by the shared RPC layer without it.)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+
+from supervit._exceptions import AuthError, StorageError, TimestampOutOfRangeError
+from supervit.auth import NONCE_TTL_EXTRA_SECS, CredentialVerifier, registration_fingerprint, request_payload
+from supervit.client import NOT_REGISTERED_DETAILS, SERVER_TIME_METADATA_KEY
+from supervit.metrics import MAX_POWER_RESERVE_LEVEL
+from supervit.protocol import supervisor_pb2, supervisor_pb2_grpc
+from supervit.rpc import abort, abort_for
+from supervit.supervisor._catalog import RealmCatalog
+from supervit.supervisor._config import SupervisorConfig, split_host_port
+from supervit.supervisor._push import CatalogPusher
+from supervit.supervisor._registry import NodeRegistry
+
+__all__ = ["NOT_REGISTERED_DETAILS", "SERVER_TIME_METADATA_KEY", "SUPERVISOR_SERVICE", "SupervisorService"]
+
+log = logging.getLogger("supervit.supervisor")
+
+SUPERVISOR_SERVICE = supervisor_pb2.DESCRIPTOR.services_by_name["SupervisorService"]
+"""The ``supervisor.v1.SupervisorService`` descriptor."""
+
+Ctx = grpc.aio.ServicerContext[Any, Any]
+
+
+def iso_utc(timestamp: int) -> str:
+    """``2026-05-09T07:35:25Z`` for a Unix timestamp."""
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class SupervisorService(supervisor_pb2_grpc.SupervisorServiceServicer):
+    """The supervisor's answers to its nodes.
+
+    ``verifier`` checks RegisterNode and HealthCheck credentials (its nonce store must be the
+    registry's, see :class:`~supervit.supervisor.RegistryNonceStorage`); Report credentials are
+    checked with the same window and secrets but consume their nonce inside the registry's
+    report transaction. ``clock`` gives Unix seconds.
+    """
+
+    def __init__(
+        self,
+        config: SupervisorConfig,
+        registry: NodeRegistry,
+        verifier: CredentialVerifier,
+        catalog: RealmCatalog,
+        pusher: CatalogPusher,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.registry = registry
+        self.verifier = verifier
+        self.catalog = catalog
+        self.pusher = pusher
+        self._clock = clock
+
+    def _stamp(self, context: Ctx) -> int:
+        now = int(self._clock())
+        context.set_trailing_metadata(((SERVER_TIME_METADATA_KEY, str(now)),))
+        return now
+
+    async def _authenticate(self, node_id: str, credential: Any, payload: str, context: Ctx) -> Any:
+        secrets = self.config.secrets_for(node_id)
+        try:
+            if not secrets:
+                log.warning("refused node %r from %s: no secret configured for it", node_id, context.peer())
+                raise AuthError()
+            return await self.verifier.verify(credential, payload, secrets=secrets)
+        except (AuthError, StorageError) as exc:
+            if not isinstance(exc, StorageError):
+                log.info("refused node %r from %s: %s", node_id, context.peer(), exc)
+            await abort_for(context, exc)
+
+    async def RegisterNode(
+        self, request: supervisor_pb2.RegisterNodeRequest, context: Ctx
+    ) -> supervisor_pb2.RegisterNodeResponse:
+        """Verify, record every registration field and answer with the node's intervals."""
+        now = self._stamp(context)
+        fingerprint = registration_fingerprint(request)
+        secret = await self._authenticate(request.node_id, request.credential, request_payload(request), context)
+        problem = _registration_problem(request)
+        node_id = request.node_id
+        heartbeat = self.config.heartbeat_interval(node_id)
+        if problem is not None:
+            log.warning("refused registration of %r: %s", node_id, problem)
+            return supervisor_pb2.RegisterNodeResponse(
+                success=False, error_message=problem, server_timestamp=now, heartbeat_interval_secs=heartbeat
+            )
+        try:
+            registered_at, first, _ = await self.registry.register(
+                request, fingerprint, report_interval_secs=self.config.report_interval(node_id)
+            )
+        except StorageError as exc:
+            await abort_for(context, exc)
+        self.pusher.node_registered(node_id, secret)
+        log.info(
+            "node %s registered (%s, agent %s, version %s)%s",
+            node_id,
+            request.name,
+            request.agent_addr,
+            request.version,
+            "" if first == registered_at else " again",
+        )
+        return supervisor_pb2.RegisterNodeResponse(
+            success=True,
+            server_timestamp=now,
+            heartbeat_interval_secs=heartbeat,
+            resource_version=self.catalog.version,
+            registered_at_iso=iso_utc(registered_at),
+        )
+
+    async def Report(self, request: supervisor_pb2.ReportRequest, context: Ctx) -> supervisor_pb2.ReportResponse:
+        """Verify, record the report and hand over the node's next directive, in one transaction."""
+        now = self._stamp(context)
+        node_id = request.node_id
+        credential = request.credential
+        secrets = self.config.secrets_for(node_id)
+        # The verifier's checks in the contract's order, except that the nonce is consumed by the
+        # registry's report transaction: one database round trip per report instead of two.
+        try:
+            if not secrets:
+                log.warning("refused report of %r from %s: no secret configured for it", node_id, context.peer())
+                raise AuthError()
+            if abs(now - credential.timestamp) > self.verifier.window:
+                raise TimestampOutOfRangeError()
+            secret = CredentialVerifier.check_signature(credential, request_payload(request), secrets)
+            if request.power_reserve_level > MAX_POWER_RESERVE_LEVEL:
+                await abort(
+                    context,
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"power_reserve_level must be 0-{MAX_POWER_RESERVE_LEVEL}, got {request.power_reserve_level}",
+                )
+            outcome = await self.registry.ingest_report(
+                request,
+                nonce=credential.nonce,
+                nonce_expires_at=max(now, credential.timestamp) + self.verifier.window + NONCE_TTL_EXTRA_SECS,
+                interval_secs=self.config.report_interval(node_id),
+            )
+        except (AuthError, StorageError) as exc:
+            if isinstance(exc, AuthError):
+                log.info("refused report of %r from %s: %s", node_id, context.peer(), exc)
+            await abort_for(context, exc)
+        if outcome is None:
+            log.info("report from unregistered node %r: asking it to register", node_id)
+            await abort(context, grpc.StatusCode.NOT_FOUND, NOT_REGISTERED_DETAILS)
+        self.pusher.prefer_secret(node_id, secret)
+        self.pusher.on_report(node_id, outcome.agent_addr, request.realm_sync_version, outcome.pushed_catalog_version)
+        response = supervisor_pb2.ReportResponse(
+            received=True, server_timestamp=now, next_report_interval_secs=outcome.interval_secs
+        )
+        if outcome.directive is not None:
+            log.info(
+                "delivering directive %s to %s",
+                supervisor_pb2.DirectiveType.Name(outcome.directive.type),  # type: ignore[arg-type]
+                node_id,
+            )
+            response.directive.CopyFrom(outcome.directive.to_proto())
+        return response
+
+    async def HealthCheck(
+        self, request: supervisor_pb2.HealthCheckRequest, context: Ctx
+    ) -> supervisor_pb2.HealthCheckResponse:
+        """Verify and answer healthy; ``latency_ms`` is the time this supervisor spent on the call."""
+        started = time.perf_counter()
+        now = self._stamp(context)
+        await self._authenticate(request.node_id, request.credential, request_payload(request), context)
+        latency_ms = int((time.perf_counter() - started) * 1000)
+        return supervisor_pb2.HealthCheckResponse(healthy=True, server_timestamp=now, latency_ms=latency_ms)
+
+
+def _registration_problem(request: supervisor_pb2.RegisterNodeRequest) -> str | None:
+    """Why a (correctly signed) registration cannot be accepted, or None."""
+    if not request.node_id.strip():
+        return "node_id must not be empty"
+    try:
+        _, port = split_host_port(request.agent_addr)
+    except ValueError as exc:
+        return f"agent_addr: {exc}"
+    if port == 0:
+        return "agent_addr: port 0 cannot be called back"
+    if request.HasField("power_reserve_level_init") and request.power_reserve_level_init > MAX_POWER_RESERVE_LEVEL:
+        return f"power_reserve_level_init must be 0-{MAX_POWER_RESERVE_LEVEL}, got {request.power_reserve_level_init}"
+    return None
