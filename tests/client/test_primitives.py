@@ -105,6 +105,8 @@ def test_channel_options_keepalive_backoff_and_tls_override() -> None:
     options = dict(channel_options(fast_config("http://127.0.0.1:1", keepalive_secs=20, rpc_timeout_secs=5)))
     assert options["grpc.keepalive_time_ms"] == 20_000
     assert options["grpc.keepalive_timeout_ms"] == 5_000
+    assert options["grpc.http2.ping_timeout_ms"] == 5_000
+    assert options["grpc.http2.bdp_probe"] == 0
     assert options["grpc.keepalive_permit_without_calls"] == 1
     assert options["grpc.initial_reconnect_backoff_ms"] == 50
     assert options["grpc.max_reconnect_backoff_ms"] == 400

@@ -15,7 +15,8 @@ import grpc
 import pytest
 
 from supervit.auth import SharedSecret
-from supervit.protocol import common_pb2, supervised_pb2
+from supervit.protocol import common_pb2, supervised_pb2, supervisor_pb2
+from tests.client.supervisor_double import SupervisorDouble
 from tests.conftest import OTHER_SECRET_HEX, SECRET_HEX
 from tests.node._helpers import NodeClient, status_of
 
@@ -25,14 +26,18 @@ NODE = "e2e-node"
 LISTENING = "supervit node listening on "
 
 
-def write_config(directory: Path, *, data_dir: Path | None = None, extra: str = "") -> Path:
-    """A serve-only node config on 127.0.0.1, port 0, debug logging."""
+def write_config(directory: Path, *, data_dir: Path | None = None, extra: str = "", endpoint: str = "") -> Path:
+    """A node config on 127.0.0.1, port 0, debug logging; serve-only unless ``endpoint`` is given."""
     path = directory / "node.toml"
     path.write_text(
         f"""
+[supervisor]
+status_report_interval_secs = 1
+
 [supervisor.client]
 node_id = "{NODE}"
 shared_secret = "{SECRET_HEX}"
+{f'endpoint = "{endpoint}"' if endpoint else ""}
 
 [supervisor.supervisord]
 node_name = "E2E Node"
@@ -263,6 +268,20 @@ async def test_kill_9_leaves_no_half_written_realm(tmp_path: Path, daemons: list
             sent.expires_at,
         )
         assert realm.status == "Normal" and realm.created_at > 0
+
+
+async def test_registers_reports_and_obeys_graceful_shutdown(tmp_path: Path, daemons: list[Daemon]) -> None:
+    """With an endpoint the node registers (agent_addr = the bound address, configured services),
+    reports, and exits 0 after a GRACEFUL_SHUTDOWN directive."""
+    async with SupervisorDouble(SharedSecret.from_hex(SECRET_HEX)) as supervisor:
+        supervisor.queue_directive(supervisor_pb2.GRACEFUL_SHUTDOWN, "rollout")
+        daemon = await start_daemon(daemons, write_config(tmp_path, endpoint=supervisor.endpoint))
+        assert await daemon.wait() == 0
+        (registration,) = supervisor.registrations()
+        assert registration.node_id == NODE and registration.agent_addr == daemon.address
+        assert [s.name for s in registration.services] == ["turn-a"]
+        assert supervisor.reports() and supervisor.reports()[0].node_id == NODE
+    assert "GRACEFUL_SHUTDOWN directive (rollout)" in daemon.log()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])

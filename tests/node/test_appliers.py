@@ -33,7 +33,8 @@ async def stored(node: RunningNode, config_type: int, key: str) -> str | None:
 
 async def test_log_level_applies_live(node: RunningNode, caplog: pytest.LogCaptureFixture) -> None:
     """LOG_LEVEL with apply_immediately changes the root and supervit levels at once."""
-    logging.getLogger().setLevel(logging.INFO)
+    for name in ("", "supervit"):  # a known starting point whatever earlier tests left behind
+        logging.getLogger(name).setLevel(logging.INFO)
     probe = logging.getLogger("supervit.probe")
     caplog.set_level(logging.NOTSET, logger="supervit.probe")  # capture whatever the loggers let through
     probe.debug("before")
@@ -50,9 +51,11 @@ async def test_log_level_applies_live(node: RunningNode, caplog: pytest.LogCaptu
 
 async def test_log_level_without_apply_is_stored_only(node: RunningNode) -> None:
     """apply_immediately=false stores the value but leaves the running level alone."""
-    logging.getLogger().setLevel(logging.WARNING)
+    for name in ("", "supervit"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     response = await node.client.call(update(common_pb2.LOG_LEVEL, "log_level", "debug", apply=False))
     assert response.success and logging.getLogger().level == logging.WARNING
+    assert logging.getLogger("supervit").level == logging.WARNING
     assert await stored(node, common_pb2.LOG_LEVEL, "log_level") == "debug"
 
 
@@ -160,3 +163,23 @@ def test_service_undo_after_removal_is_harmless() -> None:
     collector.remove("svc")
     undo()  # type: ignore[operator]
     assert collector.get("svc") is None
+
+
+async def test_cancelled_caller_does_not_split_apply_and_store(node: RunningNode) -> None:
+    """A caller whose deadline expires mid-update: the update still completes, applied and stored."""
+    applied: list[str] = []
+
+    async def slow(key: str, value: str) -> object:
+        await asyncio.sleep(0.3)
+        applied.append(value)
+        return lambda: applied.append("undone")
+
+    node.supervisord.appliers.register(common_pb2.CUSTOM, slow)  # type: ignore[arg-type]
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await node.client.call(update(common_pb2.CUSTOM, "k", "v"), deadline=0.1)
+    assert status_of(info)[0] == grpc.StatusCode.DEADLINE_EXCEEDED
+    for _ in range(50):
+        if await stored(node, common_pb2.CUSTOM, "k") is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert applied == ["v"] and await stored(node, common_pb2.CUSTOM, "k") == "v"

@@ -21,6 +21,7 @@ _COMMANDS: dict[str, str] = {
     "node": "supervit.cli._node:node",
     "supervisor": "supervit.cli._supervisor:supervisor",
     "ctl": "supervit.cli._ctl:ctl",
+    "demo": "supervit.cli._demo:demo",
 }
 
 

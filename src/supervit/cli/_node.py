@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from supervit.config import load_node_config, python_log_level
-from supervit.node import NodeDaemon
+from supervit.node import ClientWiring, NodeDaemon, ReportingClient
 
 __all__ = ["LISTENING_PREFIX", "node"]
 
@@ -31,6 +31,19 @@ def _setup_logging(level_name: str) -> None:
     root.setLevel(python_log_level(level_name))
 
 
+def _supervit_client(wiring: ClientWiring) -> ReportingClient:
+    # Imported here: a serve-only node (no endpoint) never loads the client.
+    from supervit.client import SupervitClient
+
+    return SupervitClient(
+        wiring.config,
+        wiring.service_collector,
+        metrics=wiring.metrics,
+        realm_version=wiring.realm_version,
+        on_shutdown=wiring.on_shutdown,
+    )
+
+
 def _announce(daemon: NodeDaemon) -> None:
     # stdout carries only this machine-readable line; logs go to stderr.
     click.echo(f"{LISTENING_PREFIX}{daemon.address}")
@@ -49,9 +62,11 @@ def _announce(daemon: NodeDaemon) -> None:
 def node(config_path: Path) -> None:
     """Run the node daemon: serve the authenticated SupervisedService until SIGTERM/SIGINT or Shutdown.
 
+    With ``[supervisor.client] endpoint`` set it also registers with and reports to that supervisor.
+
     Prints "supervit node listening on HOST:PORT" on stdout once serving (useful with port 0);
     logs go to stderr. Invalid configuration: one line naming the key, exit 2, nothing started.
     """
     config = load_node_config(config_path)
     _setup_logging(config.supervisord.log_level)
-    asyncio.run(NodeDaemon(config).run(on_ready=_announce))
+    asyncio.run(NodeDaemon(config, client_factory=_supervit_client).run(on_ready=_announce))

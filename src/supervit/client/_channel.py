@@ -19,10 +19,10 @@ log = logging.getLogger("supervit.client")
 def channel_options(config: SupervitConfig) -> list[tuple[str, str | int]]:
     """Channel arguments derived from ``config``.
 
-    * Keepalive pings every ``keepalive_secs`` even between calls, answered within
+    * Keepalive pings every ``keepalive_secs`` even between calls, each to be acknowledged within
       ``min(keepalive_secs, rpc_timeout_secs)``: a half-open connection (peer vanished without a
-      FIN, NAT entry expired) is noticed while idle instead of swallowing the next report until its
-      deadline. The supervisor must permit pings that often (grpc servers: set
+      FIN, NAT entry expired) fails fast with ``UNAVAILABLE`` instead of swallowing calls until
+      their deadline. The supervisor must permit pings that often (grpc servers: set
       ``grpc.http2.min_ping_interval_without_data_ms`` <= keepalive and
       ``grpc.keepalive_permit_without_calls`` = 1, or they answer with GOAWAY "too_many_pings").
     * gRPC's own reconnect backoff follows ``backoff_base_secs``/``backoff_cap_secs``, so once
@@ -39,10 +39,16 @@ def channel_options(config: SupervitConfig) -> list[tuple[str, str | int]]:
     options: list[tuple[str, str | int]] = [
         ("grpc.keepalive_time_ms", keepalive_ms),
         ("grpc.keepalive_timeout_ms", ack_ms),
+        # Current grpc-core times every ping ack with this (default 60 s), keepalive pings included.
+        ("grpc.http2.ping_timeout_ms", ack_ms),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_pings_without_data", 0),
+        # BDP probing pings tune flow-control windows for bulk transfers, useless for small
+        # control messages, and while one is unanswered no keepalive ping is sent.
+        ("grpc.http2.bdp_probe", 0),
+        # Not grpc.min_reconnect_backoff_ms: grpc-core uses it as the minimum *connect timeout*,
+        # and a short one would fail handshakes over slow links.
         ("grpc.initial_reconnect_backoff_ms", base_ms),
-        ("grpc.min_reconnect_backoff_ms", base_ms),
         ("grpc.max_reconnect_backoff_ms", cap_ms),
     ]
     if config.enable_tls and config.tls_domain:

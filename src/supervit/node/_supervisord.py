@@ -159,10 +159,22 @@ class Supervisord(supervised_pb2_grpc.SupervisedServiceServicer):
             value = validate_config_value(config_type, request.config_value)
         except ValueError as exc:
             return supervised_pb2.UpdateConfigResponse(success=False, error_message=f"invalid {type_name} value: {exc}")
+        # Shielded: once begun, apply + store run to completion even if the caller cancels (a
+        # cancelled store write may still commit, and undoing the applied change then would
+        # leave the live state and the stored value disagreeing).
+        task = asyncio.ensure_future(
+            self._apply_and_store(config_type, key, value, apply=request.apply_immediately, type_name=type_name)
+        )
+        task.add_done_callback(_retrieve_exception)
+        return await asyncio.shield(task)
+
+    async def _apply_and_store(
+        self, config_type: int, key: str, value: str, *, apply: bool, type_name: str
+    ) -> supervised_pb2.UpdateConfigResponse:
         lock = self._config_locks.setdefault((config_type, key), asyncio.Lock())
         async with lock:
             undo = None
-            if request.apply_immediately:
+            if apply:
                 # Apply first: a value the node cannot apply must not be stored either.
                 try:
                     undo = await self.appliers.apply(config_type, key, value)
@@ -344,6 +356,13 @@ class Supervisord(supervised_pb2_grpc.SupervisedServiceServicer):
             log.warning("shutdown request refused: %s", exc)
             return supervised_pb2.ShutdownResponse(accepted=False, error_message=f"shutdown refused: {exc}")
         return supervised_pb2.ShutdownResponse(accepted=True, estimated_shutdown_time=int(self._clock()) + timeout)
+
+
+def _retrieve_exception(task: asyncio.Future[Any]) -> None:
+    # If the caller was cancelled nobody awaits the shielded task: fetch its error so asyncio
+    # does not report it as "never retrieved" (it was logged or mapped where it happened).
+    if not task.cancelled():
+        task.exception()
 
 
 def _realm_not_found(realm_id: int) -> str:
