@@ -46,7 +46,9 @@ class BareSupervised(supervised_pb2_grpc.SupervisedServiceServicer):
 
 class BareSupervisor(supervisor_pb2_grpc.SupervisorServiceServicer):
     async def Report(self, request: Any, context: Any) -> supervisor_pb2.ReportResponse:
-        return supervisor_pb2.ReportResponse(received=True, server_timestamp=int(time.time()), next_report_interval_secs=60)
+        return supervisor_pb2.ReportResponse(
+            received=True, server_timestamp=int(time.time()), next_report_interval_secs=60
+        )
 
     async def HealthCheck(self, request: Any, context: Any) -> supervisor_pb2.HealthCheckResponse:
         return supervisor_pb2.HealthCheckResponse(healthy=True, server_timestamp=int(time.time()), latency_ms=0)

@@ -148,7 +148,7 @@ class SqliteNonceStorage(NonceStorage):
             return conn.execute(_CONSUME_SQL, (nonce, expiry, now)).rowcount == 1
 
         try:
-            return await self._db.write(run)
+            return await self._db.write(run, single_statement=True)
         except StorageError as exc:
             raise NonceStorageError(f"nonce store failed: {exc}") from exc
 

@@ -189,7 +189,7 @@ class NodeDaemon:
             tls = ServerTLS(sd.tls_cert, sd.tls_key, sd.tls_client_ca) if sd.tls_cert and sd.tls_key else None
             # grpc enables SO_REUSEPORT by default, which would let a second node silently share
             # the port with a running one; a daemon must fail loudly instead ("address in use").
-            self._rpc = RpcServer(max_message_bytes=sd.max_message_bytes, tls=tls, options=[("grpc.so_reuseport", 0)])
+            self._rpc = RpcServer(max_message_bytes=sd.max_message_bytes, tls=tls)
             add_supervised_service(self._rpc, service)
             self.port = await self._rpc.start(self.config.listen_addr)
             mode = "plaintext" if tls is None else ("mTLS" if tls.client_ca else "TLS")

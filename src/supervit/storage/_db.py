@@ -47,6 +47,7 @@ class _WriteOp:
     fn: Callable[[sqlite3.Connection], Any]
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
+    savepoint: bool
 
 
 def _resolve(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
@@ -82,6 +83,7 @@ class Database:
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sqlite-read:{path.name}")
         self._reader_local = threading.local()
         self._closed = False
+        self._lookup_conn: sqlite3.Connection | None = None
 
     @classmethod
     async def open(
@@ -163,18 +165,22 @@ class Database:
 
     # -- writes -----------------------------------------------------------------------------
 
-    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def write(self, fn: Callable[[sqlite3.Connection], T], *, single_statement: bool = False) -> T:
         """Run ``fn(conn)`` atomically on the writer thread; return once it is committed.
 
         An exception raised by ``fn`` rolls back only ``fn``'s changes and is re-raised here
         (``sqlite3.Error`` becomes :class:`StorageError`). A failed commit fails every write of
         that group with :class:`StorageError`: nothing of it was applied.
+
+        ``single_statement=True`` promises that ``fn`` executes exactly one statement; SQLite makes
+        each statement atomic on its own, so the per-operation SAVEPOINT (two extra statements
+        on the hot path) is skipped.
         """
         if self._closed:
             raise StorageError(f"database {self.path.name} is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_WriteOp(fn, loop, future))
+        self._queue.put(_WriteOp(fn, loop, future, not single_statement))
         return await future
 
     def _write_loop(self, conn: sqlite3.Connection) -> None:
@@ -205,17 +211,20 @@ class Database:
         try:
             conn.execute("BEGIN IMMEDIATE")
             for op in batch:
-                conn.execute("SAVEPOINT op")
+                if op.savepoint:
+                    conn.execute("SAVEPOINT op")
                 try:
                     value = op.fn(conn)
                 except Exception as exc:
-                    conn.execute("ROLLBACK TO op")
-                    conn.execute("RELEASE op")
+                    if op.savepoint:
+                        conn.execute("ROLLBACK TO op")
+                        conn.execute("RELEASE op")
                     if isinstance(exc, sqlite3.Error):
                         exc = StorageError(f"{self.path.name}: {exc}")
                     outcomes.append((op.future, False, exc))
                 else:
-                    conn.execute("RELEASE op")
+                    if op.savepoint:
+                        conn.execute("RELEASE op")
                     outcomes.append((op.future, True, value))
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -246,6 +255,25 @@ class Database:
             raise StorageError(f"database {self.path.name} is closed")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._reader, self._read, fn)
+
+    def lookup(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(conn)`` synchronously on the calling thread: for single indexed lookups only.
+
+        A primary-key or index lookup costs microseconds and WAL readers never wait for the
+        writer, so running it in place is cheaper than two thread hops and does not stall the
+        event loop (``bench/bench_realm_paging.py`` and ``bench/bench_node_rpc.py`` measure it).
+        Scans and multi-statement reads belong in :meth:`read`. Call it from one thread only.
+        """
+        if self._closed:
+            raise StorageError(f"database {self.path.name} is closed")
+        conn = self._lookup_conn
+        if conn is None:
+            conn = self._lookup_conn = self._connect()
+            conn.execute("PRAGMA query_only=ON")
+        try:
+            return fn(conn)
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.path.name}: {exc}") from exc
 
     def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         conn: sqlite3.Connection | None = getattr(self._reader_local, "conn", None)
@@ -278,6 +306,9 @@ class Database:
             await asyncio.to_thread(self._writer.join)
         await asyncio.get_running_loop().run_in_executor(self._reader, self._close_reader)
         self._reader.shutdown(wait=True)
+        if self._lookup_conn is not None:
+            self._lookup_conn.close()
+            self._lookup_conn = None
 
     def _close_reader(self) -> None:
         conn = getattr(self._reader_local, "conn", None)

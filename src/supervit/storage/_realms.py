@@ -160,7 +160,7 @@ class RealmStore:
             row = conn.execute(f"SELECT {_COLUMNS} FROM realms WHERE realm_id = ?", (realm_id,)).fetchone()
             return None if row is None else _realm_from_row(row)
 
-        return await self._db.read(run)
+        return self._db.lookup(run)  # primary-key lookup: cheaper in place than a thread hop
 
     async def update(self, realm_id: int, *, name: str | None = None, enabled: bool | None = None) -> Realm | None:
         """Change only the given fields and set ``updated_at`` to now; None if the realm is unknown.

@@ -1,0 +1,86 @@
+"""Start the processes a benchmark measures (real ``supervit`` daemons, the bare floor) and stop them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psutil
+
+BENCH_DIR = Path(__file__).resolve().parent
+SECRET_HEX = "0123456789abcdef" * 4
+
+
+@contextmanager
+def started(cmd: list[str], prefix: str, *, env: dict[str, str] | None = None) -> Iterator[tuple[str, int]]:
+    """Run ``cmd``; wait for its ``<prefix>host:port`` stdout line; yield (address, pid); terminate it."""
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env={**os.environ, **(env or {})}
+    )
+    try:
+        assert proc.stdout is not None
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"{cmd[:4]} exited with {proc.wait()} before listening")
+            if line.startswith(prefix):
+                yield line[len(prefix) :].strip(), proc.pid
+                break
+        else:
+            raise RuntimeError(f"{cmd[:4]} did not report its address within 30 s")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextmanager
+def bare_server() -> Iterator[tuple[str, int]]:
+    """The no-auth, no-storage floor server."""
+    with started([sys.executable, str(BENCH_DIR / "_bare.py")], "bare server listening on ") as found:
+        yield found
+
+
+def write_node_config(directory: Path, node_id: str = "bench-node", endpoint: str | None = None, **extra: str) -> Path:
+    """A node TOML for a benchmark: loopback, port 0, data in ``directory``."""
+    lines = [
+        "[supervisor]",
+        *(f"{k} = {v}" for k, v in extra.items()),
+        "[supervisor.client]",
+        f'node_id = "{node_id}"',
+        f'shared_secret = "{SECRET_HEX}"',
+        *([f'endpoint = "{endpoint}"'] if endpoint else []),
+        "[supervisor.supervisord]",
+        'ip = "127.0.0.1"',
+        "port = 0",
+        f'data_dir = "{directory / "data"}"',
+        'log_level = "warning"',
+    ]
+    path = directory / "node.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@contextmanager
+def node_daemon(directory: Path, **kwargs: str) -> Iterator[tuple[str, int]]:
+    """A real ``supervit node`` subprocess."""
+    config = write_node_config(directory, **kwargs)
+    cmd = [sys.executable, "-m", "supervit", "node", "--config", str(config)]
+    with started(cmd, "supervit node listening on ") as found:
+        yield found
+
+
+def cpu_and_rss(pid: int) -> tuple[float, int]:
+    """(user+system CPU seconds so far, RSS bytes) of a process."""
+    proc = psutil.Process(pid)
+    times = proc.cpu_times()
+    return times.user + times.system, proc.memory_info().rss
