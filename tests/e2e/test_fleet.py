@@ -178,9 +178,9 @@ shutdown_grace_secs = 1
         assert self._admin is not None
         return self._admin
 
-    async def wait(self, what: str, ready: Callable[[Listing], bool], timeout: float = 15) -> Listing:
+    async def wait(self, what: str, ready: Callable[[Listing], bool], within: float = 15) -> Listing:
         """Poll ListNodes until ``ready``; on timeout fail with the listing and the logs' tails."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         listing = Listing()
         while time.monotonic() < deadline:
             try:
@@ -195,8 +195,8 @@ shutdown_grace_secs = 1
 
     async def close(self) -> None:
         for proc in reversed(self.procs):
-            if proc.running:
-                await proc.stop(signal.SIGKILL)
+            if proc.process is not None:
+                await proc.stop(signal.SIGKILL)  # also closes the log of a process that exited by itself
         if self._admin is not None:
             await self._admin.close()
 

@@ -200,3 +200,13 @@ async def test_health_and_reflection_services(tmp_path: Path, started: Started, 
     stub = health_pb2_grpc.HealthStub(channel_to(sup.address))
     reply = await stub.Check(health_pb2.HealthCheckRequest(service="supervisor.v1.SupervisorService"))
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_port_in_use_fails_loudly(tmp_path: Path, started: Started) -> None:
+    """A second supervisor on a busy port refuses to start (no silent SO_REUSEPORT sharing)."""
+    from supervit._exceptions import SupervitError
+
+    first = await started(make_config(tmp_path))
+    port = first.address.rsplit(":", 1)[1]
+    with pytest.raises(SupervitError, match="cannot listen"):
+        await started(make_config(tmp_path / "other", server={"listen": f"127.0.0.1:{port}"}))

@@ -30,7 +30,7 @@ from supervit.auth import SharedSecret
 from supervit.cli._ctl_admin import NODE_HEADERS, node_rows
 from supervit.cli._ctl_common import CtlError, table
 from supervit.cli._ctl_node import NodeTarget
-from supervit.protocol import supervised_pb2, supervit_admin_pb2
+from supervit.protocol import common_pb2, supervised_pb2, supervit_admin_pb2
 from supervit.supervisor import AdminClient
 
 __all__ = ["demo"]
@@ -45,6 +45,10 @@ _STOP_SECS = 10.0
 
 class DemoError(CtlError):
     """A demo step failed (the message says which)."""
+
+
+class _Interrupted(Exception):
+    """Ctrl-C (or SIGTERM) arrived before the setup steps were done."""
 
 
 @dataclass
@@ -82,7 +86,8 @@ class _Demo:
         click.echo(f"[{time.monotonic() - self.started:5.1f}s] {text}")
 
     def show_table(self, listing: supervit_admin_pb2.ListNodesResponse) -> None:
-        text = table(NODE_HEADERS, node_rows(listing, time.time()))
+        elapsed = f"[{time.monotonic() - self.started:5.1f}s] catalog version {listing.catalog_version}"
+        text = elapsed + "\n" + table(NODE_HEADERS, node_rows(listing, time.time()))
         lines = text.splitlines()
         if self.tty and self.live_lines:
             click.echo(f"\x1b[{self.live_lines}F\x1b[J", nl=False)  # redraw in place
@@ -226,7 +231,9 @@ port = {3478 + index}
             listing = await admin.list_nodes()
             if ready(listing):
                 return listing
-            if time.monotonic() > deadline or self.stop.is_set():
+            if self.stop.is_set():
+                raise _Interrupted()
+            if time.monotonic() > deadline:
                 self.show_table(listing)
                 raise DemoError(f"{what} did not happen within {_STEP_SECS:.0f}s")
             await asyncio.sleep(0.25)
@@ -264,7 +271,7 @@ port = {3478 + index}
             listing = await self.wait_for(admin, "registration and a first report of both nodes", reported)
             for n in listing.nodes:
                 self.say(f"{n.node_id} registered and reporting (power reserve level {n.power_reserve_level})")
-            added = await admin.add_realm(_REALM_ID, _REALM_NAME, use_servers=[2])
+            added = await admin.add_realm(_REALM_ID, _REALM_NAME, use_servers=[common_pb2.TURN])
             self.say(f'catalog: added realm {_REALM_ID} "{_REALM_NAME}" (catalog version {added.catalog_version})')
 
             def synced(listing: supervit_admin_pb2.ListNodesResponse) -> bool:
@@ -277,7 +284,7 @@ port = {3478 + index}
                     raise DemoError(f"realm {_REALM_ID} is not on {node_id} (GetRealm said version {version})")
                 self.say(f'realm {_REALM_ID} "{_REALM_NAME}" arrived on {node_id} (version {version})')
 
-            until = "Ctrl-C" if self.duration == 0 else f"{self.duration:g}s after start or Ctrl-C"
+            until = "on Ctrl-C" if self.duration == 0 else f"{self.duration:g}s after start or on Ctrl-C"
             self.say(f"live view (refreshes every {self.interval}s; stops {until}):")
             while not self.stop.is_set():
                 self.check_alive()
@@ -306,10 +313,14 @@ async def _main(duration: float, interval: int, keep: bool) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, demo_run.stop.set)
     failure: str | None = None
+    interrupted = False
     try:
         await demo_run.run()
         if demo_run.stop.is_set():
             demo_run.say("interrupted: stopping")
+    except _Interrupted:
+        interrupted = True
+        demo_run.say("interrupted before the demo was complete: stopping")
     except (DemoError, OSError) as exc:
         failure = str(exc)
     except CtlError as exc:
@@ -322,7 +333,9 @@ async def _main(duration: float, interval: int, keep: bool) -> int:
         demo_run.say("everything stopped cleanly")
         if not keep:
             shutil.rmtree(workdir, ignore_errors=True)
-        return 0
+        else:
+            click.echo(f"supervit demo: configs, databases and logs kept in {workdir}")
+        return 130 if interrupted else 0
     click.echo(f"supervit demo: FAILED: {failure}", err=True)
     click.echo(f"supervit demo: configs and logs kept in {workdir}", err=True)
     return 1

@@ -26,6 +26,7 @@ __all__ = ["Supervisor"]
 log = logging.getLogger("supervit.supervisor")
 
 _NONCE_CLEANUP_SECS = 60.0
+_NO_REUSEPORT = [("grpc.so_reuseport", 0)]
 
 
 def _with_port(listen: str, port: int) -> str:
@@ -115,7 +116,9 @@ class Supervisor:
             service = SupervisorService(cfg, registry, node_verifier, catalog, pusher, clock=clock)
             srv = cfg.server
             tls = ServerTLS(srv.tls_cert, srv.tls_key, srv.tls_client_ca) if srv.tls_cert and srv.tls_key else None
-            self._server = RpcServer(max_message_bytes=srv.max_message_bytes, tls=tls)
+            # grpc enables SO_REUSEPORT by default: a second supervisor on the same port would then
+            # silently share it (and split the fleet between two registries). Fail loudly instead.
+            self._server = RpcServer(max_message_bytes=srv.max_message_bytes, tls=tls, options=_NO_REUSEPORT)
             self._server.add_service(SUPERVISOR_SERVICE, service)
             port = await self._server.start(srv.listen)
             self.address = _with_port(srv.listen, port)
@@ -124,7 +127,7 @@ class Supervisor:
                     cfg.admin_secret, nonces, cfg.server.max_clock_skew_secs, clock=clock
                 )
                 admin = AdminService(registry, catalog, pusher, directives, admin_verifier, clock=clock)
-                self._admin_server = RpcServer()
+                self._admin_server = RpcServer(options=_NO_REUSEPORT)
                 self._admin_server.add_service(ADMIN_SERVICE, admin)
                 admin_port = await self._admin_server.start(cfg.admin.listen)
                 self.admin_address = _with_port(cfg.admin.listen, admin_port)
