@@ -20,9 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import _common
 import grpc
 
-import _common
 from supervit.auth import SharedSecret, Signer, request_payload
 from supervit.protocol import common_pb2, supervised_pb2, supervisor_pb2
 

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gen_protos import DEFAULT_OUT, generate  # noqa: E402
+from gen_protos import DEFAULT_OUT, generate
 
 
 def drift() -> list[str]:

@@ -1,1 +1,90 @@
-"""supervit: node agent and reference supervisor for the actrix supervisor.v1 protocol."""
+"""supervit: node agent and reference supervisor for the actrix ``supervisor.v1`` gRPC protocol.
+
+The public surface is what ``__all__`` lists; everything lives in private modules and is
+re-exported here. Subpackages (``supervit.auth``, ``supervit.storage``, ``supervit.metrics``,
+``supervit.supervisor`` …) expose their finer-grained building blocks.
+"""
+
+from supervit._exceptions import (
+    AuthError,
+    ConfigError,
+    InvalidRequestError,
+    InvalidSignatureError,
+    NonceReusedError,
+    NonceStorageError,
+    NotRegisteredError,
+    RpcError,
+    StorageError,
+    SupervitError,
+    TimestampOutOfRangeError,
+)
+from supervit._version import __version__
+from supervit.auth import (
+    CredentialVerifier,
+    MemoryNonceStorage,
+    NonceStorage,
+    SharedSecret,
+    Signer,
+    SqliteNonceStorage,
+)
+from supervit.client import ConnectionState, ConnectionStatus, SupervitClient
+from supervit.config import NodeConfig, SupervitConfig, load_node_config
+from supervit.metrics import (
+    MetricsProvider,
+    Snapshot,
+    StaticMetricsProvider,
+    SystemMetricsCollector,
+    power_reserve_level,
+)
+from supervit.node import (
+    AuthService,
+    NodeDaemon,
+    ServiceCollector,
+    ServiceInfo,
+    ServiceState,
+    Supervisord,
+    add_supervised_service,
+)
+from supervit.supervisor import Supervisor, SupervisorConfig, load_supervisor_config
+
+__all__ = [
+    "AuthError",
+    "AuthService",
+    "ConfigError",
+    "ConnectionState",
+    "ConnectionStatus",
+    "CredentialVerifier",
+    "InvalidRequestError",
+    "InvalidSignatureError",
+    "MemoryNonceStorage",
+    "MetricsProvider",
+    "NodeConfig",
+    "NodeDaemon",
+    "NonceReusedError",
+    "NonceStorage",
+    "NonceStorageError",
+    "NotRegisteredError",
+    "RpcError",
+    "ServiceCollector",
+    "ServiceInfo",
+    "ServiceState",
+    "SharedSecret",
+    "Signer",
+    "Snapshot",
+    "SqliteNonceStorage",
+    "StaticMetricsProvider",
+    "StorageError",
+    "Supervisor",
+    "SupervisorConfig",
+    "Supervisord",
+    "SupervitClient",
+    "SupervitConfig",
+    "SupervitError",
+    "SystemMetricsCollector",
+    "TimestampOutOfRangeError",
+    "__version__",
+    "add_supervised_service",
+    "load_node_config",
+    "load_supervisor_config",
+    "power_reserve_level",
+]
