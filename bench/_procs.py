@@ -17,8 +17,13 @@ SECRET_HEX = "0123456789abcdef" * 4
 
 
 @contextmanager
-def started(cmd: list[str], prefix: str, *, env: dict[str, str] | None = None) -> Iterator[tuple[str, int]]:
-    """Run ``cmd``; wait for its ``<prefix>host:port`` stdout line; yield (address, pid); terminate it."""
+def started(
+    cmd: list[str], prefix: str, *, env: dict[str, str] | None = None, also: dict[str, str] | None = None
+) -> Iterator[tuple[str, int]]:
+    """Run ``cmd``; wait for its ``<prefix>host:port`` stdout line; yield (address, pid); terminate it.
+
+    ``also`` maps further line prefixes to be read right after the first (filled in place).
+    """
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env={**os.environ, **(env or {})}
     )
@@ -30,6 +35,10 @@ def started(cmd: list[str], prefix: str, *, env: dict[str, str] | None = None) -
             if not line:
                 raise RuntimeError(f"{cmd[:4]} exited with {proc.wait()} before listening")
             if line.startswith(prefix):
+                for extra in also or {}:
+                    more = proc.stdout.readline()
+                    if more.startswith(extra):
+                        also[extra] = more[len(extra) :].strip()  # type: ignore[index]
                 yield line[len(prefix) :].strip(), proc.pid
                 break
         else:
@@ -84,3 +93,60 @@ def cpu_and_rss(pid: int) -> tuple[float, int]:
     proc = psutil.Process(pid)
     times = proc.cpu_times()
     return times.user + times.system, proc.memory_info().rss
+
+
+def write_supervisor_config(
+    directory: Path, *, report_interval_secs: int = 60, admin_secret: str | None = None
+) -> Path:
+    """A supervisor TOML for a benchmark: loopback, port 0, fleet secret, data in ``directory``."""
+    lines = [
+        "[server]",
+        'listen = "127.0.0.1:0"',
+        f'data_dir = "{directory / "supervisor-data"}"',
+        'log_level = "warning"',
+        "[fleet]",
+        f'shared_secret = "{SECRET_HEX}"',
+        f"report_interval_secs = {report_interval_secs}",
+        "[admin]",
+        'listen = "127.0.0.1:0"',
+        *([f'secret = "{admin_secret}"'] if admin_secret else []),
+    ]
+    path = directory / "supervisor.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@contextmanager
+def supervisor_daemon(directory: Path, **kwargs: object) -> Iterator[tuple[str, int]]:
+    """A real ``supervit supervisor`` subprocess (yields its SupervisorService address and pid)."""
+    config = write_supervisor_config(directory, **kwargs)  # type: ignore[arg-type]
+    cmd = [sys.executable, "-m", "supervit", "supervisor", "--config", str(config)]
+    with started(cmd, "supervit supervisor listening on ") as found:
+        yield found
+
+
+async def register_nodes(address: str, prefix: str, count: int, *, concurrency: int = 64) -> None:
+    """RegisterNode ``{prefix}-0`` … ``{prefix}-{count-1}`` with valid credentials."""
+    import asyncio
+
+    import grpc
+
+    from supervit.auth import SharedSecret, Signer, request_payload
+    from supervit.protocol import supervisor_pb2
+
+    signer = Signer(SharedSecret.from_hex(SECRET_HEX))
+    async with grpc.aio.insecure_channel(address) as channel:
+        call = channel.unary_unary("/supervisor.v1.SupervisorService/RegisterNode")
+        ids = iter(range(count))
+
+        async def worker() -> None:
+            for i in ids:
+                node_id = f"{prefix}-{i}"
+                req = supervisor_pb2.RegisterNodeRequest(
+                    node_id=node_id, name=node_id, location_tag="bench", version="bench",
+                    agent_addr=f"127.0.0.1:{20000 + i % 40000}", power_reserve_level_init=5,
+                )  # fmt: skip
+                req.credential.CopyFrom(signer.credential(request_payload(req)))
+                await call(req.SerializeToString(), timeout=60)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
