@@ -101,8 +101,10 @@ class SupervisorSection:
     # Added by supervit:
     min_report_interval_secs: float = 1
     max_report_interval_secs: float = 3600
+    backoff_base_secs: float = 1
     backoff_cap_secs: float = 60
     rpc_timeout_secs: float = 10
+    keepalive_secs: float = 30
 
 
 @dataclass
@@ -167,8 +169,10 @@ class NodeConfig:
             service_tags=list(sd.service_tags),
             min_report_interval_secs=sup.min_report_interval_secs,
             max_report_interval_secs=sup.max_report_interval_secs,
+            backoff_base_secs=sup.backoff_base_secs,
             backoff_cap_secs=sup.backoff_cap_secs,
             rpc_timeout_secs=sup.rpc_timeout_secs,
+            keepalive_secs=sup.keepalive_secs,
         )
 
     def validate(self) -> None:

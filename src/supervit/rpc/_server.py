@@ -65,7 +65,7 @@ class RpcServer:
                 ("grpc.max_send_message_length", max_message_bytes),
                 # Let idle clients keep their connections alive with pings (client keepalive).
                 ("grpc.keepalive_permit_without_calls", 1),
-                ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+                ("grpc.http2.min_ping_interval_without_data_ms", 1_000),
                 # grpc shares ports by default; a second daemon on a taken port must fail, not co-listen.
                 ("grpc.so_reuseport", 0),
                 *options,
