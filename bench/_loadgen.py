@@ -26,7 +26,7 @@ import grpc
 from supervit.auth import SharedSecret, Signer, request_payload
 from supervit.protocol import common_pb2, supervised_pb2, supervisor_pb2
 
-__all__ = ["LoadResult", "Workload", "run_load"]
+__all__ = ["LoadResult", "Workload", "report_request", "run_load"]
 
 SUPERVISED = "/supervisor.v1.SupervisedService/"
 SUPERVISOR = "/supervisor.v1.SupervisorService/"
@@ -72,6 +72,29 @@ class LoadResult:
         }
 
 
+_METRICS = common_pb2.SystemMetrics(
+    cpu_usage_percent=12.5, memory_used_bytes=1 << 30, memory_total_bytes=8 << 30, memory_usage_percent=12.5,
+    network_rx_bytes=123456, network_tx_bytes=654321, disk_used_bytes=10 << 30, disk_total_bytes=100 << 30,
+    load_average_1m=0.5, load_average_5m=0.4, load_average_15m=0.3,
+)  # fmt: skip
+
+
+def report_request(signer: Signer, node_id: str) -> supervisor_pb2.ReportRequest:
+    """A full, signed ReportRequest as a real node sends it (metrics and one service)."""
+    ts = signer.now()
+    req = supervisor_pb2.ReportRequest(
+        node_id=node_id, timestamp=ts, location_tag="bench", version="bench", name=node_id,
+        power_reserve_level=4, realm_sync_version=0,
+    )  # fmt: skip
+    req.metrics.CopyFrom(_METRICS)
+    req.services.add(
+        name="turn", type=common_pb2.TURN, is_healthy=True, active_connections=3, total_requests=100,
+        failed_requests=0, average_latency_ms=1.5,
+    )  # fmt: skip
+    req.credential.CopyFrom(signer.credential(request_payload(req), timestamp=ts))
+    return req
+
+
 def _builder(workload: Workload, worker: int) -> Callable[[], tuple[str, bytes]]:
     signer = Signer(SharedSecret.from_hex(workload.secret_hex))
     counter = itertools.count()
@@ -92,27 +115,9 @@ def _builder(workload: Workload, worker: int) -> Callable[[], tuple[str, bytes]]
         req.credential.CopyFrom(signer.credential(request_payload(req, node)))
         return SUPERVISED + "CreateRealm", req.SerializeToString()
 
-    metrics = common_pb2.SystemMetrics(
-        cpu_usage_percent=12.5, memory_used_bytes=1 << 30, memory_total_bytes=8 << 30, memory_usage_percent=12.5,
-        network_rx_bytes=123456, network_tx_bytes=654321, disk_used_bytes=10 << 30, disk_total_bytes=100 << 30,
-        load_average_1m=0.5, load_average_5m=0.4, load_average_15m=0.3,
-    )  # fmt: skip
-
     def report() -> tuple[str, bytes]:
-        n = next(counter)
-        node_id = f"{node}-{(worker * 7919 + n) % workload.nodes}"
-        ts = signer.now()
-        req = supervisor_pb2.ReportRequest(
-            node_id=node_id, timestamp=ts, location_tag="bench", version="bench", name=node_id,
-            power_reserve_level=4, realm_sync_version=0,
-        )  # fmt: skip
-        req.metrics.CopyFrom(metrics)
-        req.services.add(
-            name="turn", type=common_pb2.TURN, is_healthy=True, active_connections=3, total_requests=100,
-            failed_requests=0, average_latency_ms=1.5,
-        )  # fmt: skip
-        req.credential.CopyFrom(signer.credential(request_payload(req), timestamp=ts))
-        return SUPERVISOR + "Report", req.SerializeToString()
+        node_id = f"{node}-{(worker * 7919 + next(counter)) % workload.nodes}"
+        return SUPERVISOR + "Report", report_request(signer, node_id).SerializeToString()
 
     def health_check() -> tuple[str, bytes]:
         req = supervisor_pb2.HealthCheckRequest(node_id=f"{node}-{next(counter) % workload.nodes}")

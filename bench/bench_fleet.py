@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import multiprocessing as mp
 import random
 import sys
@@ -28,7 +29,7 @@ import _procs
 import grpc
 import psutil
 
-from supervit.auth import SharedSecret
+from supervit.auth import SharedSecret, Signer
 from supervit.supervisor import AdminClient
 
 PREFIX = "fleet"
@@ -38,22 +39,20 @@ ADMIN_SECRET = "fedcba9876543210" * 4
 async def _reporter(
     address: str, node_ids: list[int], interval: float, start_at: float, duration: float
 ) -> dict[str, Any]:
-    workload = _loadgen.Workload("report", PREFIX, _procs.SECRET_HEX, nodes=1)
     latencies: list[int] = []
     lateness: list[float] = []
     errors: list[str] = []
     rng = random.Random(node_ids[0] if node_ids else 0)
-    schedule = [(start_at + rng.random() * interval, n) for n in node_ids]
-    schedule.sort()
+    schedule = sorted((start_at + rng.random() * interval, n) for n in node_ids)  # each node its own phase
     stop_at = start_at + duration
+    signer = Signer(SharedSecret.from_hex(_procs.SECRET_HEX))
     async with grpc.aio.insecure_channel(address) as channel:
         call = channel.unary_unary("/supervisor.v1.SupervisorService/Report")
-        build = _loadgen._builder(workload, 0)
         in_flight: set[asyncio.Task[None]] = set()
 
         async def fire(node: int, due: float) -> None:
             lateness.append(max(0.0, time.time() - due))
-            method, body = build_for(node)
+            body = _loadgen.report_request(signer, f"{PREFIX}-{node}").SerializeToString()
             t0 = time.perf_counter_ns()
             try:
                 await call(body, timeout=30)
@@ -61,22 +60,7 @@ async def _reporter(
             except grpc.aio.AioRpcError as exc:
                 errors.append(f"{exc.code().name}: {exc.details()}")
 
-        def build_for(node: int) -> tuple[str, bytes]:
-            # The shared builder rotates node ids; pin this node by rebuilding its request id.
-            from supervit.auth import Signer, request_payload
-            from supervit.protocol import supervisor_pb2
-
-            _, raw = build()
-            req = supervisor_pb2.ReportRequest.FromString(raw)
-            req.node_id = req.name = f"{PREFIX}-{node}"
-            req.credential.CopyFrom(signer.credential(request_payload(req), timestamp=req.timestamp))
-            return "", req.SerializeToString()
-
-        from supervit.auth import Signer
-
-        signer = Signer(SharedSecret.from_hex(_procs.SECRET_HEX))
-        index = 0
-        while True:
+        for index in itertools.count():
             due, node = schedule[index % len(schedule)]
             due += (index // len(schedule)) * interval
             if due >= stop_at:
@@ -84,10 +68,9 @@ async def _reporter(
             delay = due - time.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-            task = asyncio.create_task(fire(node, due))
+            task = asyncio.create_task(fire(node, due))  # open loop: never wait for the answer
             in_flight.add(task)
             task.add_done_callback(in_flight.discard)
-            index += 1
         if in_flight:
             await asyncio.gather(*in_flight)
     return {"latencies": latencies, "lateness": lateness, "errors": errors[:5], "error_count": len(errors)}

@@ -80,12 +80,15 @@ def compare(target: str, floor: str, workload: _loadgen.Workload, args: argparse
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="bench-node-") as tmp:
-        with _procs.node_daemon(Path(tmp), node_id=NODE_ID) as (node_addr, _), _procs.bare_server() as (bare_addr, _):
-            asyncio.run(_seed(node_addr, args.realms))
-            for kind in ("get_realm", "create_realm"):
-                workload = _loadgen.Workload(kind, NODE_ID, _procs.SECRET_HEX, realm_ids=args.realms)
-                rows.append({"rpc": kind, **compare(node_addr, bare_addr, workload, args)})
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-node-") as tmp,
+        _procs.node_daemon(Path(tmp), node_id=NODE_ID) as (node_addr, _),
+        _procs.bare_server() as (bare_addr, _),
+    ):
+        asyncio.run(_seed(node_addr, args.realms))
+        for kind in ("get_realm", "create_realm"):
+            workload = _loadgen.Workload(kind, NODE_ID, _procs.SECRET_HEX, realm_ids=args.realms)
+            rows.append({"rpc": kind, **compare(node_addr, bare_addr, workload, args)})
     return rows
 
 

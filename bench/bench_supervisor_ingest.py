@@ -26,11 +26,14 @@ PREFIX = "bench"
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
-        with _procs.supervisor_daemon(Path(tmp)) as (sup_addr, _), _procs.bare_server() as (bare_addr, _):
-            asyncio.run(_procs.register_nodes(sup_addr, PREFIX, args.nodes))
-            workload = _loadgen.Workload("report", PREFIX, _procs.SECRET_HEX, nodes=args.nodes)
-            return compare(sup_addr, bare_addr, workload, args)
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp,
+        _procs.supervisor_daemon(Path(tmp)) as (sup_addr, _),
+        _procs.bare_server() as (bare_addr, _),
+    ):
+        asyncio.run(_procs.register_nodes(sup_addr, PREFIX, args.nodes))
+        workload = _loadgen.Workload("report", PREFIX, _procs.SECRET_HEX, nodes=args.nodes)
+        return compare(sup_addr, bare_addr, workload, args)
 
 
 def main(argv: list[str] | None = None) -> int:

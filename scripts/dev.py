@@ -29,8 +29,6 @@ STAMP = VENV / ".supervit-install-stamp"
 
 
 def ensure_env() -> None:
-    if sys.version_info < (3, 11):
-        raise SystemExit(f"supervit needs Python 3.11 or newer (this is {sys.version.split()[0]})")
     if not PY.exists():
         print(f"creating virtualenv {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)

@@ -41,7 +41,11 @@ def _fields(message: type) -> list[tuple[int, str, str, str]]:
 
 def test_files_package_and_syntax() -> None:
     """Three proto2 files in package supervisor.v1, named as the contract says."""
-    for module, name in [(common_pb2, "common.proto"), (supervisor_pb2, "supervisor.proto"), (supervised_pb2, "supervised.proto")]:
+    for module, name in [
+        (common_pb2, "common.proto"),
+        (supervisor_pb2, "supervisor.proto"),
+        (supervised_pb2, "supervised.proto"),
+    ]:
         fd = module.DESCRIPTOR
         assert fd.name == name
         assert fd.package == "supervisor.v1"

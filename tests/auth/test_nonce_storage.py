@@ -46,7 +46,9 @@ async def test_fifty_concurrent_verifications_accept_exactly_one(
     tmp_path: Path, secret: SharedSecret, clock: FakeClock, kind: str
 ) -> None:
     """50 concurrent verifications of one credential: exactly one accepted, 49 replays."""
-    store = MemoryNonceStorage(clock=clock) if kind == "memory" else await SqliteNonceStorage.open(tmp_path, clock=clock)
+    store = (
+        MemoryNonceStorage(clock=clock) if kind == "memory" else await SqliteNonceStorage.open(tmp_path, clock=clock)
+    )
     try:
         verifier = CredentialVerifier(secret, store, clock=clock)
         cred = Signer(secret, clock=clock).credential("x")
@@ -62,7 +64,9 @@ async def test_fifty_concurrent_verifications_accept_exactly_one(
 @pytest.mark.parametrize("kind", ["memory", "sqlite"])
 async def test_expired_nonces_are_forgotten(tmp_path: Path, clock: FakeClock, kind: str) -> None:
     """After its TTL a nonce may be consumed again, and cleanup removes it."""
-    store = MemoryNonceStorage(clock=clock) if kind == "memory" else await SqliteNonceStorage.open(tmp_path, clock=clock)
+    store = (
+        MemoryNonceStorage(clock=clock) if kind == "memory" else await SqliteNonceStorage.open(tmp_path, clock=clock)
+    )
     try:
         assert await store.consume("n", clock.now + 10)
         assert not await store.consume("n", clock.now + 10)
@@ -89,7 +93,9 @@ async def test_verifier_sets_ttl_window_plus_300(secret: SharedSecret, clock: Fa
     assert await store.consume("fixed", clock.now + 1)
 
 
-async def test_storage_failure_is_an_error_not_an_accept(tmp_path: Path, secret: SharedSecret, clock: FakeClock) -> None:
+async def test_storage_failure_is_an_error_not_an_accept(
+    tmp_path: Path, secret: SharedSecret, clock: FakeClock
+) -> None:
     """A broken nonce store raises NonceStorageError; the credential is not accepted."""
     store = await SqliteNonceStorage.open(tmp_path, clock=clock)
     await store.close()

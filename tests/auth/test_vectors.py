@@ -77,7 +77,9 @@ def test_fingerprint_vectors(vector: dict[str, Any]) -> None:
     req = _request(vector)
     assert registration_fingerprint(req) == vector["fingerprint_sha256_hex"]
     if "signed_payload" in vector:
-        assert build_payload(Action.REGISTER, vector["node_id"], registration_fingerprint(req)) == vector["signed_payload"]
+        assert (
+            build_payload(Action.REGISTER, vector["node_id"], registration_fingerprint(req)) == vector["signed_payload"]
+        )
 
 
 def test_fingerprint_sorts_by_code_point() -> None:

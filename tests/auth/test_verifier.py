@@ -55,10 +55,14 @@ async def test_window_configuration(secret: SharedSecret, clock: FakeClock, conf
     assert verifier.window == effective
     await verifier.verify(Signer(secret, clock=clock).credential("x", timestamp=int(clock.now) - effective), "x")
     with pytest.raises(exc.TimestampOutOfRangeError):
-        await verifier.verify(Signer(secret, clock=clock).credential("x", timestamp=int(clock.now) - effective - 1), "x")
+        await verifier.verify(
+            Signer(secret, clock=clock).credential("x", timestamp=int(clock.now) - effective - 1), "x"
+        )
 
 
-async def test_window_checked_before_signature(secret: SharedSecret, other_secret: SharedSecret, clock: FakeClock) -> None:
+async def test_window_checked_before_signature(
+    secret: SharedSecret, other_secret: SharedSecret, clock: FakeClock
+) -> None:
     """A stale credential with a wrong signature reports the time problem (contract order)."""
     verifier = make_verifier(secret, clock)
     cred = Signer(other_secret, clock=clock).credential("x", timestamp=int(clock.now) - 1000)
@@ -140,7 +144,9 @@ def _tampered_requests() -> list[tuple[str, object, object]]:
     return cases
 
 
-@pytest.mark.parametrize(("label", "original", "tampered"), _tampered_requests(), ids=lambda x: x if isinstance(x, str) else "")
+@pytest.mark.parametrize(
+    ("label", "original", "tampered"), _tampered_requests(), ids=lambda x: x if isinstance(x, str) else ""
+)
 async def test_tampered_request_fields(
     secret: SharedSecret, clock: FakeClock, label: str, original: object, tampered: object
 ) -> None:
@@ -161,7 +167,9 @@ async def test_node_id_is_part_of_supervised_payloads(secret: SharedSecret, cloc
         await make_verifier(secret, clock).verify(cred, request_payload(req, "node-2"))
 
 
-async def test_rotation_accepts_either_secret(secret: SharedSecret, other_secret: SharedSecret, clock: FakeClock) -> None:
+async def test_rotation_accepts_either_secret(
+    secret: SharedSecret, other_secret: SharedSecret, clock: FakeClock
+) -> None:
     """With two valid secrets, credentials under either are accepted and the match is reported."""
     verifier = CredentialVerifier([secret, other_secret], MemoryNonceStorage(clock=clock), clock=clock)
     assert await verifier.verify(Signer(secret, clock=clock).credential("x"), "x") == secret

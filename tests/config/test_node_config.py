@@ -91,13 +91,21 @@ def test_env_overrides(tmp_path: Path) -> None:
     ("patch", "key", "reason"),
     [
         ({"supervisor": {"client": {"node_id": " "}}}, "supervisor.client.node_id", "must not be empty"),
-        ({"supervisor": {"client": {"node_id": "n", "shared_secret": "abc"}}}, "supervisor.client.shared_secret", "odd"),
+        (
+            {"supervisor": {"client": {"node_id": "n", "shared_secret": "abc"}}},
+            "supervisor.client.shared_secret",
+            "odd",
+        ),
         ({"supervisor": {"supervisord": {"port": 70000}}}, "supervisor.supervisord.port", "0..65535"),
         ({"supervisor": {"supervisord": {"port": "x"}}}, "supervisor.supervisord.port", "integer"),
         ({"supervisor": {"supervisord": {"ip": "not-an-ip"}}}, "supervisor.supervisord.ip", "IP address"),
         ({"supervisor": {"supervisord": {"prot": 1}}}, "supervisor.supervisord.prot", "unknown key"),
         ({"supervisor": {"supervisord": {"log_level": "loud"}}}, "supervisor.supervisord.log_level", "one of"),
-        ({"supervisor": {"supervisord": {"tls_cert": "/nonexistent.pem"}}}, "supervisor.supervisord.tls_key", "together"),
+        (
+            {"supervisor": {"supervisord": {"tls_cert": "/nonexistent.pem"}}},
+            "supervisor.supervisord.tls_key",
+            "together",
+        ),
         (
             {"supervisor": {"supervisord": {"services": [{"name": "s", "type": "FTP"}]}}},
             "supervisor.supervisord.services[0].type",
@@ -111,12 +119,27 @@ def test_env_overrides(tmp_path: Path) -> None:
             "wildcard",
         ),
         (
-            {"supervisor": {"enable_tls": True, "client": {"endpoint": "https://x:1"}, "supervisord": {"ip": "127.0.0.1"}}},
+            {
+                "supervisor": {
+                    "enable_tls": True,
+                    "client": {"endpoint": "https://x:1"},
+                    "supervisord": {"ip": "127.0.0.1"},
+                }
+            },
             "supervisor.tls_domain",
             "required",
         ),
-        ({"supervisor": {"status_report_interval_secs": 0, "client": {"endpoint": "http://h:1"}, "supervisord": {"ip": "127.0.0.1"}}},
-         "supervisor.status_report_interval_secs", "> 0"),
+        (
+            {
+                "supervisor": {
+                    "status_report_interval_secs": 0,
+                    "client": {"endpoint": "http://h:1"},
+                    "supervisord": {"ip": "127.0.0.1"},
+                }
+            },
+            "supervisor.status_report_interval_secs",
+            "> 0",
+        ),
     ],
 )
 def test_invalid_keys_are_named(patch: dict[str, Any], key: str, reason: str) -> None:

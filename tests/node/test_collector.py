@@ -14,9 +14,7 @@ ADV = supervisor_pb2.ServiceAdvertisementStatus
 
 def test_states_map_to_health_and_advertisement_status() -> None:
     """healthy/running → RUNNING and healthy; error → ERROR; disabled → DISABLED; both unhealthy."""
-    collector = ServiceCollector(
-        [ServiceInfo(f"s-{state}", common_pb2.TURN, state=state) for state in ServiceState]
-    )
+    collector = ServiceCollector([ServiceInfo(f"s-{state}", common_pb2.TURN, state=state) for state in ServiceState])
     by_name = {a.name: a.status for a in collector.advertisements()}
     assert by_name == {
         "s-healthy": ADV.SERVICE_ADVERTISEMENT_STATUS_RUNNING,
