@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,6 +114,21 @@ async def test_realm_lifecycle(node: NodeDaemon) -> None:
     assert duplicate.code == 1 and "already exists" in duplicate.err and len(duplicate.err.splitlines()) == 1
 
 
+@pytest.fixture
+def restore_log_levels() -> Iterator[None]:
+    """The in-process node applies LOG_LEVEL to this process's root and supervit loggers: undo it.
+
+    (Left at DEBUG, grpc's debug logging in later tests keeps grpc objects alive in captured log
+    records until after their event loop closed, and collecting them then crashes grpc.)
+    """
+    loggers = [logging.getLogger(), logging.getLogger("supervit")]
+    levels = [logger.level for logger in loggers]
+    yield
+    for logger, level in zip(loggers, levels, strict=True):
+        logger.setLevel(level)
+
+
+@pytest.mark.usefixtures("restore_log_levels")
 async def test_config_get_set_with_env_and_node_toml(node: NodeDaemon, tmp_path: Path) -> None:
     """The secret from SUPERVIT_SHARED_SECRET; address, id and secret from the node's TOML file."""
     env = clean_env(SUPERVIT_SHARED_SECRET=SECRET_HEX, SUPERVIT_NODE=node.address, SUPERVIT_NODE_ID="n1")

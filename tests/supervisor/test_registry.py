@@ -66,6 +66,7 @@ async def test_offline_after_three_missed_intervals_and_back(
     assert (await sup.registry.get("chatty")).online  # type: ignore[union-attr]
     assert await sup.sweep_once() == []  # marked once
     await quiet.report()
+    await sup.ingest.flush()
     back = await sup.registry.get("quiet")
     assert back is not None and back.online and back.offline_since is None
 
@@ -171,5 +172,21 @@ async def test_ingest_consumes_nonce_even_for_unknown_node(tmp_path: Path) -> No
         assert await registry.ingest_report(request, **kwargs) is None
         with pytest.raises(NonceReusedError):
             await registry.ingest_report(request, **kwargs)
+    finally:
+        await db.close()
+
+
+async def test_schema_v1_database_is_migrated(tmp_path: Path) -> None:
+    """A supervisor.db written at schema 1 gains the nonce_batches table of schema 2 on open."""
+    from supervit.storage import Database
+    from supervit.supervisor import SUPERVISOR_DB_FILENAME, SUPERVISOR_MIGRATIONS
+
+    old = await Database.open(tmp_path / SUPERVISOR_DB_FILENAME, SUPERVISOR_MIGRATIONS[:1])
+    await old.close()
+    db = await open_supervisor_database(tmp_path)
+    try:
+        version = await db.read(lambda c: c.execute("PRAGMA user_version").fetchone()[0])
+        tables = await db.read(lambda c: [r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")])
+        assert version == SUPERVISOR_MIGRATIONS[-1].version and "nonce_batches" in tables
     finally:
         await db.close()

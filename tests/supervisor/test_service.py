@@ -36,6 +36,7 @@ async def test_register_report_health_and_registry(tmp_path: Path, started: Star
     health = await node.health()
     assert health.healthy and health.latency_ms >= 0
 
+    await sup.ingest.flush()  # the report was acknowledged before its commit (write-behind)
     record = await sup.registry.get("n1")
     assert record is not None and record.online and record.reports == 1 and record.registrations == 1
     assert record.agent_addr == "127.0.0.1:7000" and record.power_reserve_level == 2

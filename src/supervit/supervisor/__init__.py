@@ -30,8 +30,9 @@ from supervit.supervisor._config import (
     load_supervisor_config,
 )
 from supervit.supervisor._directives import DirectiveQueue, QueuedDirective, validate_directive
+from supervit.supervisor._ingest import RecentNonces, ReportIngest
 from supervit.supervisor._push import CatalogPusher, PushError, PushResult
-from supervit.supervisor._registry import NodeRecord, NodeRegistry, RegistryNonceStorage, ReportOutcome
+from supervit.supervisor._registry import NodeRecord, NodeRegistry, Registration, RegistryNonceStorage, ReportOutcome
 from supervit.supervisor._schema import SUPERVISOR_DB_FILENAME, SUPERVISOR_MIGRATIONS, open_supervisor_database
 from supervit.supervisor._server import Supervisor
 from supervit.supervisor._service import (
@@ -67,7 +68,10 @@ __all__ = [
     "RealmCatalog",
     "RealmExistsError",
     "RealmNotFoundError",
+    "RecentNonces",
+    "Registration",
     "RegistryNonceStorage",
+    "ReportIngest",
     "ReportOutcome",
     "ServerSection",
     "Supervisor",

@@ -28,6 +28,7 @@ from supervit.protocol import supervit_admin_pb2, supervit_admin_pb2_grpc
 from supervit.rpc import abort, abort_for
 from supervit.supervisor._catalog import RealmCatalog, RealmExistsError, RealmNotFoundError
 from supervit.supervisor._directives import DirectiveQueue
+from supervit.supervisor._ingest import ReportIngest
 from supervit.supervisor._push import CatalogPusher
 from supervit.supervisor._registry import NodeRecord, NodeRegistry
 
@@ -104,7 +105,8 @@ def node_summary(node: NodeRecord, pusher: CatalogPusher) -> supervit_admin_pb2.
 class AdminService(supervit_admin_pb2_grpc.SupervisorAdminServicer):
     """Registry listing, directive queueing and catalog changes for operators.
 
-    ``verifier`` holds the admin secret (and the registry's nonce store).
+    ``verifier`` holds the admin secret (and the registry's nonce store). With ``ingest``,
+    listings first wait for the reports acknowledged so far to be committed (read your writes).
     """
 
     def __init__(
@@ -116,7 +118,9 @@ class AdminService(supervit_admin_pb2_grpc.SupervisorAdminServicer):
         verifier: CredentialVerifier,
         *,
         clock: Callable[[], float] = time.time,
+        ingest: ReportIngest | None = None,
     ) -> None:
+        self.ingest = ingest
         self.registry = registry
         self.catalog = catalog
         self.pusher = pusher
@@ -135,6 +139,8 @@ class AdminService(supervit_admin_pb2_grpc.SupervisorAdminServicer):
         """Every registered node with its state, last report and sync position."""
         await self._authenticate(request, context)
         try:
+            if self.ingest is not None:
+                await self.ingest.flush()
             nodes = await self.registry.nodes()
         except StorageError as exc:
             await abort_for(context, exc)

@@ -103,9 +103,18 @@ def take_next(conn: sqlite3.Connection, node_id: str) -> QueuedDirective | None:
 class DirectiveQueue:
     """Enqueue and inspect directives in the supervisor database."""
 
-    def __init__(self, db: Database, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        clock: Callable[[], float] = time.time,
+        on_enqueued: Callable[[str], None] | None = None,
+    ) -> None:
+        """``on_enqueued(node_id)`` is called after each enqueue has committed (the report path
+        uses it to know which nodes must take the directive-aware, commit-waiting route)."""
         self._db = db
         self._clock = clock
+        self._on_enqueued = on_enqueued
 
     async def enqueue(
         self, node_id: str, directive_type: int, payload: str | None = None
@@ -129,7 +138,10 @@ class DirectiveQueue:
             (position,) = conn.execute("SELECT COUNT(*) FROM directives WHERE node_id = ?", (node_id,)).fetchone()
             return QueuedDirective(directive_id, node_id, directive_type, stored, now), int(position)
 
-        return await self._db.write(run)
+        result = await self._db.write(run)
+        if self._on_enqueued is not None:
+            self._on_enqueued(node_id)
+        return result
 
     async def pending(self, node_id: str) -> list[QueuedDirective]:
         """The node's queued directives, oldest (next to be delivered) first."""

@@ -4,9 +4,10 @@ Persisted in ``supervisor.db`` (see :mod:`supervit.supervisor._schema`), so it s
 Nodes are never deleted: one that misses ``offline_after_missed`` report intervals is *marked*
 offline by :meth:`NodeRegistry.mark_offline` and is online again with its next report.
 
-The report path is built for throughput: :meth:`NodeRegistry.ingest_report` consumes the
-credential's nonce, records the report and takes the node's next directive in one write (one
-group-commit round trip, one transaction); all protobuf work happens on the event loop before it.
+:meth:`NodeRegistry.ingest_report` consumes a report's nonce, records the report and takes the
+node's next directive in one write (one group-commit round trip, one transaction); all protobuf
+work happens on the event loop before it. It is the path of reports that must wait for their
+commit; the others take :class:`~supervit.supervisor.ReportIngest`'s write-behind path.
 """
 
 from __future__ import annotations
@@ -23,7 +24,15 @@ from supervit.protocol import common_pb2, supervisor_pb2
 from supervit.storage import Database
 from supervit.supervisor._directives import QueuedDirective, adjusted_interval, take_next
 
-__all__ = ["NodeRecord", "NodeRegistry", "RegistryNonceStorage", "ReportOutcome"]
+__all__ = [
+    "CONSUME_NONCE_SQL",
+    "NodeRecord",
+    "NodeRegistry",
+    "Registration",
+    "RegistryNonceStorage",
+    "ReportOutcome",
+    "encode_without_credential",
+]
 
 _COLUMNS = (
     "node_id, name, location_tag, version, agent_addr, fingerprint, registration, first_registered_at, "
@@ -46,7 +55,8 @@ ON CONFLICT (node_id) DO UPDATE SET
     registrations = registrations + 1, last_seen_at = excluded.last_seen_at,
     online = 1, offline_since = NULL,
     report_interval_secs = COALESCE(interval_override, excluded.report_interval_secs)
-RETURNING first_registered_at, registrations, COALESCE(interval_override, report_interval_secs)
+RETURNING first_registered_at, COALESCE(interval_override, report_interval_secs), interval_override,
+          pushed_catalog_version
 """
 
 _REPORT_SQL = """
@@ -59,11 +69,14 @@ RETURNING agent_addr, pushed_catalog_version
 """
 
 # An expired row may be taken over: its credential could no longer pass the window check anyway.
-_CONSUME_SQL = """
+CONSUME_NONCE_SQL = """
 INSERT INTO nonces (nonce, expires_at) VALUES (?, ?)
 ON CONFLICT (nonce) DO UPDATE SET expires_at = excluded.expires_at WHERE nonces.expires_at < ?
 """
 _CLEANUP_SQL = "DELETE FROM nonces WHERE nonce IN (SELECT nonce FROM nonces WHERE expires_at < ? LIMIT ?)"
+_CLEANUP_BATCHES_SQL = (
+    "DELETE FROM nonce_batches WHERE batch_id IN (SELECT batch_id FROM nonce_batches WHERE expires_at < ? LIMIT ?)"
+)
 
 _OFFLINE_SQL = """
 UPDATE nodes SET online = 0, offline_since = ?
@@ -128,15 +141,30 @@ class NodeRecord:
 
 @dataclass(frozen=True, slots=True)
 class ReportOutcome:
-    """What :meth:`NodeRegistry.ingest_report` recorded and what the response must carry."""
+    """What a report was recorded with and what its response must carry."""
 
     interval_secs: int
     directive: QueuedDirective | None
     agent_addr: str
     pushed_catalog_version: int
+    interval_override: int | None = None
 
 
-def _without_credential(message: supervisor_pb2.RegisterNodeRequest | supervisor_pb2.ReportRequest) -> bytes:
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """What :meth:`NodeRegistry.register` recorded (times are Unix seconds)."""
+
+    registered_at: int
+    first_registered_at: int
+    interval_secs: int
+    """The report interval in force (an ADJUST_INTERVAL override survives re-registration)."""
+    interval_override: int | None
+    pushed_catalog_version: int
+    agent_addr: str
+
+
+def encode_without_credential(message: supervisor_pb2.RegisterNodeRequest | supervisor_pb2.ReportRequest) -> bytes:
+    """The message as stored in the registry: encoded without its credential."""
     copy: Any = type(message)()
     copy.CopyFrom(message)
     copy.ClearField("credential")
@@ -223,12 +251,8 @@ class NodeRegistry:
 
     async def register(
         self, request: supervisor_pb2.RegisterNodeRequest, fingerprint: str, *, report_interval_secs: int
-    ) -> tuple[int, int, int]:
-        """Record a (re-)registration; returns ``(registered_at, first_registered_at, interval)``.
-
-        ``interval`` is the report interval in force for the node (an ADJUST_INTERVAL override
-        survives re-registration). The node is online from now on.
-        """
+    ) -> Registration:
+        """Record a (re-)registration; the node is online from now on."""
         now = int(self._clock())
         params = (
             request.node_id,
@@ -237,18 +261,18 @@ class NodeRegistry:
             request.version,
             request.agent_addr,
             fingerprint,
-            _without_credential(request),
+            encode_without_credential(request),
             now,
             now,
             now,
             report_interval_secs,
         )
 
-        def run(conn: sqlite3.Connection) -> tuple[int, int, int]:
-            first, _, interval = conn.execute(_REGISTER_SQL, params).fetchone()
-            return now, int(first), int(interval)
+        def run(conn: sqlite3.Connection) -> Registration:
+            first, interval, override, pushed = conn.execute(_REGISTER_SQL, params).fetchone()
+            return Registration(now, int(first), int(interval), override, int(pushed), request.agent_addr)
 
-        return await self._db.write(run)
+        return await self._db.write(run, single_statement=True)
 
     async def ingest_report(
         self,
@@ -268,12 +292,12 @@ class NodeRegistry:
         """
         now = int(self._clock())
         node_id = request.node_id
-        blob = _without_credential(request)
+        blob = encode_without_credential(request)
         head = (request.name, request.location_tag, request.version, blob, now, now)
         tail = (request.power_reserve_level, request.realm_sync_version)
 
         def run(conn: sqlite3.Connection) -> ReportOutcome | None:
-            if conn.execute(_CONSUME_SQL, (nonce, nonce_expires_at, now)).rowcount != 1:
+            if conn.execute(CONSUME_NONCE_SQL, (nonce, nonce_expires_at, now)).rowcount != 1:
                 raise NonceReusedError()
             row = conn.execute("SELECT interval_override FROM nodes WHERE node_id = ?", (node_id,)).fetchone()
             if row is None:
@@ -282,7 +306,7 @@ class NodeRegistry:
             override = adjusted_interval(directive) or row[0]
             interval = int(override) if override is not None else interval_secs
             agent_addr, pushed = conn.execute(_REPORT_SQL, (*head, *tail, override, interval, node_id)).fetchone()
-            return ReportOutcome(interval, directive, str(agent_addr), int(pushed))
+            return ReportOutcome(interval, directive, str(agent_addr), int(pushed), override)
 
         return await self._db.write(run)
 
@@ -314,7 +338,7 @@ class NodeRegistry:
         def run(conn: sqlite3.Connection) -> list[str]:
             return sorted(str(row[0]) for row in conn.execute(_OFFLINE_SQL, (now, missed, now)))
 
-        return await self._db.write(run)
+        return await self._db.write(run, single_statement=True)
 
     async def record_push(self, node_id: str, *, pushed_version: int | None, error: str | None) -> None:
         """Note a catalog push outcome: success advances ``pushed_catalog_version``, failure keeps it."""
@@ -331,7 +355,7 @@ class NodeRegistry:
                 )
                 conn.execute(sql, (now, pushed_version, node_id))
 
-        await self._db.write(run)
+        await self._db.write(run, single_statement=True)
 
 
 class RegistryNonceStorage(NonceStorage):
@@ -352,23 +376,26 @@ class RegistryNonceStorage(NonceStorage):
         expiry = int(expires_at)
 
         def run(conn: sqlite3.Connection) -> bool:
-            return conn.execute(_CONSUME_SQL, (nonce, expiry, now)).rowcount == 1
+            return conn.execute(CONSUME_NONCE_SQL, (nonce, expiry, now)).rowcount == 1
 
         try:
-            return await self._db.write(run)
+            return await self._db.write(run, single_statement=True)
         except StorageError as exc:
             raise NonceStorageError(f"nonce store failed: {exc}") from exc
 
     async def cleanup(self) -> int:
-        """Delete expired nonces (in chunks, so report writes are never held up for long)."""
+        """Delete expired nonces and nonce batches (in chunks, so report writes are never held up
+        for long); returns how many rows were removed."""
         removed = 0
-        while True:
-            now, chunk = int(self._clock()), self._cleanup_chunk
+        for sql in (_CLEANUP_SQL, _CLEANUP_BATCHES_SQL):
+            while True:
+                now, chunk = int(self._clock()), self._cleanup_chunk
 
-            def run(conn: sqlite3.Connection, now: int = now, chunk: int = chunk) -> int:
-                return conn.execute(_CLEANUP_SQL, (now, chunk)).rowcount
+                def run(conn: sqlite3.Connection, sql: str = sql, now: int = now, chunk: int = chunk) -> int:
+                    return conn.execute(sql, (now, chunk)).rowcount
 
-            n = await self._db.write(run)
-            removed += n
-            if n < chunk:
-                return removed
+                n = await self._db.write(run, single_statement=True)
+                removed += n
+                if n < chunk:
+                    break
+        return removed

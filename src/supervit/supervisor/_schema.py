@@ -1,9 +1,8 @@
 """The supervisor database (``supervisor.db``): node registry, directive queue, realm catalog, nonces.
 
-Everything the supervisor persists lives in one SQLite file so that a Report's nonce, registry
-update and directive hand-over commit in **one** transaction (one group-commit round trip per
-report). A release that changes the schema appends a :class:`~supervit.storage.Migration`; a
-published one is never edited.
+Everything the supervisor persists lives in one SQLite file, so a report's nonce, registry update
+and directive hand-over commit in one transaction. A release that changes the schema appends a
+:class:`~supervit.storage.Migration`; a published one is never edited.
 """
 
 from __future__ import annotations
@@ -89,7 +88,19 @@ CREATE TABLE nonces (
 CREATE INDEX nonces_expires_at ON nonces (expires_at);
 """
 
-SUPERVISOR_MIGRATIONS: tuple[Migration, ...] = (Migration(1, _V1),)
+# Nonces of reports and health checks answered on the write-behind path, one row per hand-over
+# to the writer (a JSON array): uniqueness is enforced in memory, this table only survives restarts.
+_V2 = """
+CREATE TABLE nonce_batches (
+    batch_id   INTEGER PRIMARY KEY,
+    expires_at INTEGER NOT NULL,
+    nonces     TEXT    NOT NULL
+) STRICT;
+
+CREATE INDEX nonce_batches_expires_at ON nonce_batches (expires_at);
+"""
+
+SUPERVISOR_MIGRATIONS: tuple[Migration, ...] = (Migration(1, _V1), Migration(2, _V2))
 """Every schema step of the supervisor database, oldest first."""
 
 

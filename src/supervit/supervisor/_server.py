@@ -16,6 +16,7 @@ from supervit.supervisor._admin import ADMIN_SERVICE, AdminService
 from supervit.supervisor._catalog import RealmCatalog
 from supervit.supervisor._config import SupervisorConfig, split_host_port
 from supervit.supervisor._directives import DirectiveQueue
+from supervit.supervisor._ingest import ReportIngest
 from supervit.supervisor._push import CatalogPusher
 from supervit.supervisor._registry import NodeRegistry, RegistryNonceStorage
 from supervit.supervisor._schema import open_supervisor_database
@@ -59,6 +60,7 @@ class Supervisor:
         self._pusher: CatalogPusher | None = None
         self._directives: DirectiveQueue | None = None
         self._nonces: RegistryNonceStorage | None = None
+        self._ingest: ReportIngest | None = None
         self._stop_event = asyncio.Event()
         self.address: str | None = None
         """``host:port`` SupervisorService listens on (after :meth:`start`)."""
@@ -89,6 +91,13 @@ class Supervisor:
         return self._pusher
 
     @property
+    def ingest(self) -> ReportIngest:
+        """The Report/HealthCheck hot path."""
+        if self._ingest is None:
+            raise RuntimeError("the supervisor is not started")
+        return self._ingest
+
+    @property
     def directives(self) -> DirectiveQueue:
         """The directive queues."""
         if self._directives is None:
@@ -108,12 +117,14 @@ class Supervisor:
             self._registry = registry = NodeRegistry(db, clock=clock)
             self._catalog = catalog = RealmCatalog(db, clock=clock)
             await catalog.load()
-            self._directives = directives = DirectiveQueue(db, clock=clock)
+            self._ingest = ingest = ReportIngest(registry, clock=clock)
+            await ingest.load()
+            self._directives = directives = DirectiveQueue(db, clock=clock, on_enqueued=ingest.directive_queued)
             self._nonces = nonces = RegistryNonceStorage(db, clock=clock)
             self._pusher = pusher = CatalogPusher(catalog, registry, cfg.secrets_for, cfg.push, clock=clock)
             # The verifier's own secrets are never used: every call passes the node's secrets.
             node_verifier = CredentialVerifier((), nonces, cfg.server.max_clock_skew_secs, clock=clock)
-            service = SupervisorService(cfg, registry, node_verifier, catalog, pusher, clock=clock)
+            service = SupervisorService(cfg, ingest, node_verifier, catalog, pusher, clock=clock)
             srv = cfg.server
             tls = ServerTLS(srv.tls_cert, srv.tls_key, srv.tls_client_ca) if srv.tls_cert and srv.tls_key else None
             # grpc enables SO_REUSEPORT by default: a second supervisor on the same port would then
@@ -126,7 +137,7 @@ class Supervisor:
                 admin_verifier = CredentialVerifier(
                     cfg.admin_secret, nonces, cfg.server.max_clock_skew_secs, clock=clock
                 )
-                admin = AdminService(registry, catalog, pusher, directives, admin_verifier, clock=clock)
+                admin = AdminService(registry, catalog, pusher, directives, admin_verifier, clock=clock, ingest=ingest)
                 self._admin_server = RpcServer(options=_NO_REUSEPORT)
                 self._admin_server.add_service(ADMIN_SERVICE, admin)
                 admin_port = await self._admin_server.start(cfg.admin.listen)
@@ -147,6 +158,7 @@ class Supervisor:
 
     async def sweep_once(self) -> list[str]:
         """Mark silent nodes offline now; returns the ids that just went offline."""
+        await self.ingest.flush()  # judge by every report acknowledged so far
         gone = await self.registry.mark_offline(self.config.fleet.offline_after_missed)
         for node_id in gone:
             log.warning("node %s is offline (missed %d reports)", node_id, self.config.fleet.offline_after_missed)
@@ -210,6 +222,8 @@ class Supervisor:
             self._sweeper = None
         if self._pusher is not None:
             await self._pusher.close()
+        if self._ingest is not None:
+            await self._ingest.flush()  # every acknowledged report reaches the database
         if self._db is not None:
             await self._db.close()
             self._db = None

@@ -28,15 +28,21 @@ from typing import Any
 import grpc
 
 from supervit._exceptions import AuthError, StorageError, TimestampOutOfRangeError
-from supervit.auth import NONCE_TTL_EXTRA_SECS, CredentialVerifier, registration_fingerprint, request_payload
+from supervit.auth import (
+    NONCE_TTL_EXTRA_SECS,
+    CredentialVerifier,
+    SharedSecret,
+    registration_fingerprint,
+    request_payload,
+)
 from supervit.client import NOT_REGISTERED_DETAILS, SERVER_TIME_METADATA_KEY
 from supervit.metrics import MAX_POWER_RESERVE_LEVEL
 from supervit.protocol import supervisor_pb2, supervisor_pb2_grpc
 from supervit.rpc import abort, abort_for
 from supervit.supervisor._catalog import RealmCatalog
 from supervit.supervisor._config import SupervisorConfig, split_host_port
+from supervit.supervisor._ingest import ReportIngest
 from supervit.supervisor._push import CatalogPusher
-from supervit.supervisor._registry import NodeRegistry
 
 __all__ = ["NOT_REGISTERED_DETAILS", "SERVER_TIME_METADATA_KEY", "SUPERVISOR_SERVICE", "SupervisorService"]
 
@@ -56,16 +62,17 @@ def iso_utc(timestamp: int) -> str:
 class SupervisorService(supervisor_pb2_grpc.SupervisorServiceServicer):
     """The supervisor's answers to its nodes.
 
-    ``verifier`` checks RegisterNode and HealthCheck credentials (its nonce store must be the
-    registry's, see :class:`~supervit.supervisor.RegistryNonceStorage`); Report credentials are
-    checked with the same window and secrets but consume their nonce inside the registry's
-    report transaction. ``clock`` gives Unix seconds.
+    ``verifier`` checks RegisterNode credentials, durably (its nonce store must be the
+    registry's, see :class:`~supervit.supervisor.RegistryNonceStorage`). Report and HealthCheck
+    credentials get the same window and signature checks, then their nonce goes through
+    ``ingest`` (:class:`~supervit.supervisor.ReportIngest`: checked in memory, persisted behind).
+    ``clock`` gives Unix seconds.
     """
 
     def __init__(
         self,
         config: SupervisorConfig,
-        registry: NodeRegistry,
+        ingest: ReportIngest,
         verifier: CredentialVerifier,
         catalog: RealmCatalog,
         pusher: CatalogPusher,
@@ -73,7 +80,8 @@ class SupervisorService(supervisor_pb2_grpc.SupervisorServiceServicer):
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
-        self.registry = registry
+        self.ingest = ingest
+        self.registry = ingest.registry
         self.verifier = verifier
         self.catalog = catalog
         self.pusher = pusher
@@ -83,6 +91,23 @@ class SupervisorService(supervisor_pb2_grpc.SupervisorServiceServicer):
         now = int(self._clock())
         context.set_trailing_metadata(((SERVER_TIME_METADATA_KEY, str(now)),))
         return now
+
+    def _check(self, node_id: str, credential: Any, payload: str, now: int, context: Ctx) -> SharedSecret:
+        """The verifier's first two checks, in the contract's order: time window, then signature.
+
+        The nonce (the third) is the caller's: consumed through :class:`ReportIngest`.
+        """
+        secrets = self.config.secrets_for(node_id)
+        if not secrets:
+            log.warning("refused node %r from %s: no secret configured for it", node_id, context.peer())
+            raise AuthError()
+        if abs(now - credential.timestamp) > self.verifier.window:
+            raise TimestampOutOfRangeError()
+        return CredentialVerifier.check_signature(credential, payload, secrets)
+
+    def _nonce_expiry(self, credential: Any, now: int) -> int:
+        # As the verifier does: remembered until the timestamp can no longer pass, plus margin.
+        return max(now, int(credential.timestamp)) + self.verifier.window + NONCE_TTL_EXTRA_SECS
 
     async def _authenticate(self, node_id: str, credential: Any, payload: str, context: Ctx) -> Any:
         secrets = self.config.secrets_for(node_id)
@@ -112,12 +137,14 @@ class SupervisorService(supervisor_pb2_grpc.SupervisorServiceServicer):
                 success=False, error_message=problem, server_timestamp=now, heartbeat_interval_secs=heartbeat
             )
         try:
-            registered_at, first, _ = await self.registry.register(
+            registration = await self.registry.register(
                 request, fingerprint, report_interval_secs=self.config.report_interval(node_id)
             )
         except StorageError as exc:
             await abort_for(context, exc)
+        self.ingest.node_registered(node_id, registration)
         self.pusher.node_registered(node_id, secret)
+        registered_at, first = registration.registered_at, registration.first_registered_at
         log.info(
             "node %s registered (%s, agent %s, version %s)%s",
             node_id,
@@ -135,30 +162,22 @@ class SupervisorService(supervisor_pb2_grpc.SupervisorServiceServicer):
         )
 
     async def Report(self, request: supervisor_pb2.ReportRequest, context: Ctx) -> supervisor_pb2.ReportResponse:
-        """Verify, record the report and hand over the node's next directive, in one transaction."""
+        """Verify, record the report and hand over the node's next directive (see :class:`ReportIngest`)."""
         now = self._stamp(context)
         node_id = request.node_id
         credential = request.credential
-        secrets = self.config.secrets_for(node_id)
-        # The verifier's checks in the contract's order, except that the nonce is consumed by the
-        # registry's report transaction: one database round trip per report instead of two.
         try:
-            if not secrets:
-                log.warning("refused report of %r from %s: no secret configured for it", node_id, context.peer())
-                raise AuthError()
-            if abs(now - credential.timestamp) > self.verifier.window:
-                raise TimestampOutOfRangeError()
-            secret = CredentialVerifier.check_signature(credential, request_payload(request), secrets)
+            secret = self._check(node_id, credential, request_payload(request), now, context)
             if request.power_reserve_level > MAX_POWER_RESERVE_LEVEL:
                 await abort(
                     context,
                     grpc.StatusCode.INVALID_ARGUMENT,
                     f"power_reserve_level must be 0-{MAX_POWER_RESERVE_LEVEL}, got {request.power_reserve_level}",
                 )
-            outcome = await self.registry.ingest_report(
+            outcome = await self.ingest.report(
                 request,
                 nonce=credential.nonce,
-                nonce_expires_at=max(now, credential.timestamp) + self.verifier.window + NONCE_TTL_EXTRA_SECS,
+                nonce_expires_at=self._nonce_expiry(credential, now),
                 interval_secs=self.config.report_interval(node_id),
             )
         except (AuthError, StorageError) as exc:
@@ -188,7 +207,13 @@ class SupervisorService(supervisor_pb2_grpc.SupervisorServiceServicer):
         """Verify and answer healthy; ``latency_ms`` is the time this supervisor spent on the call."""
         started = time.perf_counter()
         now = self._stamp(context)
-        await self._authenticate(request.node_id, request.credential, request_payload(request), context)
+        credential = request.credential
+        try:
+            self._check(request.node_id, credential, request_payload(request), now, context)
+            self.ingest.consume_nonce(credential.nonce, self._nonce_expiry(credential, now))
+        except AuthError as exc:
+            log.info("refused health check of %r from %s: %s", request.node_id, context.peer(), exc)
+            await abort_for(context, exc)
         latency_ms = int((time.perf_counter() - started) * 1000)
         return supervisor_pb2.HealthCheckResponse(healthy=True, server_timestamp=now, latency_ms=latency_ms)
 

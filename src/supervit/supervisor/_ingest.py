@@ -1,0 +1,271 @@
+"""The Report / HealthCheck hot path: answer from memory, persist behind, stay exactly-once.
+
+Waiting for a commit before answering every report would tie each report's latency to the
+writer thread's group-commit cycle. Instead the supervisor keeps, in memory, what a report
+response depends on — which nodes exist, their interval override and catalog push position,
+which nodes may have queued directives, and the nonces consumed within the credential window —
+and answers a report at once, handing the registry update (and the nonce) to the group-committing
+writer without waiting for it ("write-behind").
+
+The exceptions wait for the commit, through :meth:`NodeRegistry.ingest_report`'s single
+transaction:
+
+* a node that may have a queued directive — delivery and dequeue must commit together;
+* a node the memory does not know — so the unknown-node answer (``NOT_FOUND``) is authoritative.
+
+Nonces are checked against memory synchronously (check-and-remember is atomic on the event
+loop), so a replay is refused at once; they are also written to ``supervisor.db`` and loaded back
+at start-up, so replays stay refused across restarts. The price of write-behind: if the process
+*crashes* (not on a clean stop, which flushes), the reports and nonces of the last few
+milliseconds may be lost — a report is periodic telemetry, and the lost nonces' credentials could
+be replayed only within their window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from supervit._exceptions import NonceReusedError
+from supervit.protocol import supervisor_pb2
+from supervit.storage import Database
+from supervit.supervisor._registry import (
+    NodeRegistry,
+    Registration,
+    ReportOutcome,
+    encode_without_credential,
+)
+
+__all__ = ["RecentNonces", "ReportIngest"]
+
+log = logging.getLogger("supervit.supervisor")
+
+# Acknowledged reports are handed to the writer at most this often: each hand-over is one
+# database operation, so under load many reports share it. It also bounds what a crash can lose.
+_HAND_OVER_DELAY_SECS = 0.005
+
+# One statement updates every node of a hand-over: sqlite3 releases and re-takes the GIL around
+# each statement step, and with one step per report the writer thread and the event loop would
+# trade the GIL once per report. UPDATE ... FROM needs SQLite 3.33; older ones update row by row.
+_COLUMNS = "name, location_tag, version, last_report, seen_at, power, realm, interval, count, node_id"
+_BATCH_UPDATE = """
+UPDATE nodes SET
+    name = v.column1, location_tag = v.column2, version = v.column3, last_report = v.column4,
+    last_report_at = v.column5, last_seen_at = v.column5, reports = reports + v.column9,
+    power_reserve_level = v.column6, realm_sync_version = v.column7, online = 1, offline_since = NULL,
+    report_interval_secs = v.column8
+FROM (VALUES {values}) AS v
+WHERE nodes.node_id = v.column10
+"""
+_ROW_UPDATE = """
+UPDATE nodes SET
+    name = ?, location_tag = ?, version = ?, last_report = ?, last_report_at = ?5, last_seen_at = ?5,
+    power_reserve_level = ?, realm_sync_version = ?, report_interval_secs = ?, reports = reports + ?,
+    online = 1, offline_since = NULL
+WHERE node_id = ?
+"""
+_UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)
+_ROWS_PER_STATEMENT = 300  # 10 parameters each: far below SQLite's 32766-variable limit
+
+
+def _update_nodes(conn: sqlite3.Connection, rows: list[tuple[object, ...]]) -> None:
+    if not _UPDATE_FROM:
+        conn.executemany(_ROW_UPDATE, rows)
+        return
+    for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+        chunk = rows[start : start + _ROWS_PER_STATEMENT]
+        values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
+        conn.execute(_BATCH_UPDATE.format(values=values), [value for row in chunk for value in row])
+
+
+class RecentNonces:
+    """Nonces consumed within the credential window, in memory; check-and-remember is atomic."""
+
+    __slots__ = ("_expiry", "_heap")
+
+    def __init__(self) -> None:
+        self._expiry: dict[str, int] = {}
+        self._heap: list[tuple[int, str]] = []
+
+    def consume(self, nonce: str, expires_at: int, now: int) -> bool:
+        """Remember ``nonce`` until ``expires_at``; False if it is already remembered."""
+        heap = self._heap
+        while heap and heap[0][0] < now:  # forget what can no longer pass the window check
+            expiry, old = heapq.heappop(heap)
+            if self._expiry.get(old) == expiry:
+                del self._expiry[old]
+        if nonce in self._expiry:
+            return False
+        self._expiry[nonce] = expires_at
+        heapq.heappush(heap, (expires_at, nonce))
+        return True
+
+    def __len__(self) -> int:
+        return len(self._expiry)
+
+
+@dataclass(slots=True)
+class _Hot:
+    agent_addr: str
+    interval_override: int | None
+    pushed_catalog_version: int
+
+
+class ReportIngest:
+    """Report and HealthCheck ingestion over a :class:`NodeRegistry` (see the module docstring).
+
+    Call :meth:`load` before serving and :meth:`flush` before closing the database.
+    """
+
+    def __init__(self, registry: NodeRegistry, *, clock: Callable[[], float] = time.time) -> None:
+        self.registry = registry
+        self._db: Database = registry.database
+        self._clock = clock
+        self._hot: dict[str, _Hot] = {}
+        self._maybe_directives: set[str] = set()
+        self.nonces = RecentNonces()
+        self._behind: set[asyncio.Task[None]] = set()
+        self._pending: list[tuple[str, int, tuple[object, ...] | None]] = []
+        self._hand_over_at: asyncio.TimerHandle | None = None
+
+    async def load(self) -> None:
+        """Read the nodes, the nodes with queued directives and the unexpired nonces."""
+        now = int(self._clock())
+
+        def run(
+            conn: sqlite3.Connection,
+        ) -> tuple[list[tuple[str, str, int | None, int]], list[str], list[tuple[str, int]]]:
+            nodes = conn.execute(
+                "SELECT node_id, agent_addr, interval_override, pushed_catalog_version FROM nodes"
+            ).fetchall()
+            pending = [row[0] for row in conn.execute("SELECT DISTINCT node_id FROM directives")]
+            nonces = conn.execute("SELECT nonce, expires_at FROM nonces WHERE expires_at >= ?", (now,)).fetchall()
+            sql = "SELECT nonces, expires_at FROM nonce_batches WHERE expires_at >= ?"
+            for text, expires_at in conn.execute(sql, (now,)):
+                nonces.extend((nonce, expires_at) for nonce in json.loads(text))
+            return nodes, pending, nonces
+
+        nodes, pending, nonces = await self._db.read(run)
+        self._hot = {node_id: _Hot(addr, override, pushed) for node_id, addr, override, pushed in nodes}
+        self._maybe_directives = set(pending)
+        for nonce, expires_at in nonces:
+            self.nonces.consume(nonce, expires_at, now)
+        log.debug("ingest state: %d nodes, %d with directives, %d live nonces", len(nodes), len(pending), len(nonces))
+
+    # -- hooks (called after the corresponding commit) -------------------------------------------
+
+    def node_registered(self, node_id: str, registration: Registration) -> None:
+        self._hot[node_id] = _Hot(
+            registration.agent_addr, registration.interval_override, registration.pushed_catalog_version
+        )
+
+    def directive_queued(self, node_id: str) -> None:
+        self._maybe_directives.add(node_id)
+
+    # -- the hot path ----------------------------------------------------------------------------
+
+    def consume_nonce(self, nonce: str, expires_at: int) -> None:
+        """Refuse a nonce seen before (:class:`NonceReusedError`); else remember and persist it."""
+        now = int(self._clock())
+        if not self.nonces.consume(nonce, expires_at, now):
+            raise NonceReusedError()
+        self._queue_behind(nonce, expires_at, None)
+
+    async def report(
+        self, request: supervisor_pb2.ReportRequest, *, nonce: str, nonce_expires_at: int, interval_secs: int
+    ) -> ReportOutcome | None:
+        """Record a verified report and say what to answer; None if the node is not registered.
+
+        Raises :class:`NonceReusedError` for a replay and :class:`~supervit.StorageError` if a
+        report that had to wait for its commit could not be stored.
+        """
+        node_id = request.node_id
+        now = int(self._clock())
+        if not self.nonces.consume(nonce, nonce_expires_at, now):
+            raise NonceReusedError()
+        hot = self._hot.get(node_id)
+        if hot is None or node_id in self._maybe_directives:
+            if self._pending or self._behind:
+                # Earlier acknowledged reports go first, so a node's rows are written in order.
+                await self.flush()
+            outcome = await self.registry.ingest_report(
+                request, nonce=nonce, nonce_expires_at=nonce_expires_at, interval_secs=interval_secs
+            )
+            if outcome is None:
+                self._hot.pop(node_id, None)
+                return None
+            if outcome.directive is None:
+                # The queue was empty when this report's transaction ran; a directive queued
+                # after it marks the node again (its hook runs after this continuation).
+                self._maybe_directives.discard(node_id)
+            self._hot[node_id] = _Hot(outcome.agent_addr, outcome.interval_override, outcome.pushed_catalog_version)
+            return outcome
+        interval = hot.interval_override or interval_secs
+        params = (
+            request.name,
+            request.location_tag,
+            request.version,
+            encode_without_credential(request),
+            now,
+            request.power_reserve_level,
+            request.realm_sync_version,
+            interval,
+            node_id,
+        )
+
+        self._queue_behind(nonce, nonce_expires_at, params)
+        return ReportOutcome(interval, None, hot.agent_addr, hot.pushed_catalog_version, hot.interval_override)
+
+    def _queue_behind(self, nonce: str, expires_at: int, report_row: tuple[object, ...] | None) -> None:
+        # Everything acknowledged within a few milliseconds goes to the writer as ONE operation:
+        # one future, one task, one queue hand-off, one nonce row for many reports.
+        self._pending.append((nonce, expires_at, report_row))
+        if self._hand_over_at is None:
+            self._hand_over_at = asyncio.get_running_loop().call_later(_HAND_OVER_DELAY_SECS, self._hand_over)
+
+    def _hand_over(self) -> None:
+        if self._hand_over_at is not None:
+            self._hand_over_at.cancel()  # a no-op when it is the timer itself firing
+            self._hand_over_at = None
+        rows, self._pending = self._pending, []
+        if not rows:
+            return
+        # Memory already decided uniqueness; the database only has to remember the nonces for
+        # the next start, so they go in as one row (one B-tree insert instead of one per nonce).
+        batch = (max(row[1] for row in rows), json.dumps([row[0] for row in rows]))
+        latest: dict[object, tuple[tuple[object, ...], int]] = {}
+        for _, _, report in rows:
+            if report is not None:  # a node reporting twice in one hand-over: keep the last, count both
+                previous = latest.get(report[-1])
+                latest[report[-1]] = (report, 1 + (previous[1] if previous else 0))
+        updates = [(*report[:-1], count, report[-1]) for report, count in latest.values()]
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO nonce_batches (expires_at, nonces) VALUES (?, ?)", batch)
+            if updates:
+                _update_nodes(conn, updates)
+
+        async def write() -> None:
+            try:
+                await self._db.write(run)
+            except Exception as exc:
+                log.error("%d acknowledged report(s)/nonce(s) could not be stored: %s", len(rows), exc)
+
+        task = asyncio.get_running_loop().create_task(write())
+        self._behind.add(task)
+        task.add_done_callback(self._behind.discard)
+
+    async def flush(self) -> None:
+        """Wait until every write-behind queued so far is committed (or failed and logged).
+
+        Later ones are not waited for, so this returns even under a constant stream of reports.
+        """
+        self._hand_over()  # do not wait for the scheduled hand-over
+        if self._behind:
+            await asyncio.gather(*list(self._behind))

@@ -1,0 +1,103 @@
+"""The Report/HealthCheck hot path: answered from memory, persisted behind, replays refused across restarts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from supervit.protocol import supervisor_pb2
+from supervit.supervisor import RecentNonces
+from tests.supervisor.conftest import NodeSim, make_config
+
+Started = Callable[..., Any]
+Channels = Callable[[str], grpc.aio.Channel]
+
+
+async def test_replays_refused_after_a_restart(tmp_path: Path, started: Started, channel_to: Channels) -> None:
+    """Nonces consumed before a clean stop are loaded back: the same Report or HealthCheck is refused."""
+    first = await started(make_config(tmp_path))
+    node = NodeSim(channel_to(first.address), "n1")
+    await node.register()
+    report = node.report_request()
+    await node.stub.Report(report)
+    health = supervisor_pb2.HealthCheckRequest(node_id="n1")
+    health.credential.CopyFrom(node.signer.credential("health_check:n1"))
+    await node.stub.HealthCheck(health)
+    await first.stop(0)
+
+    second = await started(make_config(tmp_path))
+    again = NodeSim(channel_to(second.address), "n1")
+    for call, request in ((again.stub.Report, report), (again.stub.HealthCheck, health)):
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await call(request)
+        assert info.value.details() == "nonce already used"
+    assert (await again.report()).received  # fresh credentials still pass
+
+
+@pytest.mark.parametrize("update_from", [True, False], ids=["update-from", "row-by-row"])
+async def test_fast_reports_are_persisted(
+    tmp_path: Path, started: Started, channel_to: Channels, monkeypatch: pytest.MonkeyPatch, update_from: bool
+) -> None:
+    """Acknowledged reports reach the registry: counted exactly, last one kept (both SQL strategies)."""
+    from supervit.supervisor import _ingest
+
+    monkeypatch.setattr(_ingest, "_UPDATE_FROM", update_from)
+    sup = await started(make_config(tmp_path))
+    node = NodeSim(channel_to(sup.address), "n1")
+    await node.register()
+    await asyncio.gather(*(node.report(power=i % 6, realm_sync_version=i) for i in range(30)))
+    await node.report(power=1, realm_sync_version=77)
+    other = NodeSim(channel_to(sup.address), "n2")
+    await other.register()
+    await other.report(power=5, realm_sync_version=3)
+    await sup.ingest.flush()
+    record = await sup.registry.get("n1")
+    assert record is not None and record.reports == 31
+    assert (record.power_reserve_level, record.realm_sync_version) == (1, 77)
+    assert record.last_report_at is not None and record.last_seen_at == record.last_report_at
+    assert record.metrics is not None and record.metrics.cpu_usage_percent == 12.5
+    second = await sup.registry.get("n2")
+    assert second is not None and (second.reports, second.power_reserve_level, second.realm_sync_version) == (1, 5, 3)
+
+
+async def test_directive_queued_mid_stream_is_delivered_once(
+    tmp_path: Path, started: Started, channel_to: Channels
+) -> None:
+    """A directive queued while the node is on the fast path rides the very next report, once."""
+    sup = await started(make_config(tmp_path))
+    node = NodeSim(channel_to(sup.address), "n1")
+    await node.register()
+    for _ in range(3):
+        assert not (await node.report()).HasField("directive")
+    await sup.directives.enqueue("n1", supervisor_pb2.REQUEST_FULL_REPORT)
+    responses = await asyncio.gather(*(node.report() for _ in range(10)))
+    assert sum(r.HasField("directive") for r in responses) == 1
+    assert not (await node.report()).HasField("directive")
+
+
+async def test_unknown_node_is_not_found_even_after_restart_with_empty_registry(
+    tmp_path: Path, started: Started, channel_to: Channels
+) -> None:
+    first = await started(make_config(tmp_path))
+    node = NodeSim(channel_to(first.address), "n1")
+    await node.register()
+    await node.report()
+    await first.stop(0)
+    fresh = await started(make_config(tmp_path, server={"data_dir": str(tmp_path / "empty")}))
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await NodeSim(channel_to(fresh.address), "n1").report()
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_recent_nonces_forget_expired_entries() -> None:
+    nonces = RecentNonces()
+    assert nonces.consume("a", 10, now=0)
+    assert not nonces.consume("a", 10, now=5)
+    assert nonces.consume("b", 20, now=5) and len(nonces) == 2
+    assert nonces.consume("a", 30, now=11)  # expired at 10: forgotten, so accepted again
+    assert len(nonces) == 2
