@@ -41,17 +41,23 @@ def outside_values(path: Path) -> list[str]:
         conn.close()
 
 
-async def block_writer(db: Database) -> tuple[threading.Event, asyncio.Task[None]]:
-    """Occupy the writer thread until the returned event is set, so later writes form one group."""
+async def block_writer(db: Database) -> tuple[threading.Event, asyncio.Future[None]]:
+    """Hold the committer until the returned event is set: writes issued meanwhile form one group.
+
+    A first (empty) write runs and queues its COMMIT behind the blocked committer thread; every
+    write issued before ``release`` is set therefore waits and joins the next group.
+    """
     entered, release = threading.Event(), threading.Event()
 
-    def hold(conn: sqlite3.Connection) -> None:
+    def hold() -> None:
         entered.set()
         release.wait(10)
 
-    task = asyncio.ensure_future(db.write(hold))
+    held = asyncio.get_running_loop().run_in_executor(db._committer, hold)
     await asyncio.to_thread(entered.wait, 10)
-    return release, task
+    first = asyncio.ensure_future(db.write(lambda conn: None))
+    await asyncio.sleep(0.01)  # let that first group start: its commit now waits behind ``hold``
+    return release, asyncio.gather(held, first)  # type: ignore[return-value]
 
 
 async def test_open_creates_directory_and_records_schema_version(db: Database) -> None:
@@ -209,3 +215,27 @@ async def test_cancelled_caller_does_not_break_the_writer(db: Database) -> None:
     await blocker
     assert await db.write(insert("after")) == 2
     assert outside_values(db.path) == ["still-written", "after"]
+
+
+async def test_write_lock_held_elsewhere_waits_without_blocking_the_loop(db: Database) -> None:
+    """If another connection holds the write lock, writes wait for it while the loop keeps running."""
+    other = sqlite3.connect(db.path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.001)
+
+    tick_task = asyncio.ensure_future(ticker())
+    writing = asyncio.ensure_future(db.write(insert("waited")))
+    await asyncio.sleep(0.2)
+    assert not writing.done()
+    assert ticks > 20  # the loop kept turning while the write waited for the lock
+    other.execute("COMMIT")
+    other.close()
+    assert await writing == 1
+    tick_task.cancel()
+    assert outside_values(db.path) == ["waited"]

@@ -1,4 +1,4 @@
-"""The Report/HealthCheck hot path: answered from memory, persisted behind, replays refused across restarts."""
+"""The Report/HealthCheck hot path: batched, answered only once durable, replays refused across restarts."""
 
 from __future__ import annotations
 
@@ -37,6 +37,30 @@ async def test_replays_refused_after_a_restart(tmp_path: Path, started: Started,
             await call(request)
         assert info.value.details() == "nonce already used"
     assert (await again.report()).received  # fresh credentials still pass
+
+
+async def test_report_is_durable_before_it_is_answered(tmp_path: Path, started: Started, channel_to: Channels) -> None:
+    """When Report/HealthCheck return, their nonces and the report are committed (seen by another connection)."""
+    import json
+    import sqlite3
+
+    from supervit.supervisor import SUPERVISOR_DB_FILENAME
+
+    sup = await started(make_config(tmp_path))
+    node = NodeSim(channel_to(sup.address), "n1")
+    await node.register()
+    report = node.report_request()
+    await node.stub.Report(report)
+    health = supervisor_pb2.HealthCheckRequest(node_id="n1")
+    health.credential.CopyFrom(node.signer.credential("health_check:n1"))
+    await node.stub.HealthCheck(health)
+    # No flush: an independent connection must already see both nonces and the report.
+    db_path = next(tmp_path.rglob(SUPERVISOR_DB_FILENAME))
+    with sqlite3.connect(db_path) as conn:
+        stored = {n for (text,) in conn.execute("SELECT nonces FROM nonce_batches") for n in json.loads(text)}
+        (reports,) = conn.execute("SELECT reports FROM nodes WHERE node_id = 'n1'").fetchone()
+    assert {report.credential.nonce, health.credential.nonce} <= stored
+    assert reports == 1
 
 
 @pytest.mark.parametrize("update_from", [True, False], ids=["update-from", "row-by-row"])

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import logging
-import sys
 from pathlib import Path
 
 import click
 
-from supervit.cli._runtime import tune_for_serving
+from supervit.cli._runtime import setup_logging, tune_for_serving
 from supervit.config import load_node_config, python_log_level
 from supervit.node import ClientWiring, NodeDaemon, ReportingClient
 
@@ -17,19 +15,6 @@ __all__ = ["LISTENING_PREFIX", "node"]
 
 LISTENING_PREFIX = "supervit node listening on "
 """Start of the one line printed on stdout once the server is bound: ``<prefix>host:port``."""
-
-_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
-
-def _setup_logging(level_name: str) -> None:
-    logging.addLevelName(5, "TRACE")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(_LOG_FORMAT))
-    # The handler passes everything: the logger levels alone decide, so a live LOG_LEVEL change
-    # (UpdateConfig) takes effect without touching handlers.
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(python_log_level(level_name))
 
 
 def _supervit_client(wiring: ClientWiring) -> ReportingClient:
@@ -70,5 +55,5 @@ def node(config_path: Path) -> None:
     """
     config = load_node_config(config_path)
     tune_for_serving()
-    _setup_logging(config.supervisord.log_level)
+    setup_logging(python_log_level(config.supervisord.log_level))
     asyncio.run(NodeDaemon(config, client_factory=_supervit_client).run(on_ready=_announce))

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
-__all__ = ["SERVER_SWITCH_INTERVAL_SECS", "tune_for_serving"]
+__all__ = ["SERVER_SWITCH_INTERVAL_SECS", "setup_logging", "tune_for_serving"]
+
+_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 # The daemons hand work between the event loop and SQLite writer/reader threads and grpc's poller.
 # With CPython's default 5 ms GIL switch interval a thread woken by a finished fsync can wait up
@@ -16,3 +19,17 @@ SERVER_SWITCH_INTERVAL_SECS = 0.0005
 def tune_for_serving() -> None:
     """Apply the daemon process settings (call once, before the event loop starts)."""
     sys.setswitchinterval(SERVER_SWITCH_INTERVAL_SECS)
+
+
+def setup_logging(level: int) -> None:
+    """Log to stderr (stdout carries only the daemons' machine-readable lines) at ``level``.
+
+    The handler passes everything: logger levels alone decide, so a live LOG_LEVEL change
+    (UpdateConfig) takes effect without touching handlers.
+    """
+    logging.addLevelName(5, "TRACE")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(_LOG_FORMAT))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 from pathlib import Path
 
 import click
 
-from supervit.cli._runtime import tune_for_serving
+from supervit.cli._runtime import setup_logging, tune_for_serving
 from supervit.supervisor import Supervisor, load_supervisor_config
 
 __all__ = ["ADMIN_LISTENING_PREFIX", "LISTENING_PREFIX", "supervisor"]
@@ -18,17 +17,6 @@ LISTENING_PREFIX = "supervit supervisor listening on "
 """Start of the stdout line printed once SupervisorService is bound: ``<prefix>host:port``."""
 ADMIN_LISTENING_PREFIX = "supervit supervisor admin listening on "
 """Start of the stdout line printed once the admin service is bound (only when it is enabled)."""
-
-_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
-
-def _setup_logging(level: int) -> None:
-    logging.addLevelName(5, "TRACE")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(_LOG_FORMAT))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
 
 
 def _announce(running: Supervisor) -> None:
@@ -58,5 +46,5 @@ def supervisor(config_path: Path) -> None:
     """
     config = load_supervisor_config(config_path)
     tune_for_serving()
-    _setup_logging(config.python_log_level)
+    setup_logging(config.python_log_level)
     asyncio.run(Supervisor(config).run(on_ready=_announce))

@@ -1,10 +1,15 @@
 """One SQLite database file driven from asyncio without blocking the event loop.
 
-Writes go to a single writer thread (SQLite allows one writer at a time anyway) which
-**group-commits**: it takes every write queued since its last commit, runs each one inside its
-own SAVEPOINT (so one failing operation rolls back alone, never half-applied), commits them all in
-one transaction, and only then answers the callers. Each caller therefore learns its result only
-after its change is durable, while one fsync is shared by many requests.
+Writes are **group-committed**. Every write queued since the last commit runs inside its own
+SAVEPOINT (so one failing operation rolls back alone, never half-applied), all of them in one
+transaction, and the callers are answered only once that transaction is committed: each learns
+its result after its change is durable, while one fsync is shared by many requests.
+
+The write statements themselves run on the event loop (single-row statements cost microseconds,
+and this connection is the file's only writer, so they never wait for a lock); only the COMMIT,
+which waits for the disk, runs on a committer thread. Writes arriving while a commit is in flight
+form the next group. Compared with a writer thread running every statement, this saves a GIL
+hand-off per operation (bench/bench_node_rpc.py measures it; docs/performance.md).
 
 Reads run on a separate reader thread with its own connection; WAL lets them proceed while the
 writer commits, and they see everything that was committed before the read started.
@@ -13,12 +18,9 @@ writer commits, and they see everything that was committed before the read start
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import queue
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,10 +34,12 @@ __all__ = ["Database", "Migration"]
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-_STOP = object()
-# How long the writer waits for company before committing. 2 ms cut the nonce path's CPU per
-# request by a fifth under load (bench/bench_node_rpc.py) for at most 2 ms of added latency.
+# Under load, how long a group waits for company after the previous commit: fewer fsyncs, each
+# serving more writers, for at most this much added latency (bench/bench_node_rpc.py).
 DEFAULT_LINGER_SECS = 0.002
+# If another process holds the write lock, retry BEGIN this often instead of blocking the loop.
+_BUSY_RETRY_SECS = 0.005
+_BUSY_GIVE_UP_SECS = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,12 +53,14 @@ class Migration:
 @dataclass(slots=True)
 class _WriteOp:
     fn: Callable[[sqlite3.Connection], Any]
-    loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
     savepoint: bool
 
 
-def _resolve(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+_Outcome = tuple[asyncio.Future[Any], bool, Any]
+
+
+def _resolve(items: list[_Outcome]) -> None:
     for future, ok, value in items:
         if future.done():  # the caller was cancelled; its write still happened (or not) atomically
             continue
@@ -65,9 +71,10 @@ def _resolve(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
 
 
 class Database:
-    """An SQLite file with a group-committing writer thread and a reader thread.
+    """An SQLite file with group-committed writes, a committer thread and a reader thread.
 
-    Open with :meth:`open`; always :meth:`close` (or use ``async with``).
+    Open with :meth:`open`; always :meth:`close` (or use ``async with``). Writes must come from
+    one event loop (the first one that writes).
     """
 
     def __init__(
@@ -80,12 +87,16 @@ class Database:
         linger_secs: float = DEFAULT_LINGER_SECS,
     ) -> None:
         self.path = path
+        self._linger = linger_secs
         self._migrations = sorted(migrations, key=lambda m: m.version)
         self._synchronous = synchronous
         self._max_batch = max_batch
-        self._linger = linger_secs
-        self._queue: queue.SimpleQueue[_WriteOp | object] = queue.SimpleQueue()
-        self._writer: threading.Thread | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: list[_WriteOp] = []
+        self._busy = False  # a group is running or committing; the connection is not free
+        self._drained: asyncio.Event | None = None
+        self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sqlite-commit:{path.name}")
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sqlite-read:{path.name}")
         self._reader_local = threading.local()
         self._closed = False
@@ -135,10 +146,10 @@ class Database:
         except BaseException:
             conn.close()
             raise
-        self._writer = threading.Thread(
-            target=self._write_loop, args=(conn,), name=f"sqlite-write:{self.path.name}", daemon=True
-        )
-        self._writer.start()
+        # From now on this connection is used on the event loop: never let SQLite sleep on a lock
+        # there (BEGIN is retried from the loop instead, see _start_group).
+        conn.execute("PRAGMA busy_timeout=0")
+        self._conn = conn
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         try:
@@ -173,90 +184,127 @@ class Database:
     # -- writes -----------------------------------------------------------------------------
 
     async def write(self, fn: Callable[[sqlite3.Connection], T], *, single_statement: bool = False) -> T:
-        """Run ``fn(conn)`` atomically on the writer thread; return once it is committed.
+        """Run ``fn(conn)`` atomically in the next group; return once that group is committed.
 
         An exception raised by ``fn`` rolls back only ``fn``'s changes and is re-raised here
         (``sqlite3.Error`` becomes :class:`StorageError`). A failed commit fails every write of
-        that group with :class:`StorageError`: nothing of it was applied.
+        that group with :class:`StorageError`: nothing of it was applied. ``fn`` runs on the event
+        loop: keep it to a few indexed statements (bulk work belongs in several writes).
 
         ``single_statement=True`` promises that ``fn`` executes exactly one statement; SQLite makes
-        each statement atomic on its own, so the per-operation SAVEPOINT (two extra statements
-        on the hot path) is skipped.
+        each statement atomic on its own, so the per-operation SAVEPOINT is skipped.
         """
         if self._closed:
             raise StorageError(f"database {self.path.name} is closed")
         loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif loop is not self._loop:
+            raise StorageError(f"database {self.path.name} is written from a second event loop")
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_WriteOp(fn, loop, future, not single_statement))
+        self._pending.append(_WriteOp(fn, future, not single_statement))
+        if not self._busy:
+            self._busy = True
+            # Run the group after the callbacks already queued: requests that arrived in the same
+            # loop iteration join it.
+            loop.call_soon(self._start_group, loop.time())
         return await future
 
-    def _write_loop(self, conn: sqlite3.Connection) -> None:
-        last_size = 0
-        try:
-            while True:
-                first = self._queue.get()
-                if first is _STOP:
-                    return
-                batch: list[_WriteOp] = [first]  # type: ignore[list-item]
-                stop_after = False
-                # Under load (the previous group had company) linger briefly so one commit (one
-                # fsync) serves more writers; a lone write on an idle database never waits.
-                # Sleeping (rather than waiting on the queue) means writers arriving meanwhile do
-                # not wake this thread one by one, each wake-up costing a GIL hand-off.
-                if last_size > 1 and self._linger > 0:
-                    time.sleep(self._linger)
-                while len(batch) < self._max_batch:
-                    try:
-                        item = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if item is _STOP:
-                        stop_after = True
-                        break
-                    batch.append(item)  # type: ignore[arg-type]
-                self._run_batch(conn, batch)
-                last_size = len(batch)
-                if stop_after:
-                    return
-        finally:
-            conn.close()
-
-    def _run_batch(self, conn: sqlite3.Connection, batch: list[_WriteOp]) -> None:
-        outcomes: list[tuple[asyncio.Future[Any], bool, Any]] = []
+    def _start_group(self, first_try: float) -> None:
+        loop = self._loop
+        conn = self._conn
+        assert loop is not None and conn is not None
+        if not self._pending:
+            self._set_idle()
+            return
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for op in batch:
-                if op.savepoint:
-                    conn.execute("SAVEPOINT op")
-                try:
-                    value = op.fn(conn)
-                except Exception as exc:
-                    if op.savepoint:
-                        conn.execute("ROLLBACK TO op")
-                        conn.execute("RELEASE op")
-                    if isinstance(exc, sqlite3.Error):
-                        exc = StorageError(f"{self.path.name}: {exc}")
-                    outcomes.append((op.future, False, exc))
-                else:
-                    if op.savepoint:
-                        conn.execute("RELEASE op")
-                    outcomes.append((op.future, True, value))
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) and loop.time() - first_try < _BUSY_GIVE_UP_SECS:
+                # Another process holds the write lock: try again shortly, never block the loop.
+                loop.call_later(_BUSY_RETRY_SECS, self._start_group, first_try)
+                return
+            self._fail_pending(StorageError(f"{self.path.name}: cannot start a transaction: {exc}"))
+            return
+        except sqlite3.Error as exc:
+            self._fail_pending(StorageError(f"{self.path.name}: cannot start a transaction: {exc}"))
+            return
+        group = self._pending[: self._max_batch]
+        del self._pending[: self._max_batch]
+        try:
+            outcomes = [self._run_op(conn, op) for op in group]
+        except BaseException:
+            self._abandon(conn, group, "operation aborted")
+            raise
+        commit = loop.run_in_executor(self._committer, self._commit, conn)
+        commit.add_done_callback(lambda done: self._finish_group(group, outcomes, done))
+
+    def _run_op(self, conn: sqlite3.Connection, op: _WriteOp) -> _Outcome:
+        if op.savepoint:
+            conn.execute("SAVEPOINT op")
+        try:
+            value = op.fn(conn)
+        except Exception as exc:
+            if op.savepoint:
+                conn.execute("ROLLBACK TO op")
+                conn.execute("RELEASE op")
+            if isinstance(exc, sqlite3.Error):
+                exc = StorageError(f"{self.path.name}: {exc}")
+            return (op.future, False, exc)
+        if op.savepoint:
+            conn.execute("RELEASE op")
+        return (op.future, True, value)
+
+    def _commit(self, conn: sqlite3.Connection) -> sqlite3.Error | None:
+        # Committer thread: the only place that waits for the disk.
+        try:
             conn.execute("COMMIT")
+            return None
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 try:
                     conn.execute("ROLLBACK")
                 except sqlite3.Error:
                     log.exception("rollback failed on %s", self.path.name)
-            log.error("commit of %d writes to %s failed: %s", len(batch), self.path.name, exc)
-            error = StorageError(f"{self.path.name}: commit failed: {exc}")
-            outcomes = [(op.future, False, error) for op in batch]
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
-        for op, outcome in zip(batch, outcomes, strict=True):
-            by_loop.setdefault(op.loop, []).append(outcome)
-        for loop, items in by_loop.items():
-            with contextlib.suppress(RuntimeError):  # that loop is closed; nobody is waiting any more
-                loop.call_soon_threadsafe(_resolve, items)
+            return exc
+
+    def _finish_group(
+        self, group: list[_WriteOp], outcomes: list[_Outcome], done: asyncio.Future[sqlite3.Error | None]
+    ) -> None:
+        error = done.exception() or done.result()
+        if error is not None:
+            log.error("commit of %d writes to %s failed: %s", len(group), self.path.name, error)
+            failure = StorageError(f"{self.path.name}: commit failed: {error}")
+            outcomes = [(op.future, False, failure) for op in group]
+        _resolve(outcomes)
+        # Writes that arrived during the commit form the next group straight away.
+        assert self._loop is not None
+        # Under load (this group had company) wait a moment longer so the next fsync serves more
+        # writers; a lone write on an idle database is never held back.
+        if self._linger > 0 and len(group) > 1:
+            self._loop.call_later(self._linger, self._start_group, self._loop.time())
+        else:
+            self._start_group(self._loop.time())
+
+    def _abandon(self, conn: sqlite3.Connection, group: list[_WriteOp], why: str) -> None:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            log.exception("rollback failed on %s", self.path.name)
+        failure = StorageError(f"{self.path.name}: {why}")
+        _resolve([(op.future, False, failure) for op in group])
+        self._set_idle()
+
+    def _fail_pending(self, error: StorageError) -> None:
+        log.error("%s", error)
+        group, self._pending = self._pending, []
+        _resolve([(op.future, False, error) for op in group])
+        self._set_idle()
+
+    def _set_idle(self) -> None:
+        self._busy = False
+        if self._drained is not None:
+            self._drained.set()
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -312,13 +360,17 @@ class Database:
     # -- shutdown ---------------------------------------------------------------------------
 
     async def close(self) -> None:
-        """Finish queued writes, then close both connections. Idempotent."""
+        """Finish queued writes, then close every connection. Idempotent."""
         if self._closed:
             return
         self._closed = True
-        self._queue.put(_STOP)
-        if self._writer is not None:
-            await asyncio.to_thread(self._writer.join)
+        if self._busy:
+            self._drained = asyncio.Event()
+            await self._drained.wait()
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await asyncio.get_running_loop().run_in_executor(self._committer, conn.close)
+        self._committer.shutdown(wait=True)
         await asyncio.get_running_loop().run_in_executor(self._reader, self._close_reader)
         self._reader.shutdown(wait=True)
         if self._lookup_conn is not None:

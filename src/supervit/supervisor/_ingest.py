@@ -1,24 +1,20 @@
-"""The Report / HealthCheck hot path: answer from memory, persist behind, stay exactly-once.
+"""The Report / HealthCheck hot path: batched persistence, answered only once durable.
 
-Waiting for a commit before answering every report would tie each report's latency to the
-writer thread's group-commit cycle. Instead the supervisor keeps, in memory, what a report
-response depends on — which nodes exist, their interval override and catalog push position,
-which nodes may have queued directives, and the nonces consumed within the credential window —
-and answers a report at once, handing the registry update (and the nonce) to the group-committing
-writer without waiting for it ("write-behind").
+The supervisor keeps in memory what a report response depends on: which nodes exist, their
+interval override and catalog push position, which nodes may have queued directives, and the
+nonces consumed within the credential window. Nonces are checked against that memory on the
+event loop (check-and-remember is atomic there), so a replay is refused at once.
 
-The exceptions wait for the commit, through :meth:`NodeRegistry.ingest_report`'s single
-transaction:
+Every accepted report (and health check) is then written through one shared database operation
+per hand-over (a few milliseconds' worth of requests): one row holding all their nonces and one
+``UPDATE ... FROM (VALUES ...)`` for all their nodes. **Each request is answered only after that
+operation has committed**: an acknowledged report is in the registry and its nonce is durable, so
+a replay is refused after a crash and restart too (nonces are loaded back at start-up).
 
-* a node that may have a queued directive — delivery and dequeue must commit together;
-* a node the memory does not know — so the unknown-node answer (``NOT_FOUND``) is authoritative.
+Two kinds of report go through :meth:`NodeRegistry.ingest_report`'s own transaction instead:
 
-Nonces are checked against memory synchronously (check-and-remember is atomic on the event
-loop), so a replay is refused at once; they are also written to ``supervisor.db`` and loaded back
-at start-up, so replays stay refused across restarts. The price of write-behind: if the process
-*crashes* (not on a clean stop, which flushes), the reports and nonces of the last few
-milliseconds may be lost — a report is periodic telemetry, and the lost nonces' credentials could
-be replayed only within their window.
+* a node that may have a queued directive: delivery and dequeue must commit together;
+* a node the memory does not know: so the unknown-node answer (``NOT_FOUND``) is authoritative.
 """
 
 from __future__ import annotations
@@ -32,7 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from supervit._exceptions import NonceReusedError
+from supervit._exceptions import NonceReusedError, StorageError
 from supervit.protocol import supervisor_pb2
 from supervit.storage import Database
 from supervit.supervisor._registry import (
@@ -46,9 +42,9 @@ __all__ = ["RecentNonces", "ReportIngest"]
 
 log = logging.getLogger("supervit.supervisor")
 
-# Acknowledged reports are handed to the writer at most this often: each hand-over is one
-# database operation, so under load many reports share it. It also bounds what a crash can lose.
-_HAND_OVER_DELAY_SECS = 0.005
+# Accepted reports are handed to the database at most this often: each hand-over is one database
+# operation (one set of statements in the group commit), so under load many reports share it.
+_HAND_OVER_DELAY_SECS = 0.002
 
 # One statement updates every node of a hand-over: sqlite3 releases and re-takes the GIL around
 # each statement step, and with one step per report the writer thread and the event loop would
@@ -131,7 +127,7 @@ class ReportIngest:
         self._maybe_directives: set[str] = set()
         self.nonces = RecentNonces()
         self._behind: set[asyncio.Task[None]] = set()
-        self._pending: list[tuple[str, int, tuple[object, ...] | None]] = []
+        self._pending: list[tuple[str, int, tuple[object, ...] | None, asyncio.Future[None]]] = []
         self._hand_over_at: asyncio.TimerHandle | None = None
 
     async def load(self) -> None:
@@ -170,12 +166,15 @@ class ReportIngest:
 
     # -- the hot path ----------------------------------------------------------------------------
 
-    def consume_nonce(self, nonce: str, expires_at: int) -> None:
-        """Refuse a nonce seen before (:class:`NonceReusedError`); else remember and persist it."""
+    async def consume_nonce(self, nonce: str, expires_at: int) -> None:
+        """Refuse a nonce seen before (:class:`NonceReusedError`); else remember it durably.
+
+        Returns once the nonce is committed; :class:`StorageError` if it could not be.
+        """
         now = int(self._clock())
         if not self.nonces.consume(nonce, expires_at, now):
             raise NonceReusedError()
-        self._queue_behind(nonce, expires_at, None)
+        await self._persist(nonce, expires_at, None)
 
     async def report(
         self, request: supervisor_pb2.ReportRequest, *, nonce: str, nonce_expires_at: int, interval_secs: int
@@ -219,15 +218,18 @@ class ReportIngest:
             node_id,
         )
 
-        self._queue_behind(nonce, nonce_expires_at, params)
+        await self._persist(nonce, nonce_expires_at, params)
         return ReportOutcome(interval, None, hot.agent_addr, hot.pushed_catalog_version, hot.interval_override)
 
-    def _queue_behind(self, nonce: str, expires_at: int, report_row: tuple[object, ...] | None) -> None:
-        # Everything acknowledged within a few milliseconds goes to the writer as ONE operation:
-        # one future, one task, one queue hand-off, one nonce row for many reports.
-        self._pending.append((nonce, expires_at, report_row))
+    def _persist(self, nonce: str, expires_at: int, report_row: tuple[object, ...] | None) -> asyncio.Future[None]:
+        # Everything accepted within a few milliseconds goes to the database as ONE operation: one
+        # task, one nonce row and one UPDATE for many requests, each awaiting the shared commit.
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        self._pending.append((nonce, expires_at, report_row, done))
         if self._hand_over_at is None:
-            self._hand_over_at = asyncio.get_running_loop().call_later(_HAND_OVER_DELAY_SECS, self._hand_over)
+            self._hand_over_at = loop.call_later(_HAND_OVER_DELAY_SECS, self._hand_over)
+        return done
 
     def _hand_over(self) -> None:
         if self._hand_over_at is not None:
@@ -240,7 +242,7 @@ class ReportIngest:
         # the next start, so they go in as one row (one B-tree insert instead of one per nonce).
         batch = (max(row[1] for row in rows), json.dumps([row[0] for row in rows]))
         latest: dict[object, tuple[tuple[object, ...], int]] = {}
-        for _, _, report in rows:
+        for _, _, report, _ in rows:
             if report is not None:  # a node reporting twice in one hand-over: keep the last, count both
                 previous = latest.get(report[-1])
                 latest[report[-1]] = (report, 1 + (previous[1] if previous else 0))
@@ -252,17 +254,26 @@ class ReportIngest:
                 _update_nodes(conn, updates)
 
         async def write() -> None:
+            failure: BaseException | None = None
             try:
                 await self._db.write(run)
             except Exception as exc:
-                log.error("%d acknowledged report(s)/nonce(s) could not be stored: %s", len(rows), exc)
+                log.error("%d report(s)/nonce(s) could not be stored: %s", len(rows), exc)
+                failure = exc if isinstance(exc, StorageError) else StorageError(f"report storage failed: {exc}")
+            for *_, done in rows:
+                if done.done():  # the caller went away; the write happened (or not) all the same
+                    continue
+                if failure is None:
+                    done.set_result(None)
+                else:
+                    done.set_exception(failure)
 
         task = asyncio.get_running_loop().create_task(write())
         self._behind.add(task)
         task.add_done_callback(self._behind.discard)
 
     async def flush(self) -> None:
-        """Wait until every write-behind queued so far is committed (or failed and logged).
+        """Wait until every hand-over queued so far is committed (or failed and logged).
 
         Later ones are not waited for, so this returns even under a constant stream of reports.
         """

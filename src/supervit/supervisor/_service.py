@@ -210,9 +210,10 @@ class SupervisorService(supervisor_pb2_grpc.SupervisorServiceServicer):
         credential = request.credential
         try:
             self._check(request.node_id, credential, request_payload(request), now, context)
-            self.ingest.consume_nonce(credential.nonce, self._nonce_expiry(credential, now))
-        except AuthError as exc:
-            log.info("refused health check of %r from %s: %s", request.node_id, context.peer(), exc)
+            await self.ingest.consume_nonce(credential.nonce, self._nonce_expiry(credential, now))
+        except (AuthError, StorageError) as exc:
+            if isinstance(exc, AuthError):
+                log.info("refused health check of %r from %s: %s", request.node_id, context.peer(), exc)
             await abort_for(context, exc)
         latency_ms = int((time.perf_counter() - started) * 1000)
         return supervisor_pb2.HealthCheckResponse(healthy=True, server_timestamp=now, latency_ms=latency_ms)
