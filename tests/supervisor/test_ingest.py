@@ -46,7 +46,9 @@ async def test_report_is_durable_before_it_is_answered(tmp_path: Path, started: 
 
     from supervit.supervisor import SUPERVISOR_DB_FILENAME
 
-    sup = await started(make_config(tmp_path))
+    config = make_config(tmp_path)
+    db_path = config.server.data_dir / SUPERVISOR_DB_FILENAME
+    sup = await started(config)
     node = NodeSim(channel_to(sup.address), "n1")
     await node.register()
     report = node.report_request()
@@ -55,7 +57,6 @@ async def test_report_is_durable_before_it_is_answered(tmp_path: Path, started: 
     health.credential.CopyFrom(node.signer.credential("health_check:n1"))
     await node.stub.HealthCheck(health)
     # No flush: an independent connection must already see both nonces and the report.
-    db_path = next(tmp_path.rglob(SUPERVISOR_DB_FILENAME))
     with sqlite3.connect(db_path) as conn:
         stored = {n for (text,) in conn.execute("SELECT nonces FROM nonce_batches") for n in json.loads(text)}
         (reports,) = conn.execute("SELECT reports FROM nodes WHERE node_id = 'n1'").fetchone()
