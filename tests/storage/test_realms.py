@@ -326,3 +326,34 @@ async def test_boundary_ids_and_versions(store: RealmStore) -> None:
     assert page.next_page_token is None
     with pytest.raises(InvalidRequestError, match="realm_id"):
         await store.get(2**32)
+
+
+async def test_get_cache_never_shows_stale_realms(store: RealmStore) -> None:
+    """Cached gets follow every committed update and delete, including one whose caller was cancelled."""
+    await store.create(1, "one", True, [], 1)
+    assert (await store.get(1)).name == "one"  # type: ignore[union-attr]
+    assert (await store.get(1)).name == "one"  # type: ignore[union-attr]  # served from the cache
+    await store.update(1, name="uno")
+    assert (await store.get(1)).name == "uno"  # type: ignore[union-attr]
+
+    cancelled = asyncio.ensure_future(store.update(1, name="eins"))
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    during = await store.get(1)  # a write is in flight: read through, committed state only
+    assert during is not None and during.name in {"uno", "eins"}
+    for _ in range(50):  # let the cancelled caller's write settle
+        await asyncio.sleep(0.01)
+        if (await store.get(1)).name == "eins":  # type: ignore[union-attr]
+            break
+    assert (await store.get(1)).name == "eins"  # type: ignore[union-attr]
+    assert await store.delete(1)
+    assert await store.get(1) is None
+
+
+async def test_concurrent_gets_and_updates_agree_with_the_database(store: RealmStore, db: Database) -> None:
+    """Interleaved updates and gets: once everything settles, get() equals what is stored."""
+    await store.create(5, "v0", True, [], 1)
+    ops = [store.update(5, name=f"v{i}") for i in range(1, 30)] + [store.get(5) for _ in range(30)]
+    await asyncio.gather(*ops)
+    stored = await db.read(lambda c: c.execute("SELECT name FROM realms WHERE realm_id = 5").fetchone()[0])
+    assert (await store.get(5)).name == stored  # type: ignore[union-attr]

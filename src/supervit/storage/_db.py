@@ -55,13 +55,17 @@ class _WriteOp:
     fn: Callable[[sqlite3.Connection], Any]
     future: asyncio.Future[Any]
     savepoint: bool
+    on_settled: Callable[[], None] | None
 
 
-_Outcome = tuple[asyncio.Future[Any], bool, Any]
+_Outcome = tuple[_WriteOp, bool, Any]
 
 
 def _resolve(items: list[_Outcome]) -> None:
-    for future, ok, value in items:
+    for op, ok, value in items:
+        if op.on_settled is not None:
+            op.on_settled()
+        future = op.future
         if future.done():  # the caller was cancelled; its write still happened (or not) atomically
             continue
         if ok:
@@ -183,7 +187,13 @@ class Database:
 
     # -- writes -----------------------------------------------------------------------------
 
-    async def write(self, fn: Callable[[sqlite3.Connection], T], *, single_statement: bool = False) -> T:
+    async def write(
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        *,
+        single_statement: bool = False,
+        on_settled: Callable[[], None] | None = None,
+    ) -> T:
         """Run ``fn(conn)`` atomically in the next group; return once that group is committed.
 
         An exception raised by ``fn`` rolls back only ``fn``'s changes and is re-raised here
@@ -193,6 +203,9 @@ class Database:
 
         ``single_statement=True`` promises that ``fn`` executes exactly one statement; SQLite makes
         each statement atomic on its own, so the per-operation SAVEPOINT is skipped.
+
+        ``on_settled`` is called on the loop once the write's fate is decided (committed or failed),
+        even if the caller was cancelled meanwhile: the place for cache invalidation.
         """
         if self._closed:
             raise StorageError(f"database {self.path.name} is closed")
@@ -202,7 +215,7 @@ class Database:
         elif loop is not self._loop:
             raise StorageError(f"database {self.path.name} is written from a second event loop")
         future: asyncio.Future[T] = loop.create_future()
-        self._pending.append(_WriteOp(fn, future, not single_statement))
+        self._pending.append(_WriteOp(fn, future, not single_statement, on_settled))
         if not self._busy:
             self._busy = True
             # Run the group after the callbacks already queued: requests that arrived in the same
@@ -250,10 +263,10 @@ class Database:
                 conn.execute("RELEASE op")
             if isinstance(exc, sqlite3.Error):
                 exc = StorageError(f"{self.path.name}: {exc}")
-            return (op.future, False, exc)
+            return (op, False, exc)
         if op.savepoint:
             conn.execute("RELEASE op")
-        return (op.future, True, value)
+        return (op, True, value)
 
     def _commit(self, conn: sqlite3.Connection) -> sqlite3.Error | None:
         # Committer thread: the only place that waits for the disk.
@@ -275,7 +288,7 @@ class Database:
         if error is not None:
             log.error("commit of %d writes to %s failed: %s", len(group), self.path.name, error)
             failure = StorageError(f"{self.path.name}: commit failed: {error}")
-            outcomes = [(op.future, False, failure) for op in group]
+            outcomes = [(op, False, failure) for op in group]
         _resolve(outcomes)
         # Writes that arrived during the commit form the next group straight away.
         assert self._loop is not None
@@ -292,13 +305,13 @@ class Database:
         except sqlite3.Error:
             log.exception("rollback failed on %s", self.path.name)
         failure = StorageError(f"{self.path.name}: {why}")
-        _resolve([(op.future, False, failure) for op in group])
+        _resolve([(op, False, failure) for op in group])
         self._set_idle()
 
     def _fail_pending(self, error: StorageError) -> None:
         log.error("%s", error)
         group, self._pending = self._pending, []
-        _resolve([(op.future, False, error) for op in group])
+        _resolve([(op, False, error) for op in group])
         self._set_idle()
 
     def _set_idle(self) -> None:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from supervit._exceptions import InvalidRequestError, StorageError
 from supervit.protocol import common_pb2
@@ -26,6 +26,7 @@ __all__ = ["Realm", "RealmPage", "RealmStatus", "RealmStore"]
 
 _MAX_UINT32 = 2**32 - 1
 _MAX_INT64 = 2**63 - 1  # SQLite INTEGER is signed 64-bit: larger uint64 values cannot be stored
+_T = TypeVar("_T")
 _RESOURCE_TYPES = frozenset(common_pb2.ResourceType.values())
 
 _COLUMNS = "realm_id, name, enabled, status, expires_at, created_at, updated_at, use_servers, version"
@@ -102,12 +103,31 @@ class RealmPage:
 
 
 class RealmStore:
-    """Create, read, update, delete and page through realms in the node database."""
+    """Create, read, update, delete and page through realms in the node database.
 
-    def __init__(self, db: Database, *, clock: Callable[[], float] = time.time) -> None:
+    :meth:`get` serves committed realms from a small cache. It is only filled and used while no
+    write of this store is in flight and is emptied after every write settles (committed or not),
+    so it never shows anything but the committed state. Use one store per database: writes made
+    through another store or connection would not invalidate it.
+    """
+
+    def __init__(self, db: Database, *, clock: Callable[[], float] = time.time, cache_size: int = 4096) -> None:
         """``db`` must be at the node schema (:func:`open_node_database`); ``clock`` gives Unix seconds."""
         self._db = db
         self._clock = clock
+        self._cache: dict[int, Realm] = {}
+        self._cache_size = cache_size
+        self._writes_in_flight = 0
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        self._writes_in_flight += 1
+        self._cache.clear()
+        return await self._db.write(fn, on_settled=self._write_settled)
+
+    def _write_settled(self) -> None:
+        # Runs when the write is committed or failed, even if its caller was cancelled meanwhile.
+        self._writes_in_flight -= 1
+        self._cache.clear()
 
     async def create(
         self,
@@ -150,7 +170,7 @@ class RealmStore:
             _bump_count(conn, +1)
             return _realm_from_row(rows[0])
 
-        return await self._db.write(run)
+        return await self._write(run)
 
     async def get(self, realm_id: int) -> Realm | None:
         """The realm with this id, or None."""
@@ -160,7 +180,17 @@ class RealmStore:
             row = conn.execute(f"SELECT {_COLUMNS} FROM realms WHERE realm_id = ?", (realm_id,)).fetchone()
             return None if row is None else _realm_from_row(row)
 
-        return self._db.lookup(run)  # primary-key lookup: cheaper in place than a thread hop
+        if self._writes_in_flight:
+            return self._db.lookup(run)
+        cached = self._cache.get(realm_id)
+        if cached is not None:
+            return cached
+        realm = self._db.lookup(run)  # primary-key lookup: cheaper in place than a thread hop
+        if realm is not None:
+            if len(self._cache) >= self._cache_size:
+                self._cache.clear()
+            self._cache[realm_id] = realm
+        return realm
 
     async def update(self, realm_id: int, *, name: str | None = None, enabled: bool | None = None) -> Realm | None:
         """Change only the given fields and set ``updated_at`` to now; None if the realm is unknown.
@@ -178,7 +208,7 @@ class RealmStore:
             rows = conn.execute(_UPDATE_SQL, params).fetchall()
             return _realm_from_row(rows[0]) if rows else None
 
-        return await self._db.write(run)
+        return await self._write(run)
 
     async def delete(self, realm_id: int) -> bool:
         """Remove the realm; False if it did not exist."""
@@ -190,7 +220,7 @@ class RealmStore:
             _bump_count(conn, -1)
             return True
 
-        return await self._db.write(run)
+        return await self._write(run)
 
     async def list_page(self, page_size: int | None = None, page_token: str | None = None) -> RealmPage:
         """One page of realms in ``realm_id`` order, plus the total number of realms.
