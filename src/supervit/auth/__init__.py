@@ -1,7 +1,7 @@
 """Credentials: payload builders, registration fingerprint, signer, verifier and nonce stores."""
 
 from supervit.auth._credential import Signer, new_nonce, sign
-from supervit.auth._nonce import MemoryNonceStorage, NonceStorage, SqliteNonceStorage
+from supervit.auth._nonce import MemoryNonceStorage, NonceStorage, NonceWindow, SqliteNonceStorage
 from supervit.auth._payloads import (
     Action,
     ServiceEntry,
@@ -26,6 +26,7 @@ __all__ = [
     "CredentialVerifier",
     "MemoryNonceStorage",
     "NonceStorage",
+    "NonceWindow",
     "ServiceEntry",
     "SharedSecret",
     "Signer",

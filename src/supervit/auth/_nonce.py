@@ -15,7 +15,7 @@ from pathlib import Path
 from supervit._exceptions import NonceStorageError, StorageError
 from supervit.storage import Database, Migration
 
-__all__ = ["MemoryNonceStorage", "NonceStorage", "SqliteNonceStorage"]
+__all__ = ["MemoryNonceStorage", "NonceStorage", "NonceWindow", "SqliteNonceStorage"]
 
 log = logging.getLogger(__name__)
 
@@ -41,34 +41,48 @@ class NonceStorage(ABC):
         await self.close()
 
 
+class NonceWindow:
+    """Consumed nonces in memory until they expire; check-and-remember is one synchronous step.
+
+    The shared core of :class:`MemoryNonceStorage` and the supervisor's in-memory replay check.
+    """
+
+    __slots__ = ("_expiry", "_heap")
+
+    def __init__(self) -> None:
+        self._expiry: dict[str, float] = {}
+        self._heap: list[tuple[float, str]] = []
+
+    def consume(self, nonce: str, expires_at: float, now: float) -> bool:
+        """Remember ``nonce`` until ``expires_at``; False if it is already remembered at ``now``."""
+        heap = self._heap
+        while heap and heap[0][0] < now:  # forget what can no longer pass the window check
+            expiry, old = heapq.heappop(heap)
+            if self._expiry.get(old) == expiry:
+                del self._expiry[old]
+        if nonce in self._expiry:
+            return False
+        self._expiry[nonce] = expires_at
+        heapq.heappush(heap, (expires_at, nonce))
+        return True
+
+    def __len__(self) -> int:
+        return len(self._expiry)
+
+
 class MemoryNonceStorage(NonceStorage):
     """Process-local store (lost on restart): for tests and single-process tools."""
 
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
-        self._expiry: dict[str, float] = {}
-        self._heap: list[tuple[float, str]] = []
+        self._window = NonceWindow()
 
     async def consume(self, nonce: str, expires_at: float) -> bool:
-        # No await between check and insert: atomic on the event loop.
-        now = self._clock()
-        self._evict(now)
-        current = self._expiry.get(nonce)
-        if current is not None and current >= now:
-            return False
-        self._expiry[nonce] = expires_at
-        heapq.heappush(self._heap, (expires_at, nonce))
-        return True
-
-    def _evict(self, now: float) -> None:
-        heap = self._heap
-        while heap and heap[0][0] < now:
-            expiry, nonce = heapq.heappop(heap)
-            if self._expiry.get(nonce) == expiry:
-                del self._expiry[nonce]
+        # No await: atomic on the event loop.
+        return self._window.consume(nonce, expires_at, self._clock())
 
     def __len__(self) -> int:
-        return len(self._expiry)
+        return len(self._window)
 
 
 _NONCE_MIGRATIONS = (

@@ -20,7 +20,6 @@ Two kinds of report go through :meth:`NodeRegistry.ingest_report`'s own transact
 from __future__ import annotations
 
 import asyncio
-import heapq
 import json
 import logging
 import sqlite3
@@ -29,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from supervit._exceptions import NonceReusedError, StorageError
+from supervit.auth import NonceWindow
 from supervit.protocol import supervisor_pb2
 from supervit.storage import Database
 from supervit.supervisor._registry import (
@@ -82,30 +82,8 @@ def _update_nodes(conn: sqlite3.Connection, rows: list[tuple[object, ...]]) -> N
         conn.execute(_BATCH_UPDATE.format(values=values), [value for row in chunk for value in row])
 
 
-class RecentNonces:
-    """Nonces consumed within the credential window, in memory; check-and-remember is atomic."""
-
-    __slots__ = ("_expiry", "_heap")
-
-    def __init__(self) -> None:
-        self._expiry: dict[str, int] = {}
-        self._heap: list[tuple[int, str]] = []
-
-    def consume(self, nonce: str, expires_at: int, now: int) -> bool:
-        """Remember ``nonce`` until ``expires_at``; False if it is already remembered."""
-        heap = self._heap
-        while heap and heap[0][0] < now:  # forget what can no longer pass the window check
-            expiry, old = heapq.heappop(heap)
-            if self._expiry.get(old) == expiry:
-                del self._expiry[old]
-        if nonce in self._expiry:
-            return False
-        self._expiry[nonce] = expires_at
-        heapq.heappush(heap, (expires_at, nonce))
-        return True
-
-    def __len__(self) -> int:
-        return len(self._expiry)
+# The supervisor's in-memory replay check is the same window the node's memory store uses.
+RecentNonces = NonceWindow
 
 
 @dataclass(slots=True)
