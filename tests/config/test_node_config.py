@@ -81,6 +81,7 @@ def test_env_overrides(tmp_path: Path) -> None:
         "SUPERVIT_SUPERVISOR__ENABLE_TLS": "false",
         "SUPERVIT_SUPERVISOR__SUPERVISORD__SERVICE_TAGS": "a, b",
         "SUPERVIT_SHARED_SECRET": "not-a-config-key",  # no "__": not an override
+        "SUPERVIT_SERVER__LISTEN": "127.0.0.1:1",  # the supervisor's table: not this file's
     }
     config = load_node_config(write(tmp_path, MINIMAL), environ=env)
     assert config.supervisord.port == 6000

@@ -16,7 +16,7 @@ import os
 import tomllib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, TypeVar, Union
 
@@ -44,15 +44,21 @@ def read_toml(path: Path | str) -> dict[str, Any]:
         raise ConfigError(str(p), f"invalid TOML: {exc}") from None
 
 
-def apply_env(data: dict[str, Any], environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Overlay ``SUPERVIT_A__B__C=value`` variables onto ``data['a']['b']['c']`` (as text)."""
+def apply_env(
+    data: dict[str, Any], environ: Mapping[str, str] | None = None, *, tables: Collection[str] | None = None
+) -> dict[str, Any]:
+    """Overlay ``SUPERVIT_A__B__C=value`` variables onto ``data['a']['b']['c']`` (as text).
+
+    ``tables`` names the top-level tables this file owns; variables for other tables (another
+    supervit program's file, sharing the environment) are left alone.
+    """
     env = os.environ if environ is None else environ
     for name, value in env.items():
         # Only nested names (with "__") are overrides, so SUPERVIT_SHARED_SECRET & co. stay separate.
         if not name.startswith(ENV_PREFIX) or "__" not in name[len(ENV_PREFIX) :]:
             continue
         path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__")]
-        if not all(path):
+        if not all(path) or (tables is not None and path[0] not in tables):
             continue
         node = data
         for part in path[:-1]:

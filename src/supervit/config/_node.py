@@ -259,7 +259,7 @@ def load_node_config(
 ) -> NodeConfig:
     """Read, override from the environment, type-check and validate the node configuration."""
     raw: dict[str, Any] = dict(data or {}) if path is None else read_toml(path)
-    apply_env(raw, environ)
+    apply_env(raw, environ, tables={"supervisor"})
     parsed = build(_NodeFile, raw)
     config = NodeConfig(parsed.supervisor, Path(path) if path is not None else None)
     config.validate()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 
 from supervit._exceptions import ConfigError
 from supervit.auth import SharedSecret
-from supervit.config import ENV_PREFIX, apply_env, build, read_toml
+from supervit.config import apply_env, build, read_toml
 
 __all__ = [
     "AdminSection",
@@ -303,12 +302,6 @@ def _check_tls_files(cert: Path | None, key: Path | None, client_ca: Path | None
             raise ConfigError(f"{table}.{name}", f"file not found: {path}")
 
 
-def _own_environ(environ: Mapping[str, str]) -> dict[str, str]:
-    """Only ``SUPERVIT_<TABLE>__…`` variables whose table belongs to this file."""
-    prefixes = tuple(f"{ENV_PREFIX}{table.upper()}__" for table in _TABLES)
-    return {name: value for name, value in environ.items() if name.startswith(prefixes)}
-
-
 def load_supervisor_config(
     path: Path | str | None = None,
     *,
@@ -321,7 +314,7 @@ def load_supervisor_config(
     environment). Errors are :class:`ConfigError` naming the full key.
     """
     raw: dict[str, Any] = dict(data or {}) if path is None else read_toml(path)
-    apply_env(raw, _own_environ(os.environ if environ is None else environ))
+    apply_env(raw, environ, tables=_TABLES)
     secrets = raw.get("node_secrets")
     if isinstance(secrets, Mapping):
         # One secret is the common case; normalise to the list form the dataclass holds. Hex
