@@ -15,7 +15,14 @@ from pathlib import Path
 from supervit._exceptions import NonceStorageError, StorageError
 from supervit.storage import Database, Migration
 
-__all__ = ["MemoryNonceStorage", "NonceStorage", "NonceWindow", "SqliteNonceStorage"]
+__all__ = [
+    "CONSUME_NONCE_SQL",
+    "NONCE_CLEANUP_SQL",
+    "MemoryNonceStorage",
+    "NonceStorage",
+    "NonceWindow",
+    "SqliteNonceStorage",
+]
 
 log = logging.getLogger(__name__)
 
@@ -99,11 +106,11 @@ _NONCE_MIGRATIONS = (
 )
 
 # An expired row may be taken over: its credential could no longer pass the window check anyway.
-_CONSUME_SQL = """
+CONSUME_NONCE_SQL = """
 INSERT INTO nonces (nonce, expires_at) VALUES (?, ?)
 ON CONFLICT (nonce) DO UPDATE SET expires_at = excluded.expires_at WHERE nonces.expires_at < ?
 """
-_CLEANUP_SQL = """
+NONCE_CLEANUP_SQL = """
 DELETE FROM nonces WHERE nonce IN (SELECT nonce FROM nonces WHERE expires_at < ? LIMIT ?)
 """
 
@@ -117,6 +124,9 @@ class SqliteNonceStorage(NonceStorage):
     """
 
     FILE_NAME = "nonce.db"
+    # Chunked deletes (``?`` = now, chunk size) run by :meth:`cleanup`; subclasses sharing a
+    # database with more expiring tables add theirs.
+    cleanup_statements: tuple[str, ...] = (NONCE_CLEANUP_SQL,)
 
     def __init__(
         self,
@@ -159,7 +169,7 @@ class SqliteNonceStorage(NonceStorage):
         expiry = int(expires_at)
 
         def run(conn: sqlite3.Connection) -> bool:
-            return conn.execute(_CONSUME_SQL, (nonce, expiry, now)).rowcount == 1
+            return conn.execute(CONSUME_NONCE_SQL, (nonce, expiry, now)).rowcount == 1
 
         try:
             return await self._db.write(run, single_statement=True)
@@ -169,17 +179,18 @@ class SqliteNonceStorage(NonceStorage):
     async def cleanup(self) -> int:
         """Delete expired nonces now (chunked); returns how many were removed."""
         removed = 0
-        while True:
-            now = int(self._clock())
-            chunk = self._cleanup_chunk
+        for sql in self.cleanup_statements:
+            while True:
+                now, chunk = int(self._clock()), self._cleanup_chunk
 
-            def run(conn: sqlite3.Connection, now: int = now, chunk: int = chunk) -> int:
-                return conn.execute(_CLEANUP_SQL, (now, chunk)).rowcount
+                def run(conn: sqlite3.Connection, sql: str = sql, now: int = now, chunk: int = chunk) -> int:
+                    return conn.execute(sql, (now, chunk)).rowcount
 
-            n = await self._db.write(run)
-            removed += n
-            if n < self._cleanup_chunk:
-                return removed
+                n = await self._db.write(run, single_statement=True)
+                removed += n
+                if n < chunk:
+                    break
+        return removed
 
     async def count(self) -> int:
         """Rows currently stored (expired ones included until cleaned up)."""

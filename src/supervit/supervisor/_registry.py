@@ -18,14 +18,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from supervit._exceptions import NonceReusedError, NonceStorageError, StorageError
-from supervit.auth import NonceStorage
+from supervit._exceptions import NonceReusedError
+from supervit.auth._nonce import CONSUME_NONCE_SQL, NONCE_CLEANUP_SQL, SqliteNonceStorage
 from supervit.protocol import common_pb2, supervisor_pb2
 from supervit.storage import Database
 from supervit.supervisor._directives import QueuedDirective, adjusted_interval, take_next
 
 __all__ = [
-    "CONSUME_NONCE_SQL",
     "NodeRecord",
     "NodeRegistry",
     "Registration",
@@ -69,11 +68,6 @@ RETURNING agent_addr, pushed_catalog_version
 """
 
 # An expired row may be taken over: its credential could no longer pass the window check anyway.
-CONSUME_NONCE_SQL = """
-INSERT INTO nonces (nonce, expires_at) VALUES (?, ?)
-ON CONFLICT (nonce) DO UPDATE SET expires_at = excluded.expires_at WHERE nonces.expires_at < ?
-"""
-_CLEANUP_SQL = "DELETE FROM nonces WHERE nonce IN (SELECT nonce FROM nonces WHERE expires_at < ? LIMIT ?)"
 _CLEANUP_BATCHES_SQL = (
     "DELETE FROM nonce_batches WHERE batch_id IN (SELECT batch_id FROM nonce_batches WHERE expires_at < ? LIMIT ?)"
 )
@@ -358,44 +352,16 @@ class NodeRegistry:
         await self._db.write(run, single_statement=True)
 
 
-class RegistryNonceStorage(NonceStorage):
+class RegistryNonceStorage(SqliteNonceStorage):
     """Consumed nonces in the supervisor database, shared by every supervisor-side credential check.
 
     The same table backs :meth:`NodeRegistry.ingest_report`, so a nonce is single-use across
-    RegisterNode, Report, HealthCheck and the admin service. :meth:`close` is a no-op: the
-    database belongs to the supervisor.
+    RegisterNode, Report, HealthCheck and the admin service. It is the node's
+    :class:`~supervit.SqliteNonceStorage` on the supervisor's database, whose cleanup also clears
+    expired report nonce batches. :meth:`close` is a no-op: the database belongs to the supervisor.
     """
 
-    def __init__(self, db: Database, *, clock: Callable[[], float] = time.time, cleanup_chunk: int = 2000) -> None:
-        self._db = db
-        self._clock = clock
-        self._cleanup_chunk = cleanup_chunk
+    cleanup_statements = (NONCE_CLEANUP_SQL, _CLEANUP_BATCHES_SQL)
 
-    async def consume(self, nonce: str, expires_at: float) -> bool:
-        now = int(self._clock())
-        expiry = int(expires_at)
-
-        def run(conn: sqlite3.Connection) -> bool:
-            return conn.execute(CONSUME_NONCE_SQL, (nonce, expiry, now)).rowcount == 1
-
-        try:
-            return await self._db.write(run, single_statement=True)
-        except StorageError as exc:
-            raise NonceStorageError(f"nonce store failed: {exc}") from exc
-
-    async def cleanup(self) -> int:
-        """Delete expired nonces and nonce batches (in chunks, so report writes are never held up
-        for long); returns how many rows were removed."""
-        removed = 0
-        for sql in (_CLEANUP_SQL, _CLEANUP_BATCHES_SQL):
-            while True:
-                now, chunk = int(self._clock()), self._cleanup_chunk
-
-                def run(conn: sqlite3.Connection, sql: str = sql, now: int = now, chunk: int = chunk) -> int:
-                    return conn.execute(sql, (now, chunk)).rowcount
-
-                n = await self._db.write(run, single_statement=True)
-                removed += n
-                if n < chunk:
-                    break
-        return removed
+    async def close(self) -> None:
+        """Nothing to release: the supervisor closes its database itself."""
