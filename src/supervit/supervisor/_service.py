@@ -11,10 +11,12 @@ Conventions beyond the protobuf contract (status codes and metadata only):
   never registered) is answered ``NOT_FOUND`` with details ``"node not registered"``: the node
   registers again and resumes reporting. The credential is checked first, so strangers learn
   nothing about which nodes exist.
-* Every response this service produces, errors included, carries the trailing metadata
-  ``x-server-time: <Unix seconds>`` so a node refused for its timestamp learns the supervisor's
-  clock. (Requests rejected before they reach the service, for being undecodable or missing
-  required fields, are answered ``INVALID_ARGUMENT`` by the shared RPC layer without it.)
+* Every refusal this service answers (``UNAUTHENTICATED``, ``INVALID_ARGUMENT``, ``NOT_FOUND``,
+  ``INTERNAL`` storage failures) carries the trailing metadata ``x-server-time: <Unix
+  seconds>``, so a node refused for its timestamp learns the supervisor's clock (successful
+  responses carry it in ``server_timestamp``; leaving the trailer off them is measurably
+  cheaper under load). Requests rejected before they reach the service, for being undecodable or
+  missing required fields, are answered ``INVALID_ARGUMENT`` by the shared RPC layer without it.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 
@@ -87,10 +89,14 @@ class SupervisorService(supervisor_pb2_grpc.SupervisorServiceServicer):
         self.pusher = pusher
         self._clock = clock
 
-    def _stamp(self, context: Ctx) -> int:
-        now = int(self._clock())
-        context.set_trailing_metadata(((SERVER_TIME_METADATA_KEY, str(now)),))
-        return now
+    async def _refuse(self, context: Ctx, code: grpc.StatusCode, details: str) -> NoReturn:
+        # The trailer must be set before aborting: grpc captures it with the status.
+        context.set_trailing_metadata(((SERVER_TIME_METADATA_KEY, str(int(self._clock()))),))
+        await abort(context, code, details)
+
+    async def _refuse_for(self, context: Ctx, error: Exception) -> NoReturn:
+        context.set_trailing_metadata(((SERVER_TIME_METADATA_KEY, str(int(self._clock()))),))
+        await abort_for(context, error)
 
     def _check(self, node_id: str, credential: Any, payload: str, now: int, context: Ctx) -> SharedSecret:
         """The verifier's first two checks, in the contract's order: time window, then signature.
@@ -119,13 +125,13 @@ class SupervisorService(supervisor_pb2_grpc.SupervisorServiceServicer):
         except (AuthError, StorageError) as exc:
             if not isinstance(exc, StorageError):
                 log.info("refused node %r from %s: %s", node_id, context.peer(), exc)
-            await abort_for(context, exc)
+            await self._refuse_for(context, exc)
 
     async def RegisterNode(
         self, request: supervisor_pb2.RegisterNodeRequest, context: Ctx
     ) -> supervisor_pb2.RegisterNodeResponse:
         """Verify, record every registration field and answer with the node's intervals."""
-        now = self._stamp(context)
+        now = int(self._clock())
         fingerprint = registration_fingerprint(request)
         secret = await self._authenticate(request.node_id, request.credential, request_payload(request), context)
         problem = _registration_problem(request)
@@ -141,7 +147,7 @@ class SupervisorService(supervisor_pb2_grpc.SupervisorServiceServicer):
                 request, fingerprint, report_interval_secs=self.config.report_interval(node_id)
             )
         except StorageError as exc:
-            await abort_for(context, exc)
+            await self._refuse_for(context, exc)
         self.ingest.node_registered(node_id, registration)
         self.pusher.node_registered(node_id, secret)
         registered_at, first = registration.registered_at, registration.first_registered_at
@@ -163,13 +169,13 @@ class SupervisorService(supervisor_pb2_grpc.SupervisorServiceServicer):
 
     async def Report(self, request: supervisor_pb2.ReportRequest, context: Ctx) -> supervisor_pb2.ReportResponse:
         """Verify, record the report and hand over the node's next directive (see :class:`ReportIngest`)."""
-        now = self._stamp(context)
+        now = int(self._clock())
         node_id = request.node_id
         credential = request.credential
         try:
             secret = self._check(node_id, credential, request_payload(request), now, context)
             if request.power_reserve_level > MAX_POWER_RESERVE_LEVEL:
-                await abort(
+                await self._refuse(
                     context,
                     grpc.StatusCode.INVALID_ARGUMENT,
                     f"power_reserve_level must be 0-{MAX_POWER_RESERVE_LEVEL}, got {request.power_reserve_level}",
@@ -183,10 +189,10 @@ class SupervisorService(supervisor_pb2_grpc.SupervisorServiceServicer):
         except (AuthError, StorageError) as exc:
             if isinstance(exc, AuthError):
                 log.info("refused report of %r from %s: %s", node_id, context.peer(), exc)
-            await abort_for(context, exc)
+            await self._refuse_for(context, exc)
         if outcome is None:
             log.info("report from unregistered node %r: asking it to register", node_id)
-            await abort(context, grpc.StatusCode.NOT_FOUND, NOT_REGISTERED_DETAILS)
+            await self._refuse(context, grpc.StatusCode.NOT_FOUND, NOT_REGISTERED_DETAILS)
         self.pusher.prefer_secret(node_id, secret)
         self.pusher.on_report(node_id, outcome.agent_addr, request.realm_sync_version, outcome.pushed_catalog_version)
         response = supervisor_pb2.ReportResponse(
@@ -206,7 +212,7 @@ class SupervisorService(supervisor_pb2_grpc.SupervisorServiceServicer):
     ) -> supervisor_pb2.HealthCheckResponse:
         """Verify and answer healthy; ``latency_ms`` is the time this supervisor spent on the call."""
         started = time.perf_counter()
-        now = self._stamp(context)
+        now = int(self._clock())
         credential = request.credential
         try:
             self._check(request.node_id, credential, request_payload(request), now, context)
@@ -214,7 +220,7 @@ class SupervisorService(supervisor_pb2_grpc.SupervisorServiceServicer):
         except (AuthError, StorageError) as exc:
             if isinstance(exc, AuthError):
                 log.info("refused health check of %r from %s: %s", request.node_id, context.peer(), exc)
-            await abort_for(context, exc)
+            await self._refuse_for(context, exc)
         latency_ms = int((time.perf_counter() - started) * 1000)
         return supervisor_pb2.HealthCheckResponse(healthy=True, server_timestamp=now, latency_ms=latency_ms)
 
