@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,7 @@ import grpc
 import pytest
 
 from supervit.protocol import supervisor_pb2
-from supervit.supervisor import RecentNonces
+from supervit.supervisor import SUPERVISOR_DB_FILENAME, RecentNonces, _ingest
 from tests.supervisor.conftest import NodeSim, make_config
 
 Started = Callable[..., Any]
@@ -41,27 +43,76 @@ async def test_replays_refused_after_a_restart(tmp_path: Path, started: Started,
 
 async def test_report_is_durable_before_it_is_answered(tmp_path: Path, started: Started, channel_to: Channels) -> None:
     """When Report/HealthCheck return, their nonces and the report are committed (seen by another connection)."""
-    import json
-    import sqlite3
-
-    from supervit.supervisor import SUPERVISOR_DB_FILENAME
-
     config = make_config(tmp_path)
     db_path = config.server.data_dir / SUPERVISOR_DB_FILENAME
     sup = await started(config)
     node = NodeSim(channel_to(sup.address), "n1")
     await node.register()
-    report = node.report_request()
+    report = node.report_request(power=2, realm_sync_version=41)
     await node.stub.Report(report)
     health = supervisor_pb2.HealthCheckRequest(node_id="n1")
     health.credential.CopyFrom(node.signer.credential("health_check:n1"))
     await node.stub.HealthCheck(health)
-    # No flush: an independent connection must already see both nonces and the report.
+    # No flush: an independent connection must already see both nonces and the report (in the log).
     with sqlite3.connect(db_path) as conn:
-        stored = {n for (text,) in conn.execute("SELECT nonces FROM nonce_batches") for n in json.loads(text)}
-        (reports,) = conn.execute("SELECT reports FROM nodes WHERE node_id = 'n1'").fetchone()
+        rows = conn.execute("SELECT nonces, reports FROM nonce_batches").fetchall()
+    stored = {n for text, _ in rows for n in json.loads(text)}
+    logged = [r for _, text in rows if text is not None for r in json.loads(text)]
     assert {report.credential.nonce, health.credential.nonce} <= stored
-    assert reports == 1
+    assert [(r[-1], r[5], r[6]) for r in logged] == [("n1", 2, 41)]
+
+
+async def test_reports_reach_the_node_rows_within_the_fold_interval(
+    tmp_path: Path, started: Started, channel_to: Channels
+) -> None:
+    config = make_config(tmp_path)
+    sup = await started(config)
+    node = NodeSim(channel_to(sup.address), "n1")
+    await node.register()
+    await node.report(power=3, realm_sync_version=5)
+    await asyncio.sleep(_ingest._FOLD_INTERVAL_SECS + 0.5)  # no flush: the periodic fold does it
+    with sqlite3.connect(config.server.data_dir / SUPERVISOR_DB_FILENAME) as conn:
+        row = conn.execute("SELECT reports, power_reserve_level, realm_sync_version FROM nodes").fetchone()
+        (through,) = conn.execute("SELECT value FROM meta WHERE key = 'reports_folded_through'").fetchone()
+        (newest,) = conn.execute("SELECT MAX(batch_id) FROM nonce_batches").fetchone()
+    assert row == (1, 3, 5) and through == newest
+
+
+async def test_acknowledged_reports_survive_a_crash_before_the_fold(
+    tmp_path: Path, started: Started, channel_to: Channels
+) -> None:
+    """A snapshot of the live database (what a crash leaves on disk) holds every acknowledged report:
+    a supervisor started on it folds them into the node rows before serving."""
+    config = make_config(tmp_path)
+    sup = await started(config)
+    node = NodeSim(channel_to(sup.address), "n1")
+    await node.register()
+    await asyncio.gather(*(node.report(power=1, realm_sync_version=i) for i in range(5)))
+    await node.report(power=4, realm_sync_version=9)
+    crashed = tmp_path / "crashed"
+    crashed.mkdir()
+    with (
+        sqlite3.connect(config.server.data_dir / SUPERVISOR_DB_FILENAME) as live,
+        sqlite3.connect(crashed / SUPERVISOR_DB_FILENAME) as copy,
+    ):
+        assert live.execute("SELECT reports FROM nodes").fetchone() == (0,)  # not folded yet
+        live.backup(copy)
+    recovered = await started(make_config(tmp_path, server={"data_dir": str(crashed)}))
+    record = await recovered.registry.get("n1")
+    assert record is not None and (record.reports, record.power_reserve_level, record.realm_sync_version) == (6, 4, 9)
+
+
+async def test_registration_is_not_overwritten_by_an_earlier_report(
+    tmp_path: Path, started: Started, channel_to: Channels
+) -> None:
+    sup = await started(make_config(tmp_path))
+    node = NodeSim(channel_to(sup.address), "n1")
+    await node.register()
+    await node.report()  # carries version 1.2.3, not folded yet
+    await node.register(version="2.0.0")
+    await sup.ingest.flush()
+    record = await sup.registry.get("n1")
+    assert record is not None and record.version == "2.0.0"
 
 
 @pytest.mark.parametrize("update_from", [True, False], ids=["update-from", "row-by-row"])

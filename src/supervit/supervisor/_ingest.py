@@ -6,10 +6,18 @@ nonces consumed within the credential window. Nonces are checked against that me
 event loop (check-and-remember is atomic there), so a replay is refused at once.
 
 Every accepted report (and health check) is then written through one shared database operation
-per hand-over (a few milliseconds' worth of requests): one row holding all their nonces and one
-``UPDATE ... FROM (VALUES ...)`` for all their nodes. **Each request is answered only after that
-operation has committed**: an acknowledged report is in the registry and its nonce is durable, so
-a replay is refused after a crash and restart too (nonces are loaded back at start-up).
+per group commit: one row of the ``nonce_batches`` log holding all their nonces and reports (an
+append: one or two pages per commit). **Each request is answered only after that operation has
+committed**: an acknowledged report is durable and its nonce too, so a replay is refused after a
+crash and restart as well (nonces are loaded back at start-up).
+
+The reports reach the node rows of the registry by a *fold*: at most a second later (and before
+anything reads those rows: :meth:`ReportIngest.flush`), one operation updates every node that
+reported since the last fold with its latest report and advances the ``reports_folded_through``
+watermark in the same transaction. A node reporting several times between folds costs one row
+update, and the commits of the hot path stay small. At start-up, log rows past the watermark
+(reports acknowledged before a crash but not yet folded) are folded first, so nothing
+acknowledged is lost.
 
 Two kinds of report go through :meth:`NodeRegistry.ingest_report`'s own transaction instead:
 
@@ -20,6 +28,7 @@ Two kinds of report go through :meth:`NodeRegistry.ingest_report`'s own transact
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import sqlite3
@@ -46,6 +55,8 @@ log = logging.getLogger("supervit.supervisor")
 # are started at most this often, so each carries more reports (fewer statements and fsyncs per
 # report); a report arriving after a quiet spell is written at once.
 _MIN_BATCH_SPACING_SECS = 0.005
+# Acknowledged reports reach the node rows at most this much later (sooner when something reads them).
+_FOLD_INTERVAL_SECS = 1.0
 
 # One statement updates every node of a hand-over: sqlite3 releases and re-takes the GIL around
 # each statement step, and with one step per report the writer thread and the event loop would
@@ -85,22 +96,45 @@ _Accepted = tuple[str, int, tuple[object, ...] | None, asyncio.Future[None]]
 """(nonce, nonce expiry, registry row or None for a health check, the request's answer)."""
 
 
-def _write_batch(conn: sqlite3.Connection, accepted: list[_Accepted]) -> None:
+def _write_batch(conn: sqlite3.Connection, accepted: list[_Accepted]) -> int | None:
     # Memory already decided uniqueness; the database only has to remember the nonces for the
-    # next start, so they go in as one row (one B-tree insert instead of one per nonce).
+    # next start, so they go in as one row (one B-tree insert instead of one per nonce), with the
+    # reports they acknowledge. Returns the row's id.
     if not accepted:
-        return
-    conn.execute(
-        "INSERT INTO nonce_batches (expires_at, nonces) VALUES (?, ?)",
-        (max(row[1] for row in accepted), json.dumps([row[0] for row in accepted])),
+        return None
+    reports = [row for _, _, row, _ in accepted if row is not None]
+    cursor = conn.execute(
+        "INSERT INTO nonce_batches (expires_at, nonces, reports) VALUES (?, ?, ?)",
+        (
+            max(row[1] for row in accepted),
+            json.dumps([row[0] for row in accepted]),
+            _encode_reports(reports) if reports else None,
+        ),
     )
-    latest: dict[object, tuple[tuple[object, ...], int]] = {}
-    for _, _, report, _ in accepted:
-        if report is not None:  # a node reporting twice in one operation: keep the last, count both
-            previous = latest.get(report[-1])
-            latest[report[-1]] = (report, 1 + (previous[1] if previous else 0))
-    if latest:
-        _update_nodes(conn, [(*report[:-1], count, report[-1]) for report, count in latest.values()])
+    return cursor.lastrowid
+
+
+# A report row: name, location_tag, version, last_report (bytes), at, power, realm, interval, node_id.
+_LAST_REPORT = 3
+
+
+def _encode_reports(rows: list[tuple[object, ...]]) -> str:
+    return json.dumps(
+        [[*row[:_LAST_REPORT], base64.b64encode(row[_LAST_REPORT]).decode(), *row[_LAST_REPORT + 1 :]] for row in rows]  # type: ignore[arg-type]
+    )
+
+
+def _decode_reports(text: str) -> list[tuple[object, ...]]:
+    return [
+        (*row[:_LAST_REPORT], base64.b64decode(row[_LAST_REPORT]), *row[_LAST_REPORT + 1 :]) for row in json.loads(text)
+    ]
+
+
+def _fold_into(unfolded: dict[str, tuple[tuple[object, ...], int]], row: tuple[object, ...], count: int = 1) -> None:
+    # The node's latest report wins; the count of reports since the last fold adds up.
+    node_id = str(row[-1])
+    previous = unfolded.get(node_id)
+    unfolded[node_id] = (row, count + (previous[1] if previous else 0))
 
 
 # The supervisor's in-memory replay check is the same window the node's memory store uses.
@@ -131,10 +165,17 @@ class ReportIngest:
         self._pending: list[_Accepted] = []
         self._open: asyncio.Task[None] | None = None  # the queued operation that will take _pending
         self._last_batch_at = -_MIN_BATCH_SPACING_SECS
+        # Reports committed to the log but not yet in the node rows, by node (latest, count).
+        self._unfolded: dict[str, tuple[tuple[object, ...], int]] = {}
+        self._logged_through = 0  # the newest committed log row
+        self._fold_at: asyncio.TimerHandle | None = None
+        self._folding: asyncio.Task[None] | None = None
 
     async def load(self) -> None:
-        """Read the nodes, the nodes with queued directives and the unexpired nonces."""
+        """Read the nodes, the nodes with queued directives and the unexpired nonces; fold the
+        reports a previous run acknowledged but did not fold (it crashed)."""
         now = int(self._clock())
+        unfolded: list[tuple[int, str]] = []
 
         def run(
             conn: sqlite3.Connection,
@@ -147,6 +188,12 @@ class ReportIngest:
             sql = "SELECT nonces, expires_at FROM nonce_batches WHERE expires_at >= ?"
             for text, expires_at in conn.execute(sql, (now,)):
                 nonces.extend((nonce, expires_at) for nonce in json.loads(text))
+            (through,) = conn.execute("SELECT value FROM meta WHERE key = 'reports_folded_through'").fetchone()
+            sql = (
+                "SELECT batch_id, reports FROM nonce_batches"
+                " WHERE batch_id > ? AND reports IS NOT NULL ORDER BY batch_id"
+            )
+            unfolded.extend(conn.execute(sql, (through,)))
             return nodes, pending, nonces
 
         nodes, pending, nonces = await self._db.read(run)
@@ -154,6 +201,15 @@ class ReportIngest:
         self._maybe_directives = set(pending)
         for nonce, expires_at in nonces:
             self.nonces.consume(nonce, expires_at, now)
+        for batch_id, text in unfolded:
+            for row in _decode_reports(text):
+                _fold_into(self._unfolded, row)
+            self._logged_through = batch_id
+        if unfolded:
+            log.info("folding %d report(s) acknowledged before the last stop into the registry", len(unfolded))
+            await self._fold()
+            if self._unfolded:
+                raise StorageError("cannot fold the acknowledged reports of the last run into the registry")
         log.debug("ingest state: %d nodes, %d with directives, %d live nonces", len(nodes), len(pending), len(nonces))
 
     # -- hooks (called after the corresponding commit) -------------------------------------------
@@ -165,6 +221,12 @@ class ReportIngest:
 
     def directive_queued(self, node_id: str) -> None:
         self._maybe_directives.add(node_id)
+
+    async def before_registration(self, node_id: str) -> None:
+        """Fold the node's acknowledged reports first: a later fold must not overwrite the
+        registration with an older report."""
+        if self._pending or self._behind or node_id in self._unfolded:
+            await self.flush()
 
     # -- the hot path ----------------------------------------------------------------------------
 
@@ -192,7 +254,7 @@ class ReportIngest:
             raise NonceReusedError()
         hot = self._hot.get(node_id)
         if hot is None or node_id in self._maybe_directives:
-            if self._pending or self._behind:
+            if self._pending or self._behind or node_id in self._unfolded:
                 # Earlier acknowledged reports go first, so a node's rows are written in order.
                 await self.flush()
             outcome = await self.registry.ingest_report(
@@ -250,15 +312,21 @@ class ReportIngest:
             await asyncio.sleep(wait)
         taken: list[_Accepted] = []
 
-        def run(conn: sqlite3.Connection) -> None:
+        def run(conn: sqlite3.Connection) -> int | None:
             # On the event loop, when the database starts the group that carries this operation.
             self._last_batch_at = loop.time()
             taken.extend(self._take_pending())
-            _write_batch(conn, taken)
+            return _write_batch(conn, taken)
 
         failure: StorageError | None = None
         try:
-            await self._db.write(run)
+            batch_id = await self._db.write(run)
+            if batch_id is not None:
+                for _, _, row, _ in taken:
+                    if row is not None:
+                        _fold_into(self._unfolded, row)
+                self._logged_through = batch_id
+                self._schedule_fold()
         except Exception as exc:
             if not taken and self._open is asyncio.current_task():
                 taken = self._take_pending()  # the group failed before this operation ran
@@ -273,9 +341,55 @@ class ReportIngest:
                 done.set_exception(failure)
 
     async def flush(self) -> None:
-        """Wait until every hand-over queued so far is committed (or failed and logged).
+        """Wait until every report acknowledged or accepted so far is in the node rows.
 
-        Later ones are not waited for, so this returns even under a constant stream of reports.
+        Failures are logged (the reports stay in the log and are folded later). Reports accepted
+        after the call are not waited for, so this returns even under a constant stream of them.
         """
         if self._behind:
             await asyncio.gather(*list(self._behind))
+        if self._folding is not None:
+            await asyncio.shield(self._folding)
+        await self._fold()
+
+    def _schedule_fold(self) -> None:
+        if self._fold_at is None and self._folding is None and self._unfolded:
+            self._fold_at = asyncio.get_running_loop().call_later(_FOLD_INTERVAL_SECS, self._start_fold)
+
+    def _start_fold(self) -> None:
+        self._fold_at = None
+        if self._folding is None:
+            self._folding = task = asyncio.get_running_loop().create_task(self._fold())
+            task.add_done_callback(self._fold_done)
+
+    def _fold_done(self, task: asyncio.Task[None]) -> None:
+        self._folding = None
+        self._schedule_fold()
+
+    async def _fold(self) -> None:
+        """One operation: every node's latest unfolded report into its row, and the watermark."""
+        if self._fold_at is not None:
+            self._fold_at.cancel()
+            self._fold_at = None
+        if not self._unfolded:
+            return
+        taken: dict[str, tuple[tuple[object, ...], int]] = {}
+
+        def run(conn: sqlite3.Connection) -> None:
+            taken.update(self._unfolded)
+            self._unfolded.clear()
+            if not taken:  # an earlier fold took them
+                return
+            rows = [(*row[:-1], count, row[-1]) for row, count in taken.values()]
+            _update_nodes(conn, rows)
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'reports_folded_through'", (self._logged_through,))
+
+        try:
+            await self._db.write(run)
+        except Exception as exc:
+            # Nothing is lost: the reports are in the log, and folded at the next attempt.
+            log.error("cannot fold %d node report(s) into the registry (retrying): %s", len(taken), exc)
+            for node_id, (row, count) in taken.items():
+                newer = self._unfolded.get(node_id)  # reports committed meanwhile are the latest
+                self._unfolded[node_id] = (newer[0], newer[1] + count) if newer else (row, count)
+            self._schedule_fold()

@@ -68,9 +68,14 @@ RETURNING agent_addr, pushed_catalog_version
 """
 
 # An expired row may be taken over: its credential could no longer pass the window check anyway.
-_CLEANUP_BATCHES_SQL = (
-    "DELETE FROM nonce_batches WHERE batch_id IN (SELECT batch_id FROM nonce_batches WHERE expires_at < ? LIMIT ?)"
+# Rows whose reports are not folded into the node rows yet stay (the fold is seconds behind).
+_CLEANUP_BATCHES_SQL = """
+DELETE FROM nonce_batches WHERE batch_id IN (
+    SELECT batch_id FROM nonce_batches
+    WHERE expires_at < ? AND batch_id <= (SELECT value FROM meta WHERE key = 'reports_folded_through')
+    LIMIT ?
 )
+"""
 
 _OFFLINE_SQL = """
 UPDATE nodes SET online = 0, offline_since = ?

@@ -100,7 +100,15 @@ CREATE TABLE nonce_batches (
 CREATE INDEX nonce_batches_expires_at ON nonce_batches (expires_at);
 """
 
-SUPERVISOR_MIGRATIONS: tuple[Migration, ...] = (Migration(1, _V1), Migration(2, _V2))
+# The nonce batches become the report log: each row also holds the reports it acknowledged (JSON),
+# folded into the node rows later; the watermark says which rows are folded (see _ingest.py).
+_V3 = """
+ALTER TABLE nonce_batches ADD COLUMN reports TEXT;
+
+INSERT INTO meta (key, value) VALUES ('reports_folded_through', 0);
+"""
+
+SUPERVISOR_MIGRATIONS: tuple[Migration, ...] = (Migration(1, _V1), Migration(2, _V2), Migration(3, _V3))
 """Every schema step of the supervisor database, oldest first."""
 
 

@@ -143,6 +143,7 @@ class SupervisorService(supervisor_pb2_grpc.SupervisorServiceServicer):
                 success=False, error_message=problem, server_timestamp=now, heartbeat_interval_secs=heartbeat
             )
         try:
+            await self.ingest.before_registration(node_id)
             registration = await self.registry.register(
                 request, fingerprint, report_interval_secs=self.config.report_interval(node_id)
             )
