@@ -94,12 +94,12 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--duration", type=float, default=8.0)
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--processes", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--realms", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=3, help="alternating floor/supervit pairs (median ratio)")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating floor/supervit pairs (median ratio)")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args(argv)
     rows = run(args)

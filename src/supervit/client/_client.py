@@ -15,7 +15,7 @@ Re-registration
 
 ``x-server-time`` trailing metadata
     A supervit supervisor adds ``x-server-time: <Unix seconds, decimal>`` to the trailing
-    metadata of every response, errors included, so a credential refused with
+    metadata of every refusal (successful responses carry ``server_timestamp``), so a credential refused with
     ``UNAUTHENTICATED`` "timestamp out of range" still tells the node the supervisor's time. The
     client folds every server time it sees (``server_timestamp`` of successful responses, this
     entry on errors) into its clock-skew estimate, signs with the corrected clock, and retries a

@@ -6,8 +6,8 @@ Two conventions beyond the protobuf contract (metadata only, so the wire message
   gRPC status ``NOT_FOUND`` and details ``"node not registered"``. Any ``NOT_FOUND`` from the
   SupervisorService becomes :class:`~supervit.NotRegisteredError`.
 * **Server time on errors**: a supervit supervisor adds the trailing metadata entry
-  ``x-server-time`` (Unix seconds as decimal text, normally an integer) to every response,
-  errors included, so a node refused with "timestamp out of range" learns the supervisor's clock.
+  ``x-server-time`` (Unix seconds as decimal text, normally an integer) to every error
+  response, so a node refused with "timestamp out of range" learns the supervisor's clock.
 """
 
 from __future__ import annotations
