@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from pathlib import Path
 
@@ -26,14 +27,17 @@ async def test_sqlite_store_creates_data_dir_with_wal(tmp_path: Path, clock: Fak
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-async def test_nonce_survives_restart(tmp_path: Path, secret: SharedSecret, clock: FakeClock) -> None:
-    """A nonce consumed before a restart is still refused after it."""
-    store = await SqliteNonceStorage.open(tmp_path, clock=clock)
+@pytest.mark.parametrize(("before", "after"), [(False, False), (True, True), (True, False), (False, True)])
+async def test_nonce_survives_restart(
+    tmp_path: Path, secret: SharedSecret, clock: FakeClock, before: bool, after: bool
+) -> None:
+    """A nonce consumed before a restart is still refused after it, whichever mode wrote it."""
+    store = await SqliteNonceStorage.open(tmp_path, clock=clock, shared_file=before)
     cred = Signer(secret, clock=clock).credential("x")
     await CredentialVerifier(secret, store, clock=clock).verify(cred, "x")
     await store.close()
 
-    store2 = await SqliteNonceStorage.open(tmp_path, clock=clock)
+    store2 = await SqliteNonceStorage.open(tmp_path, clock=clock, shared_file=after)
     try:
         with pytest.raises(exc.NonceReusedError):
             await CredentialVerifier(secret, store2, clock=clock).verify(cred, "x")
@@ -41,13 +45,15 @@ async def test_nonce_survives_restart(tmp_path: Path, secret: SharedSecret, cloc
         await store2.close()
 
 
-@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+@pytest.mark.parametrize("kind", ["memory", "sqlite", "sqlite-shared"])
 async def test_fifty_concurrent_verifications_accept_exactly_one(
     tmp_path: Path, secret: SharedSecret, clock: FakeClock, kind: str
 ) -> None:
     """50 concurrent verifications of one credential: exactly one accepted, 49 replays."""
     store = (
-        MemoryNonceStorage(clock=clock) if kind == "memory" else await SqliteNonceStorage.open(tmp_path, clock=clock)
+        MemoryNonceStorage(clock=clock)
+        if kind == "memory"
+        else await SqliteNonceStorage.open(tmp_path, clock=clock, shared_file=kind == "sqlite-shared")
     )
     try:
         verifier = CredentialVerifier(secret, store, clock=clock)
@@ -61,11 +67,13 @@ async def test_fifty_concurrent_verifications_accept_exactly_one(
         await store.close()
 
 
-@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+@pytest.mark.parametrize("kind", ["memory", "sqlite", "sqlite-shared"])
 async def test_expired_nonces_are_forgotten(tmp_path: Path, clock: FakeClock, kind: str) -> None:
     """After its TTL a nonce may be consumed again, and cleanup removes it."""
     store = (
-        MemoryNonceStorage(clock=clock) if kind == "memory" else await SqliteNonceStorage.open(tmp_path, clock=clock)
+        MemoryNonceStorage(clock=clock)
+        if kind == "memory"
+        else await SqliteNonceStorage.open(tmp_path, clock=clock, shared_file=kind == "sqlite-shared")
     )
     try:
         assert await store.consume("n", clock.now + 10)
@@ -76,7 +84,8 @@ async def test_expired_nonces_are_forgotten(tmp_path: Path, clock: FakeClock, ki
             for i in range(5):
                 await store.consume(f"old{i}", clock.now + 1)
             clock.now += 5
-            assert await store.cleanup() == 5
+            # The log keeps the first, expired "n" in its own row; the shared table reused its row.
+            assert await store.cleanup() == (5 if kind == "sqlite-shared" else 6)
             assert await store.count() == 1  # "n" is still within its TTL
     finally:
         await store.close()
@@ -91,6 +100,20 @@ async def test_verifier_sets_ttl_window_plus_300(secret: SharedSecret, clock: Fa
     assert not await store.consume("fixed", clock.now + 1)
     clock.now += 2
     assert await store.consume("fixed", clock.now + 1)
+
+
+async def test_consumed_nonce_is_durable_when_consume_returns(tmp_path: Path, clock: FakeClock) -> None:
+    """Batched nonces are committed before consume returns: another connection sees every one."""
+    store = await SqliteNonceStorage.open(tmp_path, clock=clock)
+    try:
+        assert all(await asyncio.gather(*(store.consume(f"n{i}", clock.now + 600) for i in range(40))))
+        with sqlite3.connect(tmp_path / "nonce.db") as conn:
+            rows = conn.execute("SELECT nonces FROM nonce_log").fetchall()
+        logged = [n for (text,) in rows for n in json.loads(text)]
+        assert sorted(logged) == sorted(f"n{i}" for i in range(40))
+        assert len(rows) < 40  # shared rows: batched, not one write per nonce
+    finally:
+        await store.close()
 
 
 async def test_storage_failure_is_an_error_not_an_accept(

@@ -1,5 +1,6 @@
 """SQLite storage: the group-committing database core and the stores built on it."""
 
+from supervit.storage._batch import WriteBatcher
 from supervit.storage._config_store import ConfigStore, validate_config_value
 from supervit.storage._db import Database, Migration
 from supervit.storage._realms import Realm, RealmPage, RealmStatus, RealmStore
@@ -15,6 +16,7 @@ __all__ = [
     "RealmPage",
     "RealmStatus",
     "RealmStore",
+    "WriteBatcher",
     "open_node_database",
     "validate_config_value",
 ]

@@ -235,6 +235,8 @@ class AdminService(supervit_admin_pb2_grpc.SupervisorAdminServicer):
 
     async def _push(self) -> None:
         try:
+            if self.ingest is not None:
+                await self.ingest.flush()  # judge each node by its latest realm_sync_version
             await self.pusher.on_catalog_change()
         except StorageError:
             # The change is committed; nodes still catch up with their next report.

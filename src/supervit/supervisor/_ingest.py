@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from supervit._exceptions import NonceReusedError, StorageError
 from supervit.auth import NonceWindow
 from supervit.protocol import supervisor_pb2
-from supervit.storage import Database
+from supervit.storage import Database, WriteBatcher
 from supervit.supervisor._registry import (
     NodeRegistry,
     Registration,
@@ -51,17 +51,11 @@ __all__ = ["RecentNonces", "ReportIngest"]
 
 log = logging.getLogger("supervit.supervisor")
 
-# Accepted reports reach the database as one operation per group commit. Under load, operations
-# are started at most this often, so each carries more reports (fewer statements and fsyncs per
-# report); a report arriving after a quiet spell is written at once.
-_MIN_BATCH_SPACING_SECS = 0.005
 # Acknowledged reports reach the node rows at most this much later (sooner when something reads them).
 _FOLD_INTERVAL_SECS = 1.0
 
-# One statement updates every node of a hand-over: sqlite3 releases and re-takes the GIL around
-# each statement step, and with one step per report the writer thread and the event loop would
-# trade the GIL once per report. UPDATE ... FROM needs SQLite 3.33; older ones update row by row.
-_COLUMNS = "name, location_tag, version, last_report, seen_at, power, realm, interval, count, node_id"
+# One statement updates every node of a fold (a row per node is many more statement steps, each
+# releasing and re-taking the GIL). UPDATE ... FROM needs SQLite 3.33; older ones update row by row.
 _BATCH_UPDATE = """
 UPDATE nodes SET
     name = v.column1, location_tag = v.column2, version = v.column3, last_report = v.column4,
@@ -92,8 +86,8 @@ def _update_nodes(conn: sqlite3.Connection, rows: list[tuple[object, ...]]) -> N
         conn.execute(_BATCH_UPDATE.format(values=values), [value for row in chunk for value in row])
 
 
-_Accepted = tuple[str, int, tuple[object, ...] | None, asyncio.Future[None]]
-"""(nonce, nonce expiry, registry row or None for a health check, the request's answer)."""
+_Accepted = tuple[str, int, tuple[object, ...] | None]
+"""(nonce, nonce expiry, registry row or None for a health check)."""
 
 
 def _write_batch(conn: sqlite3.Connection, accepted: list[_Accepted]) -> int | None:
@@ -102,7 +96,7 @@ def _write_batch(conn: sqlite3.Connection, accepted: list[_Accepted]) -> int | N
     # reports they acknowledge. Returns the row's id.
     if not accepted:
         return None
-    reports = [row for _, _, row, _ in accepted if row is not None]
+    reports = [row for _, _, row in accepted if row is not None]
     cursor = conn.execute(
         "INSERT INTO nonce_batches (expires_at, nonces, reports) VALUES (?, ?, ?)",
         (
@@ -130,11 +124,11 @@ def _decode_reports(text: str) -> list[tuple[object, ...]]:
     ]
 
 
-def _fold_into(unfolded: dict[str, tuple[tuple[object, ...], int]], row: tuple[object, ...], count: int = 1) -> None:
+def _fold_into(unfolded: dict[str, tuple[tuple[object, ...], int]], row: tuple[object, ...]) -> None:
     # The node's latest report wins; the count of reports since the last fold adds up.
     node_id = str(row[-1])
     previous = unfolded.get(node_id)
-    unfolded[node_id] = (row, count + (previous[1] if previous else 0))
+    unfolded[node_id] = (row, 1 + (previous[1] if previous else 0))
 
 
 # The supervisor's in-memory replay check is the same window the node's memory store uses.
@@ -161,10 +155,8 @@ class ReportIngest:
         self._hot: dict[str, _Hot] = {}
         self._maybe_directives: set[str] = set()
         self.nonces = RecentNonces()
-        self._behind: set[asyncio.Task[None]] = set()
-        self._pending: list[_Accepted] = []
-        self._open: asyncio.Task[None] | None = None  # the queued operation that will take _pending
-        self._last_batch_at = -_MIN_BATCH_SPACING_SECS
+        # Accepted requests reach the log as one operation per group commit (WriteBatcher).
+        self._log = WriteBatcher(self._db, _write_batch, what="report(s)/nonce(s)", on_committed=self._logged)
         # Reports committed to the log but not yet in the node rows, by node (latest, count).
         self._unfolded: dict[str, tuple[tuple[object, ...], int]] = {}
         self._logged_through = 0  # the newest committed log row
@@ -225,7 +217,7 @@ class ReportIngest:
     async def before_registration(self, node_id: str) -> None:
         """Fold the node's acknowledged reports first: a later fold must not overwrite the
         registration with an older report."""
-        if self._pending or self._behind or node_id in self._unfolded:
+        if self._log.busy or node_id in self._unfolded:
             await self.flush()
 
     # -- the hot path ----------------------------------------------------------------------------
@@ -238,7 +230,7 @@ class ReportIngest:
         now = int(self._clock())
         if not self.nonces.consume(nonce, expires_at, now):
             raise NonceReusedError()
-        await self._persist(nonce, expires_at, None)
+        await self._log.submit((nonce, expires_at, None))
 
     async def report(
         self, request: supervisor_pb2.ReportRequest, *, nonce: str, nonce_expires_at: int, interval_secs: int
@@ -254,7 +246,7 @@ class ReportIngest:
             raise NonceReusedError()
         hot = self._hot.get(node_id)
         if hot is None or node_id in self._maybe_directives:
-            if self._pending or self._behind or node_id in self._unfolded:
+            if self._log.busy or node_id in self._unfolded:
                 # Earlier acknowledged reports go first, so a node's rows are written in order.
                 await self.flush()
             outcome = await self.registry.ingest_report(
@@ -282,63 +274,18 @@ class ReportIngest:
             node_id,
         )
 
-        await self._persist(nonce, nonce_expires_at, params)
+        await self._log.submit((nonce, nonce_expires_at, params))
         return ReportOutcome(interval, None, hot.agent_addr, hot.pushed_catalog_version, hot.interval_override)
 
-    def _persist(self, nonce: str, expires_at: int, report_row: tuple[object, ...] | None) -> asyncio.Future[None]:
-        # Everything accepted until the database starts its next group goes to it as ONE
-        # operation: one task, one nonce row and one UPDATE for many requests, each awaiting the
-        # shared commit. The operation is queued at once and collects its rows only when it runs,
-        # so requests arriving while the previous commit is on disk join it at no extra wait.
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
-        self._pending.append((nonce, expires_at, report_row, done))
-        if self._open is None:
-            self._open = task = loop.create_task(self._write_pending())
-            self._behind.add(task)
-            task.add_done_callback(self._behind.discard)
-        return done
-
-    def _take_pending(self) -> list[_Accepted]:
-        rows, self._pending = self._pending, []
-        self._open = None  # later requests queue the next operation
-        return rows
-
-    async def _write_pending(self) -> None:
-        loop = asyncio.get_running_loop()
-        wait = self._last_batch_at + _MIN_BATCH_SPACING_SECS - loop.time()
-        if wait > 0:
-            # Under load, space the operations out a little: each one then carries more requests.
-            await asyncio.sleep(wait)
-        taken: list[_Accepted] = []
-
-        def run(conn: sqlite3.Connection) -> int | None:
-            # On the event loop, when the database starts the group that carries this operation.
-            self._last_batch_at = loop.time()
-            taken.extend(self._take_pending())
-            return _write_batch(conn, taken)
-
-        failure: StorageError | None = None
-        try:
-            batch_id = await self._db.write(run)
-            if batch_id is not None:
-                for _, _, row, _ in taken:
-                    if row is not None:
-                        _fold_into(self._unfolded, row)
-                self._logged_through = batch_id
-                self._schedule_fold()
-        except Exception as exc:
-            if not taken and self._open is asyncio.current_task():
-                taken = self._take_pending()  # the group failed before this operation ran
-            log.error("%d report(s)/nonce(s) could not be stored: %s", len(taken), exc)
-            failure = exc if isinstance(exc, StorageError) else StorageError(f"report storage failed: {exc}")
-        for *_, done in taken:
-            if done.done():  # the caller went away; the write happened (or not) all the same
-                continue
-            if failure is None:
-                done.set_result(None)
-            else:
-                done.set_exception(failure)
+    def _logged(self, accepted: list[_Accepted], batch_id: int | None) -> None:
+        # The batch is committed: its reports now wait for the next fold.
+        if batch_id is None:
+            return
+        for _, _, row in accepted:
+            if row is not None:
+                _fold_into(self._unfolded, row)
+        self._logged_through = batch_id
+        self._schedule_fold()
 
     async def flush(self) -> None:
         """Wait until every report acknowledged or accepted so far is in the node rows.
@@ -346,8 +293,7 @@ class ReportIngest:
         Failures are logged (the reports stay in the log and are folded later). Reports accepted
         after the call are not waited for, so this returns even under a constant stream of them.
         """
-        if self._behind:
-            await asyncio.gather(*list(self._behind))
+        await self._log.drain()
         if self._folding is not None:
             await asyncio.shield(self._folding)
         await self._fold()

@@ -368,5 +368,10 @@ class RegistryNonceStorage(SqliteNonceStorage):
 
     cleanup_statements = (NONCE_CLEANUP_SQL, _CLEANUP_BATCHES_SQL)
 
+    def __init__(self, db: Database, *, clock: Callable[[], float] = time.time) -> None:
+        # Per-row (shared-file) mode: the `nonces` table must also serve ingest_report's own
+        # transaction, and RegisterNode/admin calls are rare enough not to need batching.
+        super().__init__(db, clock=clock, shared_file=True)
+
     async def close(self) -> None:
         """Nothing to release: the supervisor closes its database itself."""
