@@ -5,8 +5,9 @@ is :meth:`WriteBatcher.submit`-ted: everything submitted until the database star
 is written by **one** operation (one statement, a page or two), and each submitter learns the
 outcome once that operation has committed. The operation is queued at once and collects its items
 only when it runs, so items arriving while the previous commit is on disk join it at no extra
-wait; under load operations are started at most every ``min_spacing_secs``, so each carries more
-items (measured best at 5 ms on the 2-core benchmark machine, docs/performance.md).
+wait. Under load (the previous operation carried more than one item) operations are started at
+most every ``min_spacing_secs``, so each carries more items (5 ms measured best on the 2-core
+benchmark machine, docs/performance.md); a lone sequential caller never waits for the spacing.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class WriteBatcher(Generic[Item, R]):
         self._open: asyncio.Task[None] | None = None  # the queued operation that will take _pending
         self._in_flight: set[asyncio.Task[None]] = set()
         self._last_start = float("-inf")
+        self._last_size = 0
 
     @property
     def busy(self) -> bool:
@@ -86,7 +88,7 @@ class WriteBatcher(Generic[Item, R]):
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         wait = self._last_start + self._spacing - loop.time()
-        if wait > 0:
+        if wait > 0 and self._last_size > 1:
             await asyncio.sleep(wait)
         taken: list[tuple[Item, asyncio.Future[R]]] = []
 
@@ -94,6 +96,7 @@ class WriteBatcher(Generic[Item, R]):
             # On the event loop, when the database starts the group that carries this operation.
             self._last_start = loop.time()
             taken.extend(self._take())
+            self._last_size = len(taken)
             return self._write(conn, [item for item, _ in taken])
 
         try:
