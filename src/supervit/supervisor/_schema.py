@@ -88,8 +88,8 @@ CREATE TABLE nonces (
 CREATE INDEX nonces_expires_at ON nonces (expires_at);
 """
 
-# Nonces of reports and health checks answered on the write-behind path, one row per hand-over
-# to the writer (a JSON array): uniqueness is enforced in memory, this table only survives restarts.
+# Nonces of reports and health checks, one row (a JSON array) per batched write: uniqueness is
+# enforced in memory, this table lets it survive restarts (v3 adds the reports themselves).
 _V2 = """
 CREATE TABLE nonce_batches (
     batch_id   INTEGER PRIMARY KEY,
