@@ -5,9 +5,10 @@ is :meth:`WriteBatcher.submit`-ted: everything submitted until the database star
 is written by **one** operation (one statement, a page or two), and each submitter learns the
 outcome once that operation has committed. The operation is queued at once and collects its items
 only when it runs, so items arriving while the previous commit is on disk join it at no extra
-wait. Under load (the previous operation carried more than one item) operations are started at
-most every ``min_spacing_secs``, so each carries more items (5 ms measured best on the 2-core
-benchmark machine, docs/performance.md); a lone sequential caller never waits for the spacing.
+wait. Under load (recent operations carried several items each) operations are started at most
+every ``min_spacing_secs``, so each carries more items (5 ms measured best on the 2-core
+benchmark machine, docs/performance.md); a lone sequential caller (one item per operation)
+never waits for the spacing.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ __all__ = ["DEFAULT_MIN_SPACING_SECS", "WriteBatcher"]
 log = logging.getLogger(__name__)
 
 DEFAULT_MIN_SPACING_SECS = 0.005
+_UNDER_LOAD_ITEMS = 1.5
 
 Item = TypeVar("Item")
 R = TypeVar("R")
@@ -57,7 +59,7 @@ class WriteBatcher(Generic[Item, R]):
         self._open: asyncio.Task[None] | None = None  # the queued operation that will take _pending
         self._in_flight: set[asyncio.Task[None]] = set()
         self._last_start = float("-inf")
-        self._last_size = 0
+        self._recent_size = 0.0  # moving average of items per operation: one odd batch does not flip it
 
     @property
     def busy(self) -> bool:
@@ -88,7 +90,7 @@ class WriteBatcher(Generic[Item, R]):
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         wait = self._last_start + self._spacing - loop.time()
-        if wait > 0 and self._last_size > 1:
+        if wait > 0 and self._recent_size > _UNDER_LOAD_ITEMS:
             await asyncio.sleep(wait)
         taken: list[tuple[Item, asyncio.Future[R]]] = []
 
@@ -96,7 +98,7 @@ class WriteBatcher(Generic[Item, R]):
             # On the event loop, when the database starts the group that carries this operation.
             self._last_start = loop.time()
             taken.extend(self._take())
-            self._last_size = len(taken)
+            self._recent_size += (len(taken) - self._recent_size) * 0.25
             return self._write(conn, [item for item, _ in taken])
 
         try:
