@@ -158,3 +158,22 @@ async def test_event_loop_stays_free_under_sqlite_load(tmp_path: Path, secret: S
         assert ticks > 50
     finally:
         await store.close()
+
+
+async def test_close_commits_nonces_still_waiting_for_their_batch(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """close() while consumes wait for a spaced batch: they complete, and a reopened store refuses them."""
+    store = await SqliteNonceStorage.open(tmp_path, clock=clock)
+    monkeypatch.setattr(store._log, "_spacing", 0.3)  # white-box: make the wait for the next batch certain
+    for wave in range(3):  # several multi-item batches: the store is "under load" and spaces its writes
+        assert all(await asyncio.gather(*(store.consume(f"w{wave}-{i}", clock.now + 600) for i in range(8))))
+    waiting = [asyncio.ensure_future(store.consume(f"late{i}", clock.now + 600)) for i in range(5)]
+    await asyncio.sleep(0)
+    await store.close()
+    assert all(await asyncio.gather(*waiting))
+    reopened = await SqliteNonceStorage.open(tmp_path, clock=clock)
+    try:
+        assert not any([await reopened.consume(f"late{i}", clock.now + 600) for i in range(5)])
+    finally:
+        await reopened.close()

@@ -324,4 +324,5 @@ class SqliteNonceStorage(NonceStorage):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._cleanup_task
             self._cleanup_task = None
+        await self._log.drain()  # nonces already accepted in memory reach the file first
         await self._db.close()
