@@ -43,7 +43,6 @@ WHERE realm_id = ?
 RETURNING {_COLUMNS}
 """
 _COUNT_KEY = "realm_count"
-_BUMP_COUNT_SQL = "UPDATE store_meta SET value = value + ? WHERE key = 'realm_count'"
 _READ_COUNT_SQL = "SELECT value FROM store_meta WHERE key = 'realm_count'"
 
 # Page tokens: urlsafe base64 (no padding) of tag + last realm_id + a short checksum. The tag
@@ -119,10 +118,10 @@ class RealmStore:
         self._cache_size = cache_size
         self._writes_in_flight = 0
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+    async def _write(self, fn: Callable[[sqlite3.Connection], _T], *, single_statement: bool = False) -> _T:
         self._writes_in_flight += 1
         self._cache.clear()
-        return await self._db.write(fn, on_settled=self._write_settled)
+        return await self._db.write(fn, single_statement=single_statement, on_settled=self._write_settled)
 
     def _write_settled(self) -> None:
         # Runs when the write is committed or failed, even if its caller was cancelled meanwhile.
@@ -164,13 +163,10 @@ class RealmStore:
         )
 
         def run(conn: sqlite3.Connection) -> Realm | None:
-            rows = conn.execute(_INSERT_SQL, params).fetchall()
-            if not rows:
-                return None
-            _bump_count(conn, +1)
-            return _realm_from_row(rows[0])
+            rows = conn.execute(_INSERT_SQL, params).fetchall()  # the counter: a trigger
+            return _realm_from_row(rows[0]) if rows else None
 
-        return await self._write(run)
+        return await self._write(run, single_statement=True)
 
     async def get(self, realm_id: int) -> Realm | None:
         """The realm with this id, or None."""
@@ -215,12 +211,10 @@ class RealmStore:
         _check_realm_id(realm_id)
 
         def run(conn: sqlite3.Connection) -> bool:
-            if conn.execute("DELETE FROM realms WHERE realm_id = ?", (realm_id,)).rowcount != 1:
-                return False
-            _bump_count(conn, -1)
-            return True
+            # The counter: a trigger.
+            return bool(conn.execute("DELETE FROM realms WHERE realm_id = ?", (realm_id,)).rowcount == 1)
 
-        return await self._write(run)
+        return await self._write(run, single_statement=True)
 
     async def list_page(self, page_size: int | None = None, page_token: str | None = None) -> RealmPage:
         """One page of realms in ``realm_id`` order, plus the total number of realms.
@@ -285,12 +279,6 @@ def _check_uint(field: str, value: object, maximum: int) -> None:
 
 def _check_realm_id(realm_id: object) -> None:
     _check_uint("realm_id", realm_id, _MAX_UINT32)
-
-
-def _bump_count(conn: sqlite3.Connection, delta: int) -> None:
-    if conn.execute(_BUMP_COUNT_SQL, (delta,)).rowcount != 1:
-        # Raising rolls the realm change back with it: the counter must never drift.
-        raise StorageError(f"node database is missing its {_COUNT_KEY} metadata row")
 
 
 def _read_count(conn: sqlite3.Connection) -> int:

@@ -18,7 +18,7 @@ NODE_DB_FILENAME = "actrix.db"
 
 # STRICT tables make SQLite reject values of the wrong type instead of silently storing them.
 # realm_id is the INTEGER PRIMARY KEY (the rowid), so keyset paging walks the table b-tree
-# directly. store_meta keeps counters (realm_count) that the stores update in the same
+# directly. store_meta keeps counters (realm_count, kept by triggers from v2) updated in the same
 # transaction as the rows they count, because COUNT(*) is a full scan in SQLite.
 _V1 = """
 CREATE TABLE realms (
@@ -52,7 +52,26 @@ CREATE TABLE config (
 ) STRICT, WITHOUT ROWID;
 """
 
-NODE_MIGRATIONS: tuple[Migration, ...] = (Migration(1, _V1),)
+# The realm counter is kept by triggers: creating or deleting a realm is then one statement
+# (atomic by itself, no savepoint), and no code path can forget the counter. A missing counter
+# row aborts the change instead of letting the count drift.
+_V2 = """
+CREATE TRIGGER realms_count_insert AFTER INSERT ON realms
+BEGIN
+    SELECT RAISE(ABORT, 'node database is missing its realm_count metadata row')
+    WHERE NOT EXISTS (SELECT 1 FROM store_meta WHERE key = 'realm_count');
+    UPDATE store_meta SET value = value + 1 WHERE key = 'realm_count';
+END;
+
+CREATE TRIGGER realms_count_delete AFTER DELETE ON realms
+BEGIN
+    SELECT RAISE(ABORT, 'node database is missing its realm_count metadata row')
+    WHERE NOT EXISTS (SELECT 1 FROM store_meta WHERE key = 'realm_count');
+    UPDATE store_meta SET value = value - 1 WHERE key = 'realm_count';
+END;
+"""
+
+NODE_MIGRATIONS: tuple[Migration, ...] = (Migration(1, _V1), Migration(2, _V2))
 """Every schema step of the node database, oldest first."""
 
 
