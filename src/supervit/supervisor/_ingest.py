@@ -93,9 +93,7 @@ _Accepted = tuple[str, int, tuple[object, ...] | None]
 def _write_batch(conn: sqlite3.Connection, accepted: list[_Accepted]) -> int | None:
     # Memory already decided uniqueness; the database only has to remember the nonces for the
     # next start, so they go in as one row (one B-tree insert instead of one per nonce), with the
-    # reports they acknowledge. Returns the row's id.
-    if not accepted:
-        return None
+    # reports they acknowledge. Returns the row's id (WriteBatcher never passes an empty batch).
     reports = [row for _, _, row in accepted if row is not None]
     cursor = conn.execute(
         "INSERT INTO nonce_batches (expires_at, nonces, reports) VALUES (?, ?, ?)",
@@ -279,12 +277,10 @@ class ReportIngest:
 
     def _logged(self, accepted: list[_Accepted], batch_id: int | None) -> None:
         # The batch is committed: its reports now wait for the next fold.
-        if batch_id is None:
-            return
         for _, _, row in accepted:
             if row is not None:
                 _fold_into(self._unfolded, row)
-        self._logged_through = batch_id
+        self._logged_through = batch_id or self._logged_through
         self._schedule_fold()
 
     async def flush(self) -> None:

@@ -89,13 +89,16 @@ class SupervisorService(supervisor_pb2_grpc.SupervisorServiceServicer):
         self.pusher = pusher
         self._clock = clock
 
-    async def _refuse(self, context: Ctx, code: grpc.StatusCode, details: str) -> NoReturn:
-        # The trailer must be set before aborting: grpc captures it with the status.
+    def _stamp_refusal(self, context: Ctx) -> None:
+        # Set before aborting: grpc captures the trailers together with the status.
         context.set_trailing_metadata(((SERVER_TIME_METADATA_KEY, str(int(self._clock()))),))
+
+    async def _refuse(self, context: Ctx, code: grpc.StatusCode, details: str) -> NoReturn:
+        self._stamp_refusal(context)
         await abort(context, code, details)
 
     async def _refuse_for(self, context: Ctx, error: Exception) -> NoReturn:
-        context.set_trailing_metadata(((SERVER_TIME_METADATA_KEY, str(int(self._clock()))),))
+        self._stamp_refusal(context)
         await abort_for(context, error)
 
     def _check(self, node_id: str, credential: Any, payload: str, now: int, context: Ctx) -> SharedSecret:
