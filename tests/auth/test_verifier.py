@@ -97,6 +97,19 @@ async def test_tampered_credential_fields(secret: SharedSecret, clock: FakeClock
         await verifier.verify(cred, "x")
 
 
+async def test_valid_signature_with_whitespace_or_bad_padding_is_refused(
+    secret: SharedSecret, clock: FakeClock
+) -> None:
+    """Strict base64: a correct HMAC wrapped in whitespace or mis-padded is still refused."""
+    verifier = make_verifier(secret, clock)
+    good = Signer(secret, clock=clock).credential("x")
+    for mangled in (good.signature[:10] + "\n" + good.signature[10:], " " + good.signature, good.signature.rstrip("=")):
+        cred = common_pb2.NonceCredential(timestamp=good.timestamp, nonce=good.nonce, signature=mangled)
+        with pytest.raises(exc.InvalidSignatureError):
+            await verifier.verify(cred, "x")
+    await verifier.verify(good, "x")  # the untouched one still passes
+
+
 @pytest.mark.parametrize("signature", ["", "not base64!!", "é", "AAAA"])
 async def test_garbage_signatures(secret: SharedSecret, clock: FakeClock, signature: str) -> None:
     """Undecodable or short signatures are plain signature failures, not crashes."""
