@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -28,16 +29,43 @@ PY = BIN / ("python.exe" if os.name == "nt" else "python")
 STAMP = VENV / ".supervit-install-stamp"
 
 
-def ensure_env() -> None:
+COMMANDS = ("test", "demo", "check", "bench", "protos")
+MIN_PYTHON = (3, 11)
+
+
+def venv_is_usable() -> bool:
+    """A virtualenv is reusable only when its interpreter runs and is this Python's version.
+
+    A venv copied from elsewhere (or left by an older Python) points at an interpreter that is gone
+    or different; rebuilding beats a traceback from deep inside pip.
+    """
     if not PY.exists():
+        return False
+    probe = subprocess.run(
+        [str(PY), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return probe.returncode == 0 and probe.stdout.strip() == "{}.{}".format(*sys.version_info[:2])
+
+
+def ensure_env() -> None:
+    if not venv_is_usable():
+        if VENV.exists():
+            print(f"rebuilding virtualenv {VENV} (its interpreter is missing or another version)", flush=True)
+            shutil.rmtree(VENV)
         print(f"creating virtualenv {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if STAMP.exists() and STAMP.read_text() == digest:
         return
-    print("installing supervit and its dev dependencies into the virtualenv", flush=True)
+    print("installing supervit and its dev dependencies into the virtualenv (about a minute)...", flush=True)
+    print("  [1/2] upgrading pip", flush=True)
     run([str(PY), "-m", "pip", "install", "--quiet", "--upgrade", "pip"])
-    run([str(PY), "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[dev]"])
+    print("  [2/2] installing supervit[dev]", flush=True)
+    run([str(PY), "-m", "pip", "install", "--quiet", "--progress-bar", "off", "-e", f"{ROOT}[dev]"])
+    print("  done", flush=True)
     STAMP.write_text(digest)
 
 
@@ -52,6 +80,14 @@ def main(argv: list[str]) -> None:
         print(__doc__)
         return
     command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        raise SystemExit(f"dev.py: error: unknown command {command!r}; choose one of {', '.join(COMMANDS)}")
+    if sys.version_info[:2] < MIN_PYTHON:
+        raise SystemExit(
+            "dev.py: error: supervit needs Python {}.{} or newer; this is {}".format(
+                *MIN_PYTHON, sys.version.split()[0]
+            )
+        )
     ensure_env()
     if command == "test":
         run([str(PY), "-m", "pytest", *rest])
@@ -62,12 +98,11 @@ def main(argv: list[str]) -> None:
         run([str(PY), "-m", "ruff", "format", "--check", "src", "tests", "scripts", "bench"])
         run([str(PY), "-m", "mypy"])
         run([str(PY), "scripts/check_protos.py"])
+        run([str(PY), "scripts/check_tree.py"])
     elif command == "bench":
         run([str(PY), "bench/run_all.py", *rest])
     elif command == "protos":
         run([str(PY), "scripts/gen_protos.py"])
-    else:
-        raise SystemExit(f"unknown command {command!r}; see python3 scripts/dev.py --help")
 
 
 if __name__ == "__main__":
