@@ -2,14 +2,14 @@
 """One entry point for people and CI; needs only Python 3.11+ and pip.
 
     python3 scripts/dev.py demo      # supervisor + two nodes on loopback (installs into .venv first)
-    python3 scripts/dev.py test      # the whole test suite
+    python3 scripts/dev.py test      # the whole test suite (4 workers, line coverage with a 90 % floor)
     python3 scripts/dev.py check     # ruff lint + format check, mypy strict, generated-code drift
     python3 scripts/dev.py bench     # the benchmark suite (see docs/performance.md)
     python3 scripts/dev.py protos    # regenerate src/supervit/_proto from proto/
 
 Each command creates ``.venv`` beside this repository (or reuses it) and installs the project
 with its dev extras when pyproject.toml changed since the last install. Extra arguments are passed
-on (``dev.py test -k vectors``, ``dev.py demo --duration 20``).
+on (``dev.py test -k vectors`` runs plain pytest with them, ``dev.py demo --duration 20``).
 """
 
 from __future__ import annotations
@@ -90,7 +90,11 @@ def main(argv: list[str]) -> None:
         )
     ensure_env()
     if command == "test":
-        run([str(PY), "-m", "pytest", *rest])
+        if rest:
+            run([str(PY), "-m", "pytest", *rest])
+        else:
+            # The whole suite: parallel workers (tests use port 0 and temp dirs) and line coverage with its floor.
+            run([str(PY), "-m", "pytest", "-n", "4", "--cov", "--cov-report=term"])
     elif command == "demo":
         run([str(BIN / "supervit"), "demo", *rest])
     elif command == "check":
