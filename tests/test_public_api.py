@@ -31,6 +31,7 @@ EXPECTED = [
     "SqliteNonceStorage",
     "StaticMetricsProvider",
     "StorageError",
+    "StoreUnavailableError",
     "Supervisor",
     "SupervisorConfig",
     "Supervisord",

@@ -15,6 +15,7 @@ from supervit._exceptions import (
     NotRegisteredError,
     RpcError,
     StorageError,
+    StoreUnavailableError,
     SupervitError,
     TimestampOutOfRangeError,
 )
@@ -74,6 +75,7 @@ __all__ = [
     "SqliteNonceStorage",
     "StaticMetricsProvider",
     "StorageError",
+    "StoreUnavailableError",
     "Supervisor",
     "SupervisorConfig",
     "Supervisord",

@@ -9,7 +9,8 @@ Every error supervit raises on purpose derives from :class:`SupervitError`::
     │   ├── InvalidSignatureError       HMAC mismatch
     │   └── NonceReusedError            nonce already consumed
     ├── StorageError                a store failed (maps to INTERNAL); never a silent accept
-    │   └── NonceStorageError           the nonce store could not record a nonce
+    │   ├── NonceStorageError           the nonce store could not record a nonce
+    │   └── StoreUnavailableError       a shared store cannot be reached (maps to UNAVAILABLE)
     ├── InvalidRequestError         malformed or incomplete request (maps to INVALID_ARGUMENT)
     └── RpcError                    a remote call failed (carries the gRPC status code)
         └── NotRegisteredError          the supervisor does not know this node; register again
@@ -31,6 +32,7 @@ __all__ = [
     "NotRegisteredError",
     "RpcError",
     "StorageError",
+    "StoreUnavailableError",
     "SupervitError",
     "TimestampOutOfRangeError",
 ]
@@ -82,6 +84,14 @@ class StorageError(SupervitError):
 
 class NonceStorageError(StorageError):
     """The nonce store could not check or record a nonce."""
+
+
+class StoreUnavailableError(StorageError):
+    """A shared store (PostgreSQL, Redis) cannot be reached or did not answer in time.
+
+    Nothing took effect; the request may be retried (on this replica once the store is back, or on
+    another). Answered ``UNAVAILABLE``, so clients fail over instead of giving up.
+    """
 
 
 class InvalidRequestError(SupervitError):

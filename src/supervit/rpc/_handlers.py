@@ -19,7 +19,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message_factory
 from google.protobuf.message import DecodeError, Message
 
-from supervit._exceptions import AuthError, NonceStorageError, StorageError
+from supervit._exceptions import AuthError, NonceStorageError, StorageError, StoreUnavailableError
 
 __all__ = ["abort", "abort_for", "service_handler"]
 
@@ -37,11 +37,16 @@ async def abort(context: grpc.aio.ServicerContext[Any, Any], code: grpc.StatusCo
 async def abort_for(context: grpc.aio.ServicerContext[Any, Any], error: Exception) -> NoReturn:
     """Map a supervit error onto the contract's status codes and abort.
 
-    AuthError → UNAUTHENTICATED with the contract message; storage failures → INTERNAL
+    AuthError → UNAUTHENTICATED with the contract message; an unreachable shared store →
+    UNAVAILABLE; other storage failures → INTERNAL
     (details never include secrets; the cause is logged).
     """
     if isinstance(error, AuthError):
         await abort(context, grpc.StatusCode.UNAUTHENTICATED, str(error))
+    if isinstance(error, StoreUnavailableError):
+        # Not the client's fault and not permanent: UNAVAILABLE makes nodes retry or fail over.
+        log.warning("store unavailable: %s", error)
+        await abort(context, grpc.StatusCode.UNAVAILABLE, f"store unavailable: {error}")
     if isinstance(error, NonceStorageError):
         log.error("nonce storage failure: %s", error)
         await abort(context, grpc.StatusCode.INTERNAL, "nonce storage failure")

@@ -105,6 +105,12 @@ class RpcServer:
         self.port = port
         return port
 
+    async def set_serving(self, serving: bool) -> None:
+        """Report every hosted service (and the server, ``""``) SERVING or NOT_SERVING."""
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ["", *self._service_names]:
+            await self.health.set(name, status)
+
     async def stop(self, grace: float | None = None) -> None:
         """Report NOT_SERVING, refuse new RPCs, let in-flight ones finish within ``grace`` seconds."""
         await self.health.enter_graceful_shutdown()

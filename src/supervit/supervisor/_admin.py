@@ -26,11 +26,10 @@ from supervit._exceptions import AuthError, InvalidRequestError, StorageError
 from supervit.auth import CredentialVerifier
 from supervit.protocol import supervit_admin_pb2, supervit_admin_pb2_grpc
 from supervit.rpc import abort, abort_for
-from supervit.supervisor._catalog import RealmCatalog, RealmExistsError, RealmNotFoundError
-from supervit.supervisor._directives import DirectiveQueue
-from supervit.supervisor._ingest import ReportIngest
+from supervit.supervisor._catalog import RealmExistsError, RealmNotFoundError
 from supervit.supervisor._push import CatalogPusher
-from supervit.supervisor._registry import NodeRecord, NodeRegistry
+from supervit.supervisor._registry import NodeRecord
+from supervit.supervisor._store import CatalogStore, DirectiveStore, IngestStore, RegistryStore
 
 __all__ = ["ADMIN_SERVICE", "AdminService", "admin_payload", "node_summary"]
 
@@ -111,14 +110,14 @@ class AdminService(supervit_admin_pb2_grpc.SupervisorAdminServicer):
 
     def __init__(
         self,
-        registry: NodeRegistry,
-        catalog: RealmCatalog,
+        registry: RegistryStore,
+        catalog: CatalogStore,
         pusher: CatalogPusher,
-        directives: DirectiveQueue,
+        directives: DirectiveStore,
         verifier: CredentialVerifier,
         *,
         clock: Callable[[], float] = time.time,
-        ingest: ReportIngest | None = None,
+        ingest: IngestStore | None = None,
     ) -> None:
         self.ingest = ingest
         self.registry = registry

@@ -49,9 +49,9 @@ from google.protobuf.message import Message
 from supervit._exceptions import ConfigError, SupervitError
 from supervit.auth import SharedSecret, Signer, request_payload
 from supervit.protocol import supervised_pb2, supervised_pb2_grpc
-from supervit.supervisor._catalog import CatalogRealm, RealmCatalog
+from supervit.supervisor._catalog import CatalogRealm
 from supervit.supervisor._config import PushSection
-from supervit.supervisor._registry import NodeRegistry
+from supervit.supervisor._store import CatalogStore, RegistryStore
 
 __all__ = ["CatalogPusher", "PushError", "PushResult"]
 
@@ -99,20 +99,24 @@ class CatalogPusher:
     """Schedules and performs catalog pushes (see the module docstring for the rules).
 
     ``secrets_for(node_id)`` gives the node's secrets (as the SupervisorService accepts them).
-    ``monotonic`` paces the backoff; ``rng`` its jitter.
+    ``monotonic`` paces the backoff; ``rng`` its jitter. ``is_leader()`` says whether this process
+    pushes at all: with replicas only the elected leader does (triggers elsewhere are ignored; the
+    leader finds the nodes behind with :meth:`on_catalog_change`).
     """
 
     def __init__(
         self,
-        catalog: RealmCatalog,
-        registry: NodeRegistry,
+        catalog: CatalogStore,
+        registry: RegistryStore,
         secrets_for: Callable[[str], Sequence[SharedSecret]],
         config: PushSection | None = None,
         *,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        is_leader: Callable[[], bool] = lambda: True,
     ) -> None:
+        self._is_leader = is_leader
         self._catalog = catalog
         self._registry = registry
         self._secrets_for = secrets_for
@@ -161,19 +165,17 @@ class CatalogPusher:
 
     async def on_catalog_change(self) -> int:
         """Schedule a push to every online node that is now behind; returns how many were scheduled."""
+        if not self._is_leader():
+            return 0
         started = 0
-        for node in await self._registry.nodes():
-            if not node.online:
-                continue  # it catches up with its first report after coming back
-            state = self._nodes.setdefault(node.node_id, _NodeState())
-            known = state.target.pushed_version if state.target is not None else 0
-            state.target = _Target(node.agent_addr, node.realm_sync_version, max(node.pushed_catalog_version, known))
-            if self.needs_push(state.target.realm_sync_version, state.target.pushed_version):
-                started += self._start(node.node_id, state)
+        # Offline nodes are left out: they catch up with their first report after coming back.
+        behind = await self._registry.nodes_behind(self._catalog.live_version, self._catalog.version)
+        for node_id, agent_addr, realm_sync_version, pushed_version in behind:
+            started += self.on_report(node_id, agent_addr, realm_sync_version, pushed_version)
         return started
 
     def _start(self, node_id: str, state: _NodeState) -> bool:
-        if self._closed:
+        if self._closed or not self._is_leader():
             return False
         if state.task is not None and not state.task.done():
             state.again = True  # run once more when the current push ends

@@ -339,6 +339,20 @@ class NodeRegistry:
 
         return await self._db.write(run, single_statement=True)
 
+    async def nodes_behind(self, live_version: int, catalog_version: int) -> list[tuple[str, str, int, int]]:
+        """Online nodes that report fewer realms than the catalog holds or were not pushed its
+        latest change: (node_id, agent_addr, realm_sync_version, pushed_catalog_version)."""
+
+        def run(conn: sqlite3.Connection) -> list[tuple[str, str, int, int]]:
+            sql = (
+                "SELECT node_id, agent_addr, realm_sync_version, pushed_catalog_version FROM nodes "
+                "WHERE online = 1 AND (realm_sync_version < ? OR pushed_catalog_version < ?) ORDER BY node_id"
+            )
+            rows = conn.execute(sql, (live_version, catalog_version))
+            return [(str(a), str(b), int(c), int(d)) for a, b, c, d in rows]
+
+        return await self._db.read(run)
+
     async def record_push(self, node_id: str, *, pushed_version: int | None, error: str | None) -> None:
         """Note a catalog push outcome: success advances ``pushed_catalog_version``, failure keeps it."""
         now = int(self._clock())

@@ -9,24 +9,31 @@ import signal
 import time
 from collections.abc import Callable
 
+from supervit._exceptions import StorageError
 from supervit.auth import CredentialVerifier
 from supervit.rpc import RpcServer, ServerTLS
-from supervit.storage import Database
 from supervit.supervisor._admin import ADMIN_SERVICE, AdminService
-from supervit.supervisor._catalog import RealmCatalog
+from supervit.supervisor._backends import open_store
 from supervit.supervisor._config import SupervisorConfig, split_host_port
-from supervit.supervisor._directives import DirectiveQueue
-from supervit.supervisor._ingest import ReportIngest
 from supervit.supervisor._push import CatalogPusher
-from supervit.supervisor._registry import NodeRegistry, RegistryNonceStorage
-from supervit.supervisor._schema import open_supervisor_database
 from supervit.supervisor._service import SUPERVISOR_SERVICE, SupervisorService
+from supervit.supervisor._store import (
+    CatalogStore,
+    DirectiveStore,
+    IngestStore,
+    RegistryStore,
+    SupervisorStore,
+)
 
 __all__ = ["Supervisor"]
 
 log = logging.getLogger("supervit.supervisor")
 
 _NONCE_CLEANUP_SECS = 60.0
+# How often a shared store is probed for health, and the leader looks for nodes behind the catalog
+# whose reports reached other replicas.
+_HEALTH_PROBE_SECS = 1.0
+_CATCH_UP_SECS = 5.0
 _NO_REUSEPORT = [("grpc.so_reuseport", 0)]
 
 
@@ -38,7 +45,10 @@ def _with_port(listen: str, port: int) -> str:
 class Supervisor:
     """One supervisor: SupervisorService (plus health and reflection) on ``[server] listen``,
     SupervisorAdmin on ``[admin] listen`` when an admin secret is configured, the registry's offline
-    sweep and the catalog pusher.
+    sweep and the catalog pusher, on the backend ``[server] database_url`` chooses (embedded SQLite
+    by default; PostgreSQL for replicas, see :mod:`supervit.supervisor._store`). With a shared
+    backend the sweep, pushes and cleanup run only while this replica is the elected leader, and
+    health turns NOT_SERVING while the store cannot be reached.
 
     ``clock`` (Unix seconds) is shared by every component, so tests can drive offline detection::
 
@@ -51,16 +61,13 @@ class Supervisor:
     def __init__(self, config: SupervisorConfig, *, clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self._clock = clock
-        self._db: Database | None = None
+        self._store: SupervisorStore | None = None
         self._server: RpcServer | None = None
         self._admin_server: RpcServer | None = None
         self._sweeper: asyncio.Task[None] | None = None
-        self._registry: NodeRegistry | None = None
-        self._catalog: RealmCatalog | None = None
+        self._prober: asyncio.Task[None] | None = None
         self._pusher: CatalogPusher | None = None
-        self._directives: DirectiveQueue | None = None
-        self._nonces: RegistryNonceStorage | None = None
-        self._ingest: ReportIngest | None = None
+        self._serving = True
         self._stop_event = asyncio.Event()
         self.address: str | None = None
         """``host:port`` SupervisorService listens on (after :meth:`start`)."""
@@ -70,18 +77,21 @@ class Supervisor:
     # -- components (available after start) -------------------------------------------------------
 
     @property
-    def registry(self) -> NodeRegistry:
-        """The node registry."""
-        if self._registry is None:
+    def store(self) -> SupervisorStore:
+        """The storage backend."""
+        if self._store is None:
             raise RuntimeError("the supervisor is not started")
-        return self._registry
+        return self._store
 
     @property
-    def catalog(self) -> RealmCatalog:
+    def registry(self) -> RegistryStore:
+        """The node registry."""
+        return self.store.registry
+
+    @property
+    def catalog(self) -> CatalogStore:
         """The realm catalog."""
-        if self._catalog is None:
-            raise RuntimeError("the supervisor is not started")
-        return self._catalog
+        return self.store.catalog
 
     @property
     def pusher(self) -> CatalogPusher:
@@ -91,37 +101,32 @@ class Supervisor:
         return self._pusher
 
     @property
-    def ingest(self) -> ReportIngest:
+    def ingest(self) -> IngestStore:
         """The Report/HealthCheck hot path."""
-        if self._ingest is None:
-            raise RuntimeError("the supervisor is not started")
-        return self._ingest
+        return self.store.ingest
 
     @property
-    def directives(self) -> DirectiveQueue:
+    def directives(self) -> DirectiveStore:
         """The directive queues."""
-        if self._directives is None:
-            raise RuntimeError("the supervisor is not started")
-        return self._directives
+        return self.store.directives
+
+    def is_leader(self) -> bool:
+        """Whether this process runs the fleet-wide duties now (always, on SQLite)."""
+        return self._store is not None and self._store.is_leader()
 
     # -- lifecycle --------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open the database, bind both servers and start the sweep; raises on any failure."""
+        """Open the store, bind both servers and start the sweep; raises on any failure."""
         cfg = self.config
         try:
-            self._db = db = await open_supervisor_database(
-                cfg.server.data_dir, synchronous=cfg.server.sqlite_synchronous
-            )
             clock = self._clock
-            self._registry = registry = NodeRegistry(db, clock=clock)
-            self._catalog = catalog = RealmCatalog(db, clock=clock)
-            await catalog.load()
-            self._ingest = ingest = ReportIngest(registry, clock=clock)
-            await ingest.load()
-            self._directives = directives = DirectiveQueue(db, clock=clock, on_enqueued=ingest.directive_queued)
-            self._nonces = nonces = RegistryNonceStorage(db, clock=clock)
-            self._pusher = pusher = CatalogPusher(catalog, registry, cfg.secrets_for, cfg.push, clock=clock)
+            self._store = store = await open_store(cfg, clock=clock)
+            registry, catalog, ingest, nonces = store.registry, store.catalog, store.ingest, store.nonces
+            directives = store.directives
+            self._pusher = pusher = CatalogPusher(
+                catalog, registry, cfg.secrets_for, cfg.push, clock=clock, is_leader=store.is_leader
+            )
             # The verifier's own secrets are never used: every call passes the node's secrets.
             node_verifier = CredentialVerifier((), nonces, cfg.server.max_clock_skew_secs, clock=clock)
             service = SupervisorService(cfg, ingest, node_verifier, catalog, pusher, clock=clock)
@@ -148,7 +153,10 @@ class Supervisor:
             await self._stop_servers(0)
             await self._close()
             raise
-        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_loop(), name="supervisor-sweep")
+        loop = asyncio.get_running_loop()
+        self._sweeper = loop.create_task(self._sweep_loop(), name="supervisor-sweep")
+        if store.shared:
+            self._prober = loop.create_task(self._probe_loop(), name="supervisor-store-probe")
         log.info(
             "supervisor listening on %s%s (catalog v%d)",
             self.address,
@@ -168,16 +176,53 @@ class Supervisor:
         # Half the shortest interval (bounded) keeps detection within about half an interval.
         period = max(0.5, min(5.0, self.config.shortest_report_interval() / 2))
         next_cleanup = time.monotonic() + _NONCE_CLEANUP_SECS
+        store, pusher = self.store, self.pusher
+        leading = False
+        next_catch_up = 0.0
         while True:
-            await asyncio.sleep(period)
+            await asyncio.sleep(period if leading or not store.shared else min(period, 1.0))
+            if not store.is_leader():
+                if leading:
+                    log.warning("no longer the leader: fleet-wide duties stop on this replica")
+                leading = False
+                continue
+            if not leading and store.shared:
+                log.info("elected leader: running the offline sweep, catalog pushes and cleanup")
+                next_catch_up = 0.0
+            leading = True
             try:
                 await self.sweep_once()
+                if store.shared and time.monotonic() >= next_catch_up:
+                    # Reports of other replicas do not reach this pusher: look for nodes behind.
+                    next_catch_up = time.monotonic() + _CATCH_UP_SECS
+                    await pusher.on_catalog_change()
                 if time.monotonic() >= next_cleanup:
                     next_cleanup = time.monotonic() + _NONCE_CLEANUP_SECS
-                    if self._nonces is not None:
-                        await self._nonces.cleanup()
+                    await store.cleanup()
+            except StorageError as exc:
+                log.warning("registry sweep failed (%s); will retry", exc)
             except Exception:
                 log.exception("registry sweep failed; will retry")
+
+    async def _probe_loop(self) -> None:
+        # Fail closed and say so: health turns NOT_SERVING while the shared store is unreachable.
+        store = self.store
+        while True:
+            try:
+                await store.check()
+                serving = True
+            except StorageError as exc:
+                serving = False
+                if self._serving:
+                    log.error("store unreachable, health NOT_SERVING until it is back: %s", exc)
+            if serving != self._serving:
+                if serving:
+                    log.warning("store reachable again: health SERVING")
+                self._serving = serving
+                for server in (self._server, self._admin_server):
+                    if server is not None:
+                        await server.set_serving(serving)
+            await asyncio.sleep(_HEALTH_PROBE_SECS)
 
     def request_stop(self) -> None:
         """Make :meth:`run` return (after stopping); safe from signal handlers."""
@@ -203,7 +248,7 @@ class Supervisor:
             await self.stop()
 
     async def stop(self, grace: float | None = None) -> None:
-        """Stop serving (in-flight calls get ``grace`` seconds), cancel pushes, close the database."""
+        """Stop serving (in-flight calls get ``grace`` seconds), cancel pushes, close the store."""
         grace = self.config.server.shutdown_grace_secs if grace is None else grace
         await self._stop_servers(grace)
         await self._close()
@@ -215,15 +260,14 @@ class Supervisor:
         await asyncio.gather(*(s.stop(grace) for s in servers))
 
     async def _close(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        for task in (self._sweeper, self._prober):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._sweeper = self._prober = None
         if self._pusher is not None:
             await self._pusher.close()
-        if self._ingest is not None:
-            await self._ingest.flush()  # every acknowledged report reaches the database
-        if self._db is not None:
-            await self._db.close()
-            self._db = None
+        if self._store is not None:
+            store, self._store = self._store, None
+            await store.close()  # every acknowledged report reaches the registry rows first

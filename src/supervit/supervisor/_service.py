@@ -41,10 +41,9 @@ from supervit.client import NOT_REGISTERED_DETAILS, SERVER_TIME_METADATA_KEY
 from supervit.metrics import MAX_POWER_RESERVE_LEVEL
 from supervit.protocol import supervisor_pb2, supervisor_pb2_grpc
 from supervit.rpc import abort, abort_for
-from supervit.supervisor._catalog import RealmCatalog
 from supervit.supervisor._config import SupervisorConfig, split_host_port
-from supervit.supervisor._ingest import ReportIngest
 from supervit.supervisor._push import CatalogPusher
+from supervit.supervisor._store import CatalogStore, IngestStore
 
 __all__ = ["NOT_REGISTERED_DETAILS", "SERVER_TIME_METADATA_KEY", "SUPERVISOR_SERVICE", "SupervisorService"]
 
@@ -74,9 +73,9 @@ class SupervisorService(supervisor_pb2_grpc.SupervisorServiceServicer):
     def __init__(
         self,
         config: SupervisorConfig,
-        ingest: ReportIngest,
+        ingest: IngestStore,
         verifier: CredentialVerifier,
-        catalog: RealmCatalog,
+        catalog: CatalogStore,
         pusher: CatalogPusher,
         *,
         clock: Callable[[], float] = time.time,
