@@ -113,6 +113,8 @@ def test_env_overrides(tmp_path: Path) -> None:
             "STUN",
         ),
         ({"supervisor": {"enable_tls": "maybe"}}, "supervisor.enable_tls", "boolean"),
+        ({"supervisor": {"client": {"power_model": "rust"}}}, "supervisor.client.power_model", "'pwrzv', 'supervit'"),
+        ({"supervisor": {"client": {"power_model": 5}}}, "supervisor.client.power_model", "string"),
         ({"supervisor": {"client": {"endpoint": "ftp://x:1"}}}, "supervisor.client.endpoint", "scheme"),
         (
             {"supervisor": {"client": {"endpoint": "http://127.0.0.1:1"}, "supervisord": {"ip": "0.0.0.0"}}},
@@ -152,6 +154,15 @@ def test_invalid_keys_are_named(patch: dict[str, Any], key: str, reason: str) ->
     assert info.value.key == key
     assert reason in info.value.reason
     assert SECRET_HEX not in str(info.value)
+
+
+def test_power_model_defaults_to_pwrzv_and_is_selectable(tmp_path: Path) -> None:
+    """``[supervisor.client] power_model``: "pwrzv" unless set in the file or the environment."""
+    assert load_node_config(write(tmp_path, MINIMAL), environ={}).supervisor.client.power_model == "pwrzv"
+    chosen = load_node_config(write(tmp_path, MINIMAL + 'power_model = "supervit"\n'), environ={})
+    assert chosen.supervisor.client.power_model == "supervit"
+    env = {"SUPERVIT_SUPERVISOR__CLIENT__POWER_MODEL": "supervit"}
+    assert load_node_config(write(tmp_path, MINIMAL), environ=env).supervisor.client.power_model == "supervit"
 
 
 def test_missing_required_key() -> None:

@@ -15,6 +15,7 @@ import grpc
 import pytest
 
 from supervit.auth import SharedSecret
+from supervit.metrics import PWRZV_SIGMOIDS
 from supervit.protocol import common_pb2, supervised_pb2, supervisor_pb2
 from tests.client.supervisor_double import SupervisorDouble
 from tests.conftest import OTHER_SECRET_HEX, SECRET_HEX
@@ -26,7 +27,9 @@ NODE = "e2e-node"
 LISTENING = "supervit node listening on "
 
 
-def write_config(directory: Path, *, data_dir: Path | None = None, extra: str = "", endpoint: str = "") -> Path:
+def write_config(
+    directory: Path, *, data_dir: Path | None = None, extra: str = "", endpoint: str = "", model: str = ""
+) -> Path:
     """A node config on 127.0.0.1, port 0, debug logging; serve-only unless ``endpoint`` is given."""
     path = directory / "node.toml"
     path.write_text(
@@ -38,6 +41,7 @@ status_report_interval_secs = 1
 node_id = "{NODE}"
 shared_secret = "{SECRET_HEX}"
 {f'endpoint = "{endpoint}"' if endpoint else ""}
+{f'power_model = "{model}"' if model else ""}
 
 [supervisor.supervisord]
 node_name = "E2E Node"
@@ -66,8 +70,9 @@ def clean_env() -> dict[str, str]:
 class Daemon:
     """One ``python -m supervit node`` process; logs go to ``stderr.log``."""
 
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
         self.config = config
+        self.env = {**clean_env(), **(env or {})}
         self.log_path = config.parent / "stderr.log"
         self.proc: asyncio.subprocess.Process | None = None
         self.address = ""
@@ -84,7 +89,7 @@ class Daemon:
             str(self.config),
             stdout=asyncio.subprocess.PIPE,
             stderr=self._log,
-            env=clean_env(),
+            env=self.env,
         )
         assert self.proc.stdout is not None
         line = (await asyncio.wait_for(self.proc.stdout.readline(), 10)).decode()
@@ -127,8 +132,8 @@ async def daemons() -> AsyncIterator[list[Daemon]]:
         await daemon.close()
 
 
-async def start_daemon(daemons: list[Daemon], config: Path) -> Daemon:
-    daemon = Daemon(config)
+async def start_daemon(daemons: list[Daemon], config: Path, env: dict[str, str] | None = None) -> Daemon:
+    daemon = Daemon(config, env)
     daemons.append(daemon)
     await daemon.start()
     return daemon
@@ -284,6 +289,34 @@ async def test_registers_reports_and_obeys_graceful_shutdown(tmp_path: Path, dae
     assert "GRACEFUL_SHUTDOWN directive (rollout)" in daemon.log()
 
 
+PWRZV_FLAT = {f"{prefix}_STEEPNESS": "0" for prefix, _, _ in PWRZV_SIGMOIDS.values()}
+
+
+@pytest.mark.parametrize(
+    ("model", "env", "levels"),
+    [
+        ("pwrzv", {}, set(range(6))),
+        # Every sigmoid flat (steepness 0): each pwrzv score is 5 * (1 - 0.5) = 2.5, rounded half up
+        # to 3 whatever this machine's load: proves the node process honours PWRZV_* overrides.
+        ("pwrzv", PWRZV_FLAT, {3}),
+        ("supervit", PWRZV_FLAT, set(range(6))),
+    ],
+    ids=["pwrzv", "pwrzv-overridden", "supervit"],
+)
+async def test_reports_a_real_power_reserve_level(
+    tmp_path: Path, daemons: list[Daemon], model: str, env: dict[str, str], levels: set[int]
+) -> None:
+    """A real node measures this machine and registers and reports a level in 0..5 with either model."""
+    async with SupervisorDouble(SharedSecret.from_hex(SECRET_HEX)) as supervisor:
+        supervisor.queue_directive(supervisor_pb2.GRACEFUL_SHUTDOWN, "done")
+        config = write_config(tmp_path, endpoint=supervisor.endpoint, model=model)
+        daemon = await start_daemon(daemons, config, env)
+        assert await daemon.wait() == 0, daemon.log()
+        (registration,) = supervisor.registrations()
+        assert registration.power_reserve_level_init in levels
+        assert supervisor.reports() and all(r.power_reserve_level in levels for r in supervisor.reports())
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 async def test_signal_exits_zero(tmp_path: Path, daemons: list[Daemon], sig: signal.Signals) -> None:
     """SIGTERM and SIGINT stop the daemon gracefully with exit code 0."""
@@ -312,8 +345,9 @@ async def test_shutdown_rpc_exits_zero(tmp_path: Path, daemons: list[Daemon], gr
         ("", {"SUPERVIT_SUPERVISOR__SUPERVISORD__PORT": "70000"}, "supervisor.supervisord.port"),
         ("", {"SUPERVIT_SUPERVISOR__CLIENT__SHARED_SECRET": "abc"}, "supervisor.client.shared_secret"),
         ('tls_cert = "/nonexistent/c.pem"\ntls_key = "/nonexistent/k.pem"', {}, "supervisor.supervisord.tls_cert"),
+        ("", {"SUPERVIT_SUPERVISOR__CLIENT__POWER_MODEL": "rust"}, "supervisor.client.power_model"),
     ],
-    ids=["toml", "env-port", "env-secret", "tls-file"],
+    ids=["toml", "env-port", "env-secret", "tls-file", "env-power-model"],
 )
 async def test_invalid_config_exits_2_with_one_line(tmp_path: Path, extra: str, env: dict[str, str], key: str) -> None:
     """Invalid configuration: exit 2, one stderr line naming the key, nothing started (no data dir)."""

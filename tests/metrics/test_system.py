@@ -68,7 +68,7 @@ async def test_collect_reports_real_values_in_sane_ranges(tmp_path: Path) -> Non
 
 
 async def test_snapshot_level_comes_from_the_same_sample(tmp_path: Path) -> None:
-    collector = await SystemMetricsCollector.create(tmp_path)
+    collector = await SystemMetricsCollector.create(tmp_path, power_model="supervit")
     snap = await collector.snapshot()
     assert isinstance(snap, Snapshot)
     assert_sane(snap.metrics)

@@ -17,6 +17,7 @@ from supervit._exceptions import ConfigError
 from supervit.auth import SharedSecret
 from supervit.config._client import SupervitConfig
 from supervit.config._loader import apply_env, build, read_toml
+from supervit.metrics._pwrzv import POWER_MODELS
 from supervit.protocol import common_pb2
 
 __all__ = [
@@ -81,6 +82,8 @@ class ClientSection:
     shared_secret: str = field(repr=False)
     endpoint: str | None = None
     agent_addr: str | None = None
+    # Added by supervit:
+    power_model: str = "pwrzv"
 
 
 @dataclass
@@ -182,6 +185,11 @@ class NodeConfig:
         if not client.node_id.strip():
             raise ConfigError("supervisor.client.node_id", "must not be empty")
         self.secret  # noqa: B018 - parses and validates the hex secret
+        if client.power_model not in POWER_MODELS:
+            raise ConfigError(
+                "supervisor.client.power_model",
+                f"must be one of {', '.join(repr(m) for m in POWER_MODELS)}, got {client.power_model!r}",
+            )
         _check_ip(sd.ip, f"{pre}.ip")
         if not 0 <= sd.port <= 65535:
             raise ConfigError(f"{pre}.port", f"must be 0..65535, got {sd.port}")

@@ -7,9 +7,11 @@ The node server and client take any :class:`MetricsProvider`; production uses
     snap = await collector.snapshot()
     snap.metrics              # supervisor.v1 SystemMetrics
     snap.power_reserve_level  # 0-5, 5 = most headroom
-    bottleneck(snap.sample)   # e.g. ("cpu", 0.12)
+    snap.pwrzv                # the ratios the level came from (default "pwrzv" model)
 
-The power reserve formula and its thresholds are documented in :mod:`supervit.metrics._power`.
+Two power reserve models: ``"pwrzv"`` (default), the Rust node's pwrzv crate re-implemented
+(:mod:`supervit.metrics._pwrzv`), and ``"supervit"`` (:mod:`supervit.metrics._power`); see
+docs/power-reserve.md.
 """
 
 from __future__ import annotations
@@ -24,6 +26,15 @@ from supervit.metrics._power import (
     power_reserve_level,
     resource_scores,
 )
+from supervit.metrics._pwrzv import (
+    POWER_MODELS,
+    PWRZV_SIGMOIDS,
+    PwrzvMetrics,
+    pwrzv_level,
+    pwrzv_reserve,
+    pwrzv_scores,
+)
+from supervit.metrics._pwrzv_proc import read_pwrzv_metrics
 from supervit.metrics._system import (
     MetricsProvider,
     Snapshot,
@@ -34,8 +45,11 @@ from supervit.metrics._system import (
 __all__ = [
     "DEFAULT_THRESHOLDS",
     "MAX_POWER_RESERVE_LEVEL",
+    "POWER_MODELS",
+    "PWRZV_SIGMOIDS",
     "MetricsProvider",
     "PowerThresholds",
+    "PwrzvMetrics",
     "ResourceSample",
     "Sigmoid",
     "Snapshot",
@@ -43,5 +57,9 @@ __all__ = [
     "SystemMetricsCollector",
     "bottleneck",
     "power_reserve_level",
+    "pwrzv_level",
+    "pwrzv_reserve",
+    "pwrzv_scores",
+    "read_pwrzv_metrics",
     "resource_scores",
 ]

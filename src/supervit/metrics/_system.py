@@ -14,7 +14,10 @@ measures since construction.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
+import os
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,10 +33,14 @@ from supervit.metrics._power import (
     ResourceSample,
     power_reserve_level,
 )
+from supervit.metrics._pwrzv import POWER_MODELS, PwrzvMetrics, pwrzv_level
+from supervit.metrics._pwrzv_proc import read_pwrzv_metrics
 from supervit.metrics._sampler import Counters, Rates, fd_usage_percent, rates_between, read_counters
 from supervit.protocol import common_pb2
 
 __all__ = ["MetricsProvider", "Snapshot", "StaticMetricsProvider", "SystemMetricsCollector"]
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +52,9 @@ class Snapshot:
     power_reserve_level: int
     """0-5, 5 = most headroom; see :mod:`supervit.metrics._power`."""
     sample: ResourceSample | None = None
-    """The pressures the level was computed from, when known (``None`` for static providers)."""
+    """The pressures of the ``supervit`` model, when known (``None`` for static providers)."""
+    pwrzv: PwrzvMetrics | None = None
+    """The ratios the ``pwrzv`` model computed the level from (``None`` under the other model)."""
 
 
 @runtime_checkable
@@ -75,7 +84,11 @@ class SystemMetricsCollector:
     """Real system metrics from psutil; implements :class:`MetricsProvider`.
 
     ``data_dir`` selects the filesystem whose usage is reported (it need not exist yet: its
-    nearest existing ancestor is used). ``thresholds`` tune the power reserve level.
+    nearest existing ancestor is used). ``power_model`` picks how the power reserve level is
+    computed: ``"pwrzv"`` (default) as the Rust node's pwrzv crate does, from ``/proc`` and the
+    ``PWRZV_*`` environment variables (see :mod:`supervit.metrics._pwrzv`; on non-Linux systems
+    it falls back to ``"supervit"`` with a warning), or ``"supervit"``, the sigmoid model over
+    windowed rates of :mod:`supervit.metrics._power` tuned by ``thresholds``.
     ``min_rate_window`` is the shortest window, in seconds, rates are averaged over.
 
     The constructor takes one quick blocking reading to prime the rate baselines; from async code
@@ -89,9 +102,17 @@ class SystemMetricsCollector:
         *,
         thresholds: PowerThresholds = DEFAULT_THRESHOLDS,
         min_rate_window: float = 1.0,
+        power_model: str = "pwrzv",
     ) -> None:
         if not (math.isfinite(min_rate_window) and min_rate_window >= 0):
             raise ConfigError("min_rate_window", f"must be finite and >= 0, got {min_rate_window!r}")
+        if power_model not in POWER_MODELS:
+            raise ConfigError("power_model", f"must be one of {', '.join(POWER_MODELS)}, got {power_model!r}")
+        if power_model == "pwrzv" and not sys.platform.startswith("linux"):
+            # pwrzv's /proc provider is Linux-only; its macOS provider is not ported.
+            _log.warning("power_model 'pwrzv' needs Linux /proc; using 'supervit' on %s", sys.platform)
+            power_model = "supervit"
+        self._power_model = power_model
         self._data_dir = Path(data_dir)
         self._thresholds = thresholds
         self._min_rate_window = min_rate_window
@@ -108,9 +129,12 @@ class SystemMetricsCollector:
         *,
         thresholds: PowerThresholds = DEFAULT_THRESHOLDS,
         min_rate_window: float = 1.0,
+        power_model: str = "pwrzv",
     ) -> SystemMetricsCollector:
         """Construct in a worker thread so the priming reading does not block the event loop."""
-        return await asyncio.to_thread(cls, data_dir, thresholds=thresholds, min_rate_window=min_rate_window)
+        return await asyncio.to_thread(
+            cls, data_dir, thresholds=thresholds, min_rate_window=min_rate_window, power_model=power_model
+        )
 
     @property
     def data_dir(self) -> Path:
@@ -119,8 +143,13 @@ class SystemMetricsCollector:
 
     @property
     def thresholds(self) -> PowerThresholds:
-        """Thresholds of the power reserve level."""
+        """Thresholds of the ``supervit`` power model."""
         return self._thresholds
+
+    @property
+    def power_model(self) -> str:
+        """The model in use: ``"pwrzv"`` or ``"supervit"`` (after any non-Linux fallback)."""
+        return self._power_model
 
     async def snapshot(self) -> Snapshot:
         """Metrics and power reserve level from one reading, taken in a worker thread."""
@@ -185,6 +214,10 @@ class SystemMetricsCollector:
             network_bytes_per_sec=rates.network_bytes_per_sec,
             fd_usage_percent=fd_usage_percent(self._process),
         )
+        if self._power_model == "pwrzv":
+            # pwrzv re-reads its environment on every call, so overrides apply without a restart.
+            ratios = read_pwrzv_metrics()
+            return Snapshot(metrics, pwrzv_level(ratios, os.environ), sample, ratios)
         return Snapshot(metrics, power_reserve_level(sample, self._thresholds), sample)
 
 

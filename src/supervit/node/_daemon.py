@@ -159,7 +159,9 @@ class NodeDaemon:
             self._db = await open_node_database(sd.data_dir)
             self._nonces = await SqliteNonceStorage.open(sd.data_dir)
             realms = RealmStore(self._db, clock=self._clock)
-            metrics = self._metrics or await SystemMetricsCollector.create(sd.data_dir)
+            metrics = self._metrics or await SystemMetricsCollector.create(
+                sd.data_dir, power_model=self.config.supervisor.client.power_model
+            )
             self._metrics = metrics
             self.supervisord = (
                 Supervisord(
