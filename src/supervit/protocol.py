@@ -7,6 +7,9 @@ Everything else in supervit (and user code) imports messages and stubs from here
 
 ``supervit_admin_pb2`` / ``supervit_admin_pb2_grpc`` are supervit's own operator API
 (package ``supervit.admin.v1``, the supervisor's admin port), not part of the wire contract.
+
+The wire conventions both ends rely on beyond the messages (status details, metadata keys) live
+here too, so the client and the supervisor each import them from the protocol layer.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from supervit._proto import (
 )
 
 __all__ = [
+    "NOT_REGISTERED_DETAILS",
+    "SERVER_TIME_METADATA_KEY",
     "common_pb2",
     "supervised_pb2",
     "supervised_pb2_grpc",
@@ -30,3 +35,9 @@ __all__ = [
     "supervit_admin_pb2",
     "supervit_admin_pb2_grpc",
 ]
+
+SERVER_TIME_METADATA_KEY = "x-server-time"
+"""Trailing metadata key carrying the supervisor's Unix time on refusals (supervit extension)."""
+
+NOT_REGISTERED_DETAILS = "node not registered"
+"""Status details a supervisor sends with ``NOT_FOUND`` for a Report from an unknown node."""

@@ -1,7 +1,14 @@
 """Credentials: payload builders, registration fingerprint, signer, verifier and nonce stores."""
 
 from supervit.auth._credential import Signer, new_nonce, sign
-from supervit.auth._nonce import MemoryNonceStorage, NonceStorage, NonceWindow, SqliteNonceStorage
+from supervit.auth._nonce import (
+    CONSUME_NONCE_SQL,
+    NONCE_CLEANUP_SQL,
+    MemoryNonceStorage,
+    NonceStorage,
+    NonceWindow,
+    SqliteNonceStorage,
+)
 from supervit.auth._payloads import (
     Action,
     ServiceEntry,
@@ -19,8 +26,10 @@ from supervit.auth._verifier import (
 )
 
 __all__ = [
+    "CONSUME_NONCE_SQL",
     "DEFAULT_WINDOW_SECS",
     "MIN_SECRET_HEX_CHARS",
+    "NONCE_CLEANUP_SQL",
     "NONCE_TTL_EXTRA_SECS",
     "Action",
     "CredentialVerifier",

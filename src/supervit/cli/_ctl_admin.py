@@ -33,8 +33,7 @@ from supervit.cli._ctl_common import (
 )
 from supervit.config import read_toml
 from supervit.protocol import common_pb2, supervisor_pb2, supervit_admin_pb2
-from supervit.supervisor import AdminClient
-from supervit.supervisor._config import split_host_port
+from supervit.supervisor import AdminClient, split_host_port
 
 __all__ = ["catalog_group", "directive", "nodes", "sync_text"]
 

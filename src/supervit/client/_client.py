@@ -46,20 +46,17 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 import grpc
 
 from supervit._exceptions import RpcError
 from supervit.client._errors import RegistrationRejectedError
+from supervit.client._loop import Sleep, StatusLoops
 from supervit.client._rpc import SupervisorConnection, health_rpc, register_rpc, report_rpc
 from supervit.config import SupervitConfig
+from supervit.inventory import ServiceCollector
 from supervit.metrics import MAX_POWER_RESERVE_LEVEL, MetricsProvider, Snapshot, SystemMetricsCollector
-from supervit.node import ServiceCollector
 from supervit.protocol import supervisor_pb2
-
-if TYPE_CHECKING:
-    from supervit.client._loop import StatusLoops
 
 __all__ = ["RealmVersionSource", "ShutdownHandler", "Sleep", "SupervitClient"]
 
@@ -69,8 +66,6 @@ RealmVersionSource = Callable[[], Awaitable[int]]
 """Async callable returning the node's highest stored realm version (e.g. ``store.max_realm_version``)."""
 ShutdownHandler = Callable[[str], Awaitable[None]]
 """Async callback receiving the reason of a GRACEFUL_SHUTDOWN directive."""
-Sleep = Callable[[float], Awaitable[None]]
-"""An ``asyncio.sleep``-compatible coroutine function (injectable for tests)."""
 
 _DIRECTIVE = supervisor_pb2.DirectiveType
 # How long stop() lets a running on_shutdown callback finish before cancelling it.
@@ -166,8 +161,6 @@ class SupervitClient(SupervisorConnection):
         """
         if self._tasks:
             return
-        from supervit.client._loop import StatusLoops  # _loop imports this module
-
         self._ensure_channel()
         self._loops = StatusLoops(self, rng=self._rng, sleep=self._sleep)
         loop = asyncio.get_running_loop()

@@ -19,6 +19,7 @@ from typing import Any
 import grpc
 
 from supervit._exceptions import NotRegisteredError, RpcError, TimestampOutOfRangeError
+from supervit.protocol import NOT_REGISTERED_DETAILS, SERVER_TIME_METADATA_KEY
 
 __all__ = [
     "NOT_REGISTERED_DETAILS",
@@ -31,12 +32,6 @@ __all__ = [
     "server_time_from_metadata",
     "to_rpc_error",
 ]
-
-SERVER_TIME_METADATA_KEY = "x-server-time"
-"""Trailing metadata key carrying the supervisor's Unix time (supervit extension)."""
-
-NOT_REGISTERED_DETAILS = "node not registered"
-"""Status details a supervisor sends with ``NOT_FOUND`` for a Report from an unknown node."""
 
 OUTAGE_CODES = frozenset(
     {

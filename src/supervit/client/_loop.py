@@ -12,24 +12,46 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from supervit._exceptions import NotRegisteredError, RpcError
+from supervit.auth import Signer
 from supervit.client._backoff import Backoff
 from supervit.client._errors import is_auth_failure
+from supervit.config import SupervitConfig
+from supervit.protocol import supervisor_pb2
 
-if TYPE_CHECKING:
-    from supervit.client._client import Sleep, SupervitClient
-
-__all__ = ["StatusLoops"]
+__all__ = ["LoopClient", "Sleep", "StatusLoops"]
 
 log = logging.getLogger("supervit.client")
+
+Sleep = Callable[[float], Awaitable[None]]
+"""An ``asyncio.sleep``-compatible coroutine function (injectable for tests)."""
+
+
+class LoopClient(Protocol):
+    """What the loops need from their client (``SupervitClient`` provides it; no import cycle)."""
+
+    _full_report_requested: asyncio.Event
+
+    @property
+    def config(self) -> SupervitConfig: ...
+    @property
+    def signer(self) -> Signer: ...
+    @property
+    def registered(self) -> bool: ...
+    @property
+    def current_interval_secs(self) -> float: ...
+    async def register_node(self) -> supervisor_pb2.RegisterNodeResponse: ...
+    async def report(self, *, full: bool = ...) -> supervisor_pb2.ReportResponse: ...
+    async def health_check(self) -> supervisor_pb2.HealthCheckResponse: ...
 
 
 class StatusLoops:
     """Reporting and health-check loops bound to one client (created by ``start_status_reporting``)."""
 
-    def __init__(self, client: SupervitClient, *, rng: random.Random, sleep: Sleep) -> None:
+    def __init__(self, client: LoopClient, *, rng: random.Random, sleep: Sleep) -> None:
         self._client = client
         self._rng = rng
         self._sleep = sleep

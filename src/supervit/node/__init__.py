@@ -1,5 +1,6 @@
 """The node side: the SupervisedService callback server, its auth wrapper, appliers and the daemon."""
 
+from supervit.inventory import ServiceCollector, ServiceInfo, ServiceState
 from supervit.node._appliers import (
     ConfigApplier,
     ConfigAppliers,
@@ -9,7 +10,6 @@ from supervit.node._appliers import (
     service_enabled_applier,
 )
 from supervit.node._auth_service import SUPERVISED_SERVICE, AuthService, add_supervised_service
-from supervit.node._collector import ServiceCollector, ServiceInfo, ServiceState
 from supervit.node._daemon import (
     ClientWiring,
     NodeDaemon,

@@ -24,7 +24,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from supervit.config import python_log_level
-from supervit.node._collector import ServiceCollector, ServiceState
+from supervit.inventory import ServiceCollector, ServiceState
 from supervit.protocol import common_pb2
 
 __all__ = [

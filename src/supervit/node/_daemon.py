@@ -25,9 +25,9 @@ from typing import Protocol
 from supervit._version import __version__
 from supervit.auth import NonceStorage, SqliteNonceStorage
 from supervit.config import NodeConfig, SupervitConfig
+from supervit.inventory import ServiceCollector, ServiceInfo, ServiceState
 from supervit.metrics import MetricsProvider, SystemMetricsCollector
 from supervit.node._auth_service import AuthService, add_supervised_service
-from supervit.node._collector import ServiceCollector, ServiceInfo, ServiceState
 from supervit.node._supervisord import Supervisord
 from supervit.rpc import RpcServer, ServerTLS
 from supervit.storage import ConfigStore, Database, RealmStore, open_node_database

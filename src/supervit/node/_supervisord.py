@@ -27,9 +27,9 @@ from typing import Any, TypeVar
 import grpc
 
 from supervit._exceptions import InvalidRequestError, StorageError
+from supervit.inventory import ServiceCollector
 from supervit.metrics import MetricsProvider, SystemMetricsCollector
 from supervit.node._appliers import ConfigAppliers, default_appliers
-from supervit.node._collector import ServiceCollector
 from supervit.protocol import common_pb2, supervised_pb2, supervised_pb2_grpc
 from supervit.rpc import abort, abort_for
 from supervit.storage import ConfigStore, RealmStore, validate_config_value

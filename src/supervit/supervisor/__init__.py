@@ -28,6 +28,7 @@ from supervit.supervisor._config import (
     ServerSection,
     SupervisorConfig,
     load_supervisor_config,
+    split_host_port,
 )
 from supervit.supervisor._directives import DirectiveQueue, QueuedDirective, validate_directive
 from supervit.supervisor._ingest import RecentNonces, ReportIngest
@@ -79,6 +80,7 @@ __all__ = [
     "SupervisorService",
     "admin_payload",
     "load_supervisor_config",
+    "split_host_port",
     "node_summary",
     "open_supervisor_database",
     "validate_directive",

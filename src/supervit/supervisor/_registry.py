@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from supervit._exceptions import NonceReusedError
-from supervit.auth._nonce import CONSUME_NONCE_SQL, NONCE_CLEANUP_SQL, SqliteNonceStorage
+from supervit.auth import CONSUME_NONCE_SQL, NONCE_CLEANUP_SQL, SqliteNonceStorage
 from supervit.protocol import common_pb2, supervisor_pb2
 from supervit.storage import Database
 from supervit.supervisor._directives import QueuedDirective, adjusted_interval, take_next

@@ -37,9 +37,8 @@ from supervit.auth import (
     registration_fingerprint,
     request_payload,
 )
-from supervit.client import NOT_REGISTERED_DETAILS, SERVER_TIME_METADATA_KEY
 from supervit.metrics import MAX_POWER_RESERVE_LEVEL
-from supervit.protocol import supervisor_pb2, supervisor_pb2_grpc
+from supervit.protocol import NOT_REGISTERED_DETAILS, SERVER_TIME_METADATA_KEY, supervisor_pb2, supervisor_pb2_grpc
 from supervit.rpc import abort, abort_for
 from supervit.supervisor._config import SupervisorConfig, split_host_port
 from supervit.supervisor._push import CatalogPusher

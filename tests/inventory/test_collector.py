@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from supervit.node import ServiceCollector, ServiceInfo, ServiceState
+from supervit.inventory import ServiceCollector, ServiceInfo, ServiceState
 from supervit.protocol import common_pb2, supervisor_pb2
 
 ADV = supervisor_pb2.ServiceAdvertisementStatus
