@@ -80,8 +80,8 @@ __all__ = [
     "SupervisorService",
     "admin_payload",
     "load_supervisor_config",
-    "split_host_port",
     "node_summary",
     "open_supervisor_database",
+    "split_host_port",
     "validate_directive",
 ]
