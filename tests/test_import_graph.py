@@ -25,7 +25,7 @@ ALLOWED: dict[str, set[str]] = {
     "inventory": BASE,
     "rpc": BASE,
     "auth": BASE | {"storage"},
-    "config": BASE | {"auth"},
+    "config": BASE | {"auth", "metrics"},
     "client": BASE | {"auth", "config", "metrics", "inventory"},
     "node": BASE | {"auth", "config", "metrics", "inventory", "rpc", "storage"},
     "supervisor": BASE | {"auth", "config", "metrics", "inventory", "rpc", "storage"},

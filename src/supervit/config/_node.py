@@ -17,7 +17,7 @@ from supervit._exceptions import ConfigError
 from supervit.auth import SharedSecret
 from supervit.config._client import SupervitConfig
 from supervit.config._loader import apply_env, build, read_toml
-from supervit.metrics._pwrzv import POWER_MODELS
+from supervit.metrics import POWER_MODELS
 from supervit.protocol import common_pb2
 
 __all__ = [
