@@ -22,6 +22,7 @@ from typing import Any
 
 import _common
 import grpc
+import psutil
 
 from supervit.auth import SharedSecret, Signer, request_payload
 from supervit.protocol import common_pb2, supervised_pb2, supervisor_pb2
@@ -46,6 +47,10 @@ class Workload:
     realm_ids: int = 100
     nodes: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
+    mode: str = "stub"
+    """``stub``: build a message, sign it, call through a stub that serializes it and parses the
+    response, as real clients do. ``raw``: send the serialized bytes and leave the response unparsed
+    (cheaper for the generator, so a loaded machine leaves the server more CPU)."""
 
 
 @dataclass
@@ -59,9 +64,19 @@ class LoadResult:
     p50_us: float
     p99_us: float
     error_samples: list[str]
+    server_cpu_s: float | None = None
+    """CPU seconds (user + system, all threads) the server process used during the measured window."""
+
+    @property
+    def server_cpu_us_per_call(self) -> float | None:
+        if self.server_cpu_s is None or not self.calls:
+            return None
+        return round(self.server_cpu_s * 1e6 / self.calls, 1)
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "server_cpu_s": None if self.server_cpu_s is None else round(self.server_cpu_s, 3),
+            "server_cpu_us_per_call": self.server_cpu_us_per_call,
             "calls": self.calls,
             "errors": self.errors,
             "duration_s": round(self.duration_s, 3),
@@ -95,17 +110,30 @@ def report_request(signer: Signer, node_id: str) -> supervisor_pb2.ReportRequest
     return req
 
 
-def _builder(workload: Workload, worker: int) -> Callable[[], tuple[str, bytes]]:
+_RESPONSES: dict[str, Any] = {
+    "GetRealm": supervised_pb2.GetRealmResponse,
+    "CreateRealm": supervised_pb2.CreateRealmResponse,
+    "Report": supervisor_pb2.ReportResponse,
+    "HealthCheck": supervisor_pb2.HealthCheckResponse,
+}
+
+
+def _builder(workload: Workload, worker: int) -> Callable[[], tuple[str, Any]]:
+    """Per call: (method path, request). The request is a message in ``stub`` mode, bytes in ``raw``."""
+    as_message = workload.mode == "stub"
     signer = Signer(SharedSecret.from_hex(workload.secret_hex))
     counter = itertools.count()
     node = workload.node_id
 
-    def get_realm() -> tuple[str, bytes]:
+    def out(method: str, req: Any) -> tuple[str, Any]:
+        return method, req if as_message else req.SerializeToString()
+
+    def get_realm() -> tuple[str, Any]:
         req = supervised_pb2.GetRealmRequest(realm_id=1 + next(counter) % workload.realm_ids)
         req.credential.CopyFrom(signer.credential(request_payload(req, node)))
-        return SUPERVISED + "GetRealm", req.SerializeToString()
+        return out(SUPERVISED + "GetRealm", req)
 
-    def create_realm() -> tuple[str, bytes]:
+    def create_realm() -> tuple[str, Any]:
         # Unique ids per (process, call): pid-based blocks keep processes apart.
         realm_id = (os.getpid() % 4000) * 1_000_000 + worker * 50_000 + next(counter) + 1_000_000
         req = supervised_pb2.CreateRealmRequest(
@@ -113,16 +141,16 @@ def _builder(workload: Workload, worker: int) -> Callable[[], tuple[str, bytes]]
         )
         req.use_servers.append(common_pb2.TURN)
         req.credential.CopyFrom(signer.credential(request_payload(req, node)))
-        return SUPERVISED + "CreateRealm", req.SerializeToString()
+        return out(SUPERVISED + "CreateRealm", req)
 
-    def report() -> tuple[str, bytes]:
+    def report() -> tuple[str, Any]:
         node_id = f"{node}-{(worker * 7919 + next(counter)) % workload.nodes}"
-        return SUPERVISOR + "Report", report_request(signer, node_id).SerializeToString()
+        return out(SUPERVISOR + "Report", report_request(signer, node_id))
 
-    def health_check() -> tuple[str, bytes]:
+    def health_check() -> tuple[str, Any]:
         req = supervisor_pb2.HealthCheckRequest(node_id=f"{node}-{next(counter) % workload.nodes}")
         req.credential.CopyFrom(signer.credential(request_payload(req)))
-        return SUPERVISOR + "HealthCheck", req.SerializeToString()
+        return out(SUPERVISOR + "HealthCheck", req)
 
     builders = {"get_realm": get_realm, "create_realm": create_realm, "report": report, "health_check": health_check}
     return builders[workload.kind]
@@ -150,7 +178,16 @@ async def _client(
                 method, body = build()
                 call = callables.get(method)
                 if call is None:
-                    call = callables[method] = channel.unary_unary(method)
+                    if workload.mode == "stub":
+                        response_cls = _RESPONSES[method.rsplit("/", 1)[1]]
+                        call = channel.unary_unary(
+                            method,
+                            request_serializer=type(body).SerializeToString,
+                            response_deserializer=response_cls.FromString,
+                        )
+                    else:
+                        call = channel.unary_unary(method)
+                    callables[method] = call
                 t0 = time.perf_counter_ns()
                 try:
                     await call(body, timeout=30)
@@ -185,8 +222,13 @@ def run_load(
     concurrency: int = 32,
     duration: float = 10.0,
     warmup: float = 1.0,
+    server_pid: int | None = None,
 ) -> LoadResult:
-    """Drive ``target`` with ``processes`` × ``concurrency`` in-flight calls; measure after warmup."""
+    """Drive ``target`` with ``processes`` × ``concurrency`` in-flight calls; measure after warmup.
+
+    With ``server_pid`` the server's CPU time (all its threads) over the measured window is taken
+    too: CPU per call is far steadier than calls per second on a noisy machine.
+    """
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     start_at = time.time() + 1.5  # all processes start together once imported
@@ -196,6 +238,14 @@ def run_load(
     ]
     for p in procs:
         p.start()
+    server_cpu_s = None
+    if server_pid is not None:
+        server = psutil.Process(server_pid)
+        time.sleep(max(0.0, start_at + warmup - time.time()))
+        before = server.cpu_times()
+        time.sleep(max(0.0, start_at + warmup + duration - time.time()))
+        after = server.cpu_times()
+        server_cpu_s = (after.user + after.system) - (before.user + before.system)
     parts = [out.get(timeout=duration + warmup + 120) for _ in procs]
     for p in procs:
         p.join()
@@ -203,7 +253,7 @@ def run_load(
     errors = sum(part["errors"] for part in parts)
     samples = [s for part in parts for s in part["samples"]][:5]
     if not latencies:
-        return LoadResult(0, errors, duration, 0.0, 0.0, 0.0, samples)
+        return LoadResult(0, errors, duration, 0.0, 0.0, 0.0, samples, server_cpu_s)
     return LoadResult(
         calls=len(latencies),
         errors=errors,
@@ -212,4 +262,5 @@ def run_load(
         p50_us=round(_common.percentile(latencies, 50), 1),
         p99_us=round(_common.percentile(latencies, 99), 1),
         error_samples=samples,
+        server_cpu_s=server_cpu_s,
     )

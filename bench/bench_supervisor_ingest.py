@@ -20,20 +20,23 @@ from typing import Any
 import _common
 import _loadgen
 import _procs
-from bench_node_rpc import compare
+from bench_node_rpc import add_client_mode, compare, print_rows
 
 PREFIX = "bench"
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
     with (
         tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp,
-        _procs.supervisor_daemon(Path(tmp)) as (sup_addr, _),
-        _procs.bare_server() as (bare_addr, _),
+        _procs.supervisor_daemon(Path(tmp)) as supervisor,
+        _procs.bare_server() as bare,
     ):
-        asyncio.run(_procs.register_nodes(sup_addr, PREFIX, args.nodes))
-        workload = _loadgen.Workload("report", PREFIX, _procs.SECRET_HEX, nodes=args.nodes)
-        return compare(sup_addr, bare_addr, workload, args)
+        asyncio.run(_procs.register_nodes(supervisor[0], PREFIX, args.nodes))
+        for mode in args.client_mode.split(","):
+            workload = _loadgen.Workload("report", PREFIX, _procs.SECRET_HEX, nodes=args.nodes, mode=mode)
+            rows.append({"rpc": "report", **compare(supervisor, bare, workload, args)})
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,28 +48,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--json", help="write the figures here")
+    add_client_mode(parser)
     args = parser.parse_args(argv)
-    result = run(args)
-    result["fleet_at_60s_interval"] = int(result["supervit"]["rps"] * 60)
-    print(f"median of {args.rounds} alternating rounds; every round is in the JSON")
-    rows = []
-    for server in ("bare", "supervit"):
-        d = result[server]
-        rows.append(
-            [
-                "report",
-                server,
-                d["rps"],
-                d["p50_us"],
-                d["p99_us"],
-                d["errors"],
-                result["ratio"] if server == "supervit" else "",
-            ]
-        )
-    _common.print_table(["rpc", "server", "rps", "p50 µs", "p99 µs", "errors", "ratio"], rows)
-    print(f"sustains a fleet of ~{result['fleet_at_60s_interval']:,} nodes at a 60 s report interval")
+    rows = run(args)
+    print_rows(rows, args.rounds)
+    for row in rows:
+        row["fleet_at_60s_interval"] = int(row["supervit"]["rps"] * 60)
+        print(f"{row['mode']} client: sustains ~{row['fleet_at_60s_interval']:,} nodes at a 60 s report interval")
     if args.json:
-        _common.write_json(args.json, "supervisor_ingest", vars(args), result)
+        _common.write_json(args.json, "supervisor_ingest", vars(args), rows)
     return 0
 
 

@@ -19,8 +19,8 @@ BENCH = Path(__file__).resolve().parent
 FULL: dict[str, list[str]] = {
     "bench_verify": [],
     "bench_realm_paging": [],
-    "bench_node_rpc": ["--duration", "8", "--rounds", "5"],
-    "bench_supervisor_ingest": ["--duration", "8", "--rounds", "5"],
+    "bench_node_rpc": ["--duration", "8", "--rounds", "5", "--client-mode", "stub,raw"],
+    "bench_supervisor_ingest": ["--duration", "8", "--rounds", "5", "--client-mode", "stub,raw"],
     "bench_fleet": ["--nodes", "10000", "--interval", "10", "--duration", "60"],
     "bench_footprint": ["--duration", "60"],
 }
