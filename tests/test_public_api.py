@@ -20,6 +20,7 @@ EXPECTED = [
     "NonceReusedError",
     "NonceStorage",
     "NonceStorageError",
+    "NotFoundError",
     "NotRegisteredError",
     "RpcError",
     "ServiceCollector",

@@ -12,6 +12,7 @@ Every error supervit raises on purpose derives from :class:`SupervitError`::
     │   ├── NonceStorageError           the nonce store could not record a nonce
     │   └── StoreUnavailableError       a shared store cannot be reached (maps to UNAVAILABLE)
     ├── InvalidRequestError         malformed or incomplete request (maps to INVALID_ARGUMENT)
+    ├── NotFoundError               a lookup found nothing (also a LookupError; maps to NOT_FOUND)
     └── RpcError                    a remote call failed (carries the gRPC status code)
         └── NotRegisteredError          the supervisor does not know this node; register again
 
@@ -29,6 +30,7 @@ __all__ = [
     "InvalidSignatureError",
     "NonceReusedError",
     "NonceStorageError",
+    "NotFoundError",
     "NotRegisteredError",
     "RpcError",
     "StorageError",
@@ -96,6 +98,19 @@ class StoreUnavailableError(StorageError):
 
 class InvalidRequestError(SupervitError):
     """A request was malformed or incomplete; the message names what is wrong."""
+
+
+class NotFoundError(SupervitError, LookupError):
+    """A lookup found nothing: ``kind`` names what was looked up (``node``, ``service``…), ``key`` which one."""
+
+    def __init__(self, kind: str, key: object, detail: str = "") -> None:
+        self.kind = kind
+        self.key = key
+        super().__init__(f"unknown {kind} {key!r}{detail}")
+
+    def __str__(self) -> str:
+        # LookupError would otherwise show args[0] only; keep the readable message.
+        return str(self.args[0])
 
 
 class RpcError(SupervitError):

@@ -6,6 +6,7 @@ import threading
 
 import pytest
 
+from supervit._exceptions import NotFoundError
 from supervit.inventory import ServiceCollector, ServiceInfo, ServiceState
 from supervit.protocol import common_pb2, supervisor_pb2
 
@@ -49,9 +50,9 @@ def test_optional_fields_left_unset() -> None:
 
 
 def test_unknown_service_and_bad_input() -> None:
-    """Updating an unknown service raises KeyError; bad values raise ValueError."""
+    """Updating an unknown service raises NotFoundError; bad values raise ValueError."""
     collector = ServiceCollector()
-    with pytest.raises(KeyError):
+    with pytest.raises(NotFoundError):
         collector.set_state("nope", "error")
     with pytest.raises(ValueError, match="empty"):
         collector.add(ServiceInfo("", common_pb2.STUN))

@@ -10,7 +10,7 @@ from typing import Any
 import grpc
 import pytest
 
-from supervit._exceptions import InvalidRequestError
+from supervit._exceptions import InvalidRequestError, NotFoundError
 from supervit.protocol import supervisor_pb2
 from supervit.supervisor import DirectiveQueue, NodeRegistry, open_supervisor_database
 from tests.conftest import FakeClock
@@ -154,7 +154,7 @@ async def test_invalid_directives_are_refused(tmp_path: Path, kind: int, payload
 async def test_directive_for_unknown_node_is_refused(tmp_path: Path) -> None:
     db = await open_supervisor_database(tmp_path)
     try:
-        with pytest.raises(KeyError):
+        with pytest.raises(NotFoundError):
             await DirectiveQueue(db).enqueue("nobody", supervisor_pb2.REQUEST_FULL_REPORT)
     finally:
         await db.close()

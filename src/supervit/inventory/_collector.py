@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from supervit._exceptions import NotFoundError
 from supervit.protocol import common_pb2, supervisor_pb2
 
 __all__ = ["ServiceCollector", "ServiceInfo", "ServiceState"]
@@ -126,7 +127,7 @@ class ServiceCollector:
         with self._lock:
             current = self._services.get(name)
             if current is None:
-                raise KeyError(f"unknown service {name!r}")
+                raise NotFoundError("service", name)
             updated = dataclasses.replace(current, **changes)  # type: ignore[arg-type]
             self._services[name] = updated
             return updated
@@ -146,7 +147,7 @@ class ServiceCollector:
         with self._lock:
             current = self._services.get(name)
             if current is None:
-                raise KeyError(f"unknown service {name!r}")
+                raise NotFoundError("service", name)
             self._services[name] = dataclasses.replace(
                 current,
                 total_requests=current.total_requests + 1,

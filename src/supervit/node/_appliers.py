@@ -23,6 +23,7 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 
+from supervit._exceptions import NotFoundError
 from supervit.config import python_log_level
 from supervit.inventory import ServiceCollector, ServiceState
 from supervit.protocol import common_pb2
@@ -113,7 +114,7 @@ def service_enabled_applier(collector: ServiceCollector) -> ConfigApplier:
         current = collector.get(key)
         if current is None:
             known = ", ".join(s.name for s in collector.services()) or "none"
-            raise LookupError(f"unknown service {key!r} (known: {known})")
+            raise NotFoundError("service", key, f" (known: {known})")
         previous = current.state
         if value == "false":
             new_state = ServiceState.DISABLED

@@ -159,7 +159,7 @@ class AdminService(supervit_admin_pb2_grpc.SupervisorAdminServicer):
             directive, position = await self.directives.enqueue(request.node_id, int(request.type), payload)
         except InvalidRequestError as exc:
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        except KeyError:
+        except LookupError:  # NotFoundError (any store)
             await abort(context, grpc.StatusCode.NOT_FOUND, f"node {request.node_id!r} is not registered")
         except StorageError as exc:
             await abort_for(context, exc)

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from supervit._exceptions import InvalidRequestError
+from supervit._exceptions import InvalidRequestError, NotFoundError
 from supervit.protocol import supervisor_pb2
 from supervit.storage import Database
 
@@ -121,7 +121,7 @@ class DirectiveQueue:
     ) -> tuple[QueuedDirective, int]:
         """Queue a directive for a *registered* node; returns it and its 1-based queue position.
 
-        Raises :class:`InvalidRequestError` for an invalid type or payload, :class:`KeyError`
+        Raises :class:`InvalidRequestError` for an invalid type or payload, :class:`NotFoundError`
         if the registry does not know ``node_id``.
         """
         stored = validate_directive(directive_type, payload)
@@ -129,7 +129,7 @@ class DirectiveQueue:
 
         def run(conn: sqlite3.Connection) -> tuple[QueuedDirective, int]:
             if conn.execute("SELECT 1 FROM nodes WHERE node_id = ?", (node_id,)).fetchone() is None:
-                raise KeyError(node_id)
+                raise NotFoundError("node", node_id)
             cur = conn.execute(
                 "INSERT INTO directives (node_id, type, payload, created_at) VALUES (?, ?, ?, ?)",
                 (node_id, directive_type, stored, now),
