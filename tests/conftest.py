@@ -38,3 +38,12 @@ class FakeClock:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest.fixture
+async def stores() -> Any:
+    """A fresh PostgreSQL schema and Redis key prefix (tests/stores.py), dropped after the test."""
+    from tests.stores import shared_stores
+
+    async with shared_stores() as found:
+        yield found

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,14 @@ class ServerSection:
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
     shutdown_grace_secs: float = 5
+    # Shared state for replicas (docs/deploy.md). Unset: embedded SQLite in data_dir.
+    database_url: str | None = field(default=None, repr=False)
+    database_schema: str = "public"
+    database_pool_size: int = 10
+    database_timeout_secs: float = 5.0
+    # Consumed nonces in Redis (needs database_url); unset: in PostgreSQL with a unique key.
+    nonce_store_url: str | None = field(default=None, repr=False)
+    nonce_key_prefix: str = "supervit:nonce:"
 
 
 @dataclass
@@ -184,6 +193,7 @@ class SupervisorConfig:
         if srv.shutdown_grace_secs < 0:
             raise ConfigError("server.shutdown_grace_secs", "must be >= 0")
         _check_tls_files(srv.tls_cert, srv.tls_key, srv.tls_client_ca, "server")
+        _check_shared_store(srv)
 
         fleet = self.fleet
         _check_interval(fleet.report_interval_secs, "fleet.report_interval_secs")
@@ -254,6 +264,33 @@ class SupervisorConfig:
         """The configured level as a :mod:`logging` level (``trace`` is 5, ``warn`` WARNING)."""
         name = self.server.log_level.lower()
         return {"trace": 5, "warn": logging.WARNING}.get(name, getattr(logging, name.upper(), logging.INFO))
+
+
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+def _check_shared_store(srv: ServerSection) -> None:
+    # URLs may hold passwords: errors name the key and the scheme, never the URL.
+    if srv.database_url is not None:
+        scheme = srv.database_url.partition("://")[0]
+        if scheme not in ("postgresql", "postgres"):
+            raise ConfigError("server.database_url", f"must be a postgresql:// URL, got scheme {scheme!r}")
+    if srv.nonce_store_url is not None:
+        if srv.database_url is None:
+            raise ConfigError("server.nonce_store_url", "needs server.database_url (Redis holds only nonces)")
+        scheme = srv.nonce_store_url.partition("://")[0]
+        if scheme not in ("redis", "rediss", "unix"):
+            raise ConfigError("server.nonce_store_url", f"must be a redis://, rediss:// or unix:// URL, got {scheme!r}")
+    if not _SCHEMA_NAME.fullmatch(srv.database_schema):
+        raise ConfigError(
+            "server.database_schema", f"must be a lower-case SQL identifier (a-z, 0-9, _), got {srv.database_schema!r}"
+        )
+    if not 1 <= srv.database_pool_size <= 1000:
+        raise ConfigError("server.database_pool_size", f"must be 1..1000, got {srv.database_pool_size}")
+    if not srv.database_timeout_secs > 0:
+        raise ConfigError("server.database_timeout_secs", f"must be > 0, got {srv.database_timeout_secs}")
+    if not srv.nonce_key_prefix:
+        raise ConfigError("server.nonce_key_prefix", "must not be empty")
 
 
 def _check_interval(value: int, key: str) -> None:
