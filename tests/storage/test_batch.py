@@ -33,13 +33,27 @@ async def test_items_submitted_together_share_one_committed_row(tmp_path: Path) 
         assert not batcher.busy
 
 
-async def test_a_failed_write_fails_its_items_and_the_next_batch_works(tmp_path: Path) -> None:
+async def test_a_failing_item_is_refused_alone_and_the_next_batch_works(tmp_path: Path) -> None:
+    """Issue 10: one item the operation cannot write fails alone; its batch-mates are stored."""
+    committed: list[list[str]] = []
+    async with await Database.open(tmp_path / "b.db", _SCHEMA) as db:
+        batcher = WriteBatcher(db, _append, what="items", on_committed=lambda items, r: committed.append(items))
+        items = ["a", "b", "boom", "d", "e"]
+        outcomes = await asyncio.gather(*(batcher.submit(i) for i in items), return_exceptions=True)
+        failed = [item for item, o in zip(items, outcomes, strict=True) if isinstance(o, StorageError)]
+        assert failed == ["boom"]
+        assert sorted(i for part in committed for i in part) == ["a", "b", "d", "e"]
+        assert await batcher.submit("c") is not None
+        stored = sorted(i for row in await _rows(db) for i in row.split(","))
+        assert stored == ["a", "b", "c", "d", "e"]
+
+
+async def test_a_failed_commit_fails_every_item_of_its_operation(tmp_path: Path) -> None:
     async with await Database.open(tmp_path / "b.db", _SCHEMA) as db:
         batcher = WriteBatcher(db, _append, what="items")
-        outcomes = await asyncio.gather(batcher.submit("a"), batcher.submit("boom"), return_exceptions=True)
+        await db.close()  # every later operation fails in the database, not in _append
+        outcomes = await asyncio.gather(batcher.submit("a"), batcher.submit("b"), return_exceptions=True)
         assert all(isinstance(o, StorageError) for o in outcomes)
-        assert await batcher.submit("c") is not None
-        assert await _rows(db) == ["c"]
 
 
 async def test_sequential_items_each_get_their_own_operation(tmp_path: Path) -> None:

@@ -1,6 +1,33 @@
-"""gRPC plumbing shared by the node and the supervisor: precise request checking, server set-up."""
+"""gRPC plumbing shared by the node and the supervisor: precise request checking, limits, server set-up."""
 
-from supervit.rpc._handlers import abort, abort_for, service_handler
-from supervit.rpc._server import DEFAULT_MAX_MESSAGE_BYTES, RpcServer, ServerTLS
+from supervit.rpc._handlers import abort, abort_for, current_request_bytes, service_handler
+from supervit.rpc._limits import (
+    ADMIN_LIMITS,
+    MAX_STORABLE_INT,
+    SUPERVISED_LIMITS,
+    SUPERVISOR_LIMITS,
+    RequestValidator,
+    ServiceLimits,
+    default_limits,
+)
+from supervit.rpc._refusals import RefusalLog
+from supervit.rpc._server import DEFAULT_MAX_CONCURRENT_RPCS, DEFAULT_MAX_MESSAGE_BYTES, RpcServer, ServerTLS
 
-__all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "RpcServer", "ServerTLS", "abort", "abort_for", "service_handler"]
+__all__ = [
+    "ADMIN_LIMITS",
+    "DEFAULT_MAX_CONCURRENT_RPCS",
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "MAX_STORABLE_INT",
+    "SUPERVISED_LIMITS",
+    "SUPERVISOR_LIMITS",
+    "RefusalLog",
+    "RequestValidator",
+    "RpcServer",
+    "ServerTLS",
+    "ServiceLimits",
+    "abort",
+    "abort_for",
+    "current_request_bytes",
+    "default_limits",
+    "service_handler",
+]

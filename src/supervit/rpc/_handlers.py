@@ -6,11 +6,22 @@ parse silently. :func:`service_handler` registers a servicer with a bytes-in han
 checks both, answering ``INVALID_ARGUMENT`` with a message naming the problem; the server keeps
 serving. Responses are checked too, so a servicer bug is an INTERNAL naming the missing field
 rather than an opaque serialization failure.
+
+Right after decoding, the request is checked against its service's limits table
+(:mod:`supervit.rpc._limits`: size, string lengths and UTF-8, repeated counts, integer ranges), so
+nothing hostile reaches the credential check, the stores or the fingerprint. Refusals are logged
+rate-limited, and an unexpected servicer exception is an ``INTERNAL`` answer with one logged
+traceback per kind of failure and period, never an ``UNKNOWN`` with a traceback per request.
+
+The exact request bytes stay available to the servicer through :func:`current_request_bytes`
+(for the body MAC, :mod:`supervit.auth._body_mac`).
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn
 
@@ -19,11 +30,26 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message_factory
 from google.protobuf.message import DecodeError, Message
 
-from supervit._exceptions import AuthError, NonceStorageError, StorageError, StoreUnavailableError
+from supervit._exceptions import AuthError, InvalidRequestError, NonceStorageError, StorageError, StoreUnavailableError
+from supervit.rpc._limits import RequestValidator, ServiceLimits, default_limits
+from supervit.rpc._refusals import RefusalLog
 
-__all__ = ["abort", "abort_for", "service_handler"]
+__all__ = ["abort", "abort_for", "current_request_bytes", "service_handler"]
 
 log = logging.getLogger(__name__)
+_refusals = RefusalLog(log)
+
+# The serialized request of the RPC running in this task (grpc.aio runs each RPC in its own task).
+_REQUEST_BYTES: contextvars.ContextVar[bytes] = contextvars.ContextVar("supervit_request_bytes", default=b"")
+# One traceback per failure kind and period; the rest are counted.
+_UNEXPECTED_PERIOD_SECS = 60.0
+_unexpected_seen: dict[str, float] = {}
+
+
+def current_request_bytes() -> bytes:
+    """The exact bytes of the request being served (empty outside a supervit handler)."""
+    return _REQUEST_BYTES.get()
+
 
 Behavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Message]]
 
@@ -60,22 +86,70 @@ def _missing_fields(message: Message) -> str:
     return ", ".join(message.FindInitializationErrors())  # type: ignore[attr-defined]
 
 
-def _unary(method: _descriptor.MethodDescriptor, behavior: Behavior) -> grpc.RpcMethodHandler[bytes, bytes]:
+async def _refuse(context: grpc.aio.ServicerContext[Any, Any], code: grpc.StatusCode, details: str) -> NoReturn:
+    _refusals.note(code.name, "refused request from %s: %s: %s", context.peer(), code.name, details)
+    await abort(context, code, details)
+
+
+def _log_unexpected(method: str, exc: Exception) -> None:
+    kind = f"{method}:{type(exc).__name__}"
+    now = time.monotonic()
+    if now - _unexpected_seen.get(kind, float("-inf")) >= _UNEXPECTED_PERIOD_SECS:
+        _unexpected_seen[kind] = now
+        log.error(
+            "%s failed unexpectedly (further %s within %.0fs not logged in full)",
+            method,
+            kind,
+            _UNEXPECTED_PERIOD_SECS,
+            exc_info=exc,
+        )
+    else:
+        _refusals.note(kind, "%s failed unexpectedly: %s", method, exc)
+
+
+def _unary(
+    method: _descriptor.MethodDescriptor, behavior: Behavior, limits: ServiceLimits | None
+) -> grpc.RpcMethodHandler[bytes, bytes]:
     request_cls = message_factory.GetMessageClass(method.input_type)
     name = method.input_type.name
+    validator = None if limits is None else RequestValidator(method.input_type, limits)
+    max_bytes = None if limits is None else limits.max_request_bytes
+    service = method.containing_service.name
 
     async def handle(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+        if max_bytes is not None and len(raw) > max_bytes:
+            await _refuse(
+                context,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"{name} of {len(raw)} bytes exceeds the {service} limit of {max_bytes} bytes",
+            )
         try:
             request = request_cls.FromString(raw)
         except DecodeError as exc:
-            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"malformed {name}: {exc}")
+            await _refuse(context, grpc.StatusCode.INVALID_ARGUMENT, f"malformed {name}: {exc}")
         if not request.IsInitialized():
-            await abort(
+            await _refuse(
                 context,
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"{name} is missing required field(s): {_missing_fields(request)}",
             )
-        response = await behavior(request, context)
+        if validator is not None:
+            try:
+                validator.validate(request)
+            except InvalidRequestError as exc:
+                await _refuse(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        _REQUEST_BYTES.set(raw)
+        try:
+            response = await behavior(request, context)
+        except (grpc.aio.AbortError, InvalidRequestError, AuthError, StorageError) as exc:
+            if isinstance(exc, grpc.aio.AbortError):
+                raise
+            if isinstance(exc, InvalidRequestError):
+                await _refuse(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            await abort_for(context, exc)
+        except Exception as exc:
+            _log_unexpected(method.full_name, exc)
+            await abort(context, grpc.StatusCode.INTERNAL, f"internal error in {method.name}")
         if not response.IsInitialized():
             log.error(
                 "%s produced an incomplete %s: %s", method.full_name, type(response).__name__, _missing_fields(response)
@@ -86,15 +160,20 @@ def _unary(method: _descriptor.MethodDescriptor, behavior: Behavior) -> grpc.Rpc
     return grpc.unary_unary_rpc_method_handler(handle)  # bytes in, bytes out
 
 
-def service_handler(service: _descriptor.ServiceDescriptor, servicer: object) -> grpc.GenericRpcHandler[Any, Any]:
+def service_handler(
+    service: _descriptor.ServiceDescriptor, servicer: object, limits: ServiceLimits | None = None
+) -> grpc.GenericRpcHandler[Any, Any]:
     """A handler serving every method of ``service`` from ``servicer``'s same-named coroutines.
 
-    Register it with ``server.add_generic_rpc_handlers((handler,))``.
+    Requests are checked against ``limits`` (default: supervit's table for the service, if it has
+    one). Register it with ``server.add_generic_rpc_handlers((handler,))``.
     """
+    if limits is None:
+        limits = default_limits(service.full_name)
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
     for method in service.methods:
         behavior = getattr(servicer, method.name, None)
         if behavior is None:
             raise TypeError(f"{type(servicer).__name__} does not implement {method.name}")
-        handlers[method.name] = _unary(method, behavior)
+        handlers[method.name] = _unary(method, behavior, limits)
     return grpc.method_handlers_generic_handler(service.full_name, handlers)

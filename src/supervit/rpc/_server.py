@@ -15,11 +15,14 @@ from grpc_reflection.v1alpha import reflection
 
 from supervit._exceptions import ConfigError, SupervitError
 from supervit.rpc._handlers import service_handler
+from supervit.rpc._limits import ServiceLimits
 
-__all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "RpcServer", "ServerTLS"]
+__all__ = ["DEFAULT_MAX_CONCURRENT_RPCS", "DEFAULT_MAX_MESSAGE_BYTES", "RpcServer", "ServerTLS"]
 
 log = logging.getLogger(__name__)
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+DEFAULT_MAX_CONCURRENT_RPCS = 256
+"""Calls served at once; more are refused with RESOURCE_EXHAUSTED (bounds memory under a flood)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,20 +51,26 @@ class ServerTLS:
 class RpcServer:
     """Hosts supervit services plus ``grpc.health.v1.Health`` and server reflection.
 
-    Messages larger than ``max_message_bytes`` are refused by gRPC with ``RESOURCE_EXHAUSTED``.
+    Messages larger than ``max_message_bytes`` (requests: ``max_receive_bytes`` when given, the
+    service's limit) are refused by gRPC with ``RESOURCE_EXHAUSTED``, before they are buffered
+    whole; more than ``maximum_concurrent_rpcs`` calls at once are refused the same way.
     """
 
     def __init__(
         self,
         *,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        max_receive_bytes: int | None = None,
+        maximum_concurrent_rpcs: int | None = DEFAULT_MAX_CONCURRENT_RPCS,
         tls: ServerTLS | None = None,
         options: Sequence[tuple[str, Any]] = (),
     ) -> None:
         self.tls = tls
+        receive = max_message_bytes if max_receive_bytes is None else min(max_receive_bytes, max_message_bytes)
         self._server = grpc.aio.server(
+            maximum_concurrent_rpcs=maximum_concurrent_rpcs,
             options=[
-                ("grpc.max_receive_message_length", max_message_bytes),
+                ("grpc.max_receive_message_length", receive),
                 ("grpc.max_send_message_length", max_message_bytes),
                 # Let idle clients keep their connections alive with pings (client keepalive).
                 ("grpc.keepalive_permit_without_calls", 1),
@@ -69,7 +78,7 @@ class RpcServer:
                 # grpc shares ports by default; a second daemon on a taken port must fail, not co-listen.
                 ("grpc.so_reuseport", 0),
                 *options,
-            ]
+            ],
         )
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
@@ -81,9 +90,12 @@ class RpcServer:
         """The underlying grpc.aio server (to add further services)."""
         return self._server
 
-    def add_service(self, service: _descriptor.ServiceDescriptor, servicer: object) -> None:
-        """Serve ``service`` from ``servicer`` with precise INVALID_ARGUMENT handling."""
-        self._server.add_generic_rpc_handlers((service_handler(service, servicer),))
+    def add_service(
+        self, service: _descriptor.ServiceDescriptor, servicer: object, limits: ServiceLimits | None = None
+    ) -> None:
+        """Serve ``service`` from ``servicer`` with precise INVALID_ARGUMENT handling and ``limits``
+        (default: supervit's table for the service)."""
+        self._server.add_generic_rpc_handlers((service_handler(service, servicer, limits),))
         self._service_names.append(service.full_name)
 
     async def start(self, address: str) -> int:

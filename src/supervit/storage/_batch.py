@@ -9,6 +9,10 @@ wait. Under load (recent operations carried several items each) operations are s
 every ``min_spacing_secs``, so each carries more items (5 ms measured best on the 2-core
 benchmark machine, docs/performance.md); a lone sequential caller (one item per operation)
 never waits for the spacing.
+
+If the operation itself fails for its items (one item cannot be encoded or stored), the items are
+split in halves and written again until the offending item is refused alone: one bad item never
+fails the others. A failed commit (the disk) fails every item of its operation.
 """
 
 from __future__ import annotations
@@ -31,6 +35,14 @@ _UNDER_LOAD_ITEMS = 1.5
 
 Item = TypeVar("Item")
 R = TypeVar("R")
+
+
+class _Rejected(Exception):
+    """The write operation itself raised for its items (not the database's commit)."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 class WriteBatcher(Generic[Item, R]):
@@ -99,21 +111,58 @@ class WriteBatcher(Generic[Item, R]):
             self._last_start = loop.time()
             taken.extend(self._take())
             self._recent_size += (len(taken) - self._recent_size) * 0.25
-            return self._write(conn, [item for item, _ in taken])
+            return self._call_write(conn, [item for item, _ in taken])
 
         try:
             result = await self._db.write(run)
+        except _Rejected as rejected:
+            await self._split(taken, rejected.error)
+            return
         except Exception as exc:
             if not taken and self._open is asyncio.current_task():
                 taken = self._take()  # the group failed before this operation ran
-            log.error("%d %s could not be stored: %s", len(taken), self._what, exc)
-            failure = exc if isinstance(exc, StorageError) else StorageError(f"{self._what} not stored: {exc}")
-            for _, done in taken:
-                if not done.done():  # else the submitter went away; the outcome is the same
-                    done.set_exception(failure)
+            self._fail(taken, exc)
             return
+        self._settle(taken, result)
+
+    def _settle(self, taken: list[tuple[Item, asyncio.Future[R]]], result: R) -> None:
         if self._on_committed is not None:
             self._on_committed([item for item, _ in taken], result)
         for _, done in taken:
             if not done.done():
                 done.set_result(result)
+
+    def _fail(self, taken: list[tuple[Item, asyncio.Future[R]]], exc: BaseException) -> None:
+        log.error("%d %s could not be stored: %s", len(taken), self._what, exc)
+        failure = exc if isinstance(exc, StorageError) else StorageError(f"{self._what} not stored: {exc}")
+        for _, done in taken:
+            if not done.done():  # else the submitter went away; the outcome is the same
+                done.set_exception(failure)
+
+    async def _split(self, taken: list[tuple[Item, asyncio.Future[R]]], error: Exception) -> None:
+        """The operation itself refused these items: write the halves separately (in one group)
+        until the offending item fails alone, so one bad item never fails the others."""
+        if len(taken) <= 1:
+            self._fail(taken, error)
+            return
+        middle = len(taken) // 2
+        await asyncio.gather(self._write_part(taken[:middle]), self._write_part(taken[middle:]))
+
+    async def _write_part(self, part: list[tuple[Item, asyncio.Future[R]]]) -> None:
+        def run(conn: sqlite3.Connection) -> R:
+            return self._call_write(conn, [item for item, _ in part])
+
+        try:
+            result = await self._db.write(run)
+        except _Rejected as rejected:
+            await self._split(part, rejected.error)
+        except Exception as exc:
+            self._fail(part, exc)
+        else:
+            self._settle(part, result)
+
+    def _call_write(self, conn: sqlite3.Connection, items: list[Item]) -> R:
+        try:
+            return self._write(conn, items)
+        except Exception as exc:
+            raise _Rejected(exc) from exc

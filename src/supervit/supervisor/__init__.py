@@ -31,7 +31,7 @@ from supervit.supervisor._config import (
     split_host_port,
 )
 from supervit.supervisor._directives import DirectiveQueue, QueuedDirective, validate_directive
-from supervit.supervisor._ingest import RecentNonces, ReportIngest
+from supervit.supervisor._ingest import IngestNonceStorage, RecentNonces, ReportIngest
 from supervit.supervisor._push import CatalogPusher, PushError, PushResult
 from supervit.supervisor._registry import NodeRecord, NodeRegistry, Registration, RegistryNonceStorage, ReportOutcome
 from supervit.supervisor._schema import SUPERVISOR_DB_FILENAME, SUPERVISOR_MIGRATIONS, open_supervisor_database
@@ -59,6 +59,7 @@ __all__ = [
     "CatalogRealm",
     "DirectiveQueue",
     "FleetSection",
+    "IngestNonceStorage",
     "NodeOverride",
     "NodeRecord",
     "NodeRegistry",

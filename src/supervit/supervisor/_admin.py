@@ -143,8 +143,16 @@ class AdminService(supervit_admin_pb2_grpc.SupervisorAdminServicer):
             nodes = await self.registry.nodes()
         except StorageError as exc:
             await abort_for(context, exc)
+        summaries = []
+        for node in nodes:
+            try:
+                summaries.append(node_summary(node, self.pusher))
+            except Exception as exc:  # stored by an older version; one node must not hide the others
+                log.error(
+                    "quarantined node %r in the listing: its stored record cannot be shown (%s)", node.node_id, exc
+                )
         return _pb.ListNodesResponse(
-            nodes=[node_summary(node, self.pusher) for node in nodes],
+            nodes=summaries,
             server_timestamp=int(self._clock()),
             catalog_version=self.catalog.version,
         )

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import json
 import logging
 import sqlite3
@@ -36,8 +37,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from supervit._exceptions import NonceReusedError, StorageError
-from supervit.auth import NonceWindow
+from supervit._exceptions import NonceReusedError, NonceStorageError, StorageError
+from supervit.auth import NonceStorage, NonceWindow
 from supervit.protocol import supervisor_pb2
 from supervit.storage import Database, WriteBatcher
 from supervit.supervisor._registry import (
@@ -45,9 +46,10 @@ from supervit.supervisor._registry import (
     Registration,
     ReportOutcome,
     encode_without_credential,
+    rows_leniently,
 )
 
-__all__ = ["RecentNonces", "ReportIngest"]
+__all__ = ["IngestNonceStorage", "RecentNonces", "ReportIngest"]
 
 log = logging.getLogger("supervit.supervisor")
 
@@ -76,14 +78,32 @@ _UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)
 _ROWS_PER_STATEMENT = 300  # 10 parameters each: far below SQLite's 32766-variable limit
 
 
-def _update_nodes(conn: sqlite3.Connection, rows: list[tuple[object, ...]]) -> None:
-    if not _UPDATE_FROM:
-        conn.executemany(_ROW_UPDATE, rows)
-        return
-    for start in range(0, len(rows), _ROWS_PER_STATEMENT):
-        chunk = rows[start : start + _ROWS_PER_STATEMENT]
-        values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
-        conn.execute(_BATCH_UPDATE.format(values=values), [value for row in chunk for value in row])
+# What binding or applying one row can raise (too-large integers, wrong types, constraint checks).
+_ROW_ERRORS = (sqlite3.Error, OverflowError, TypeError, ValueError)
+
+
+def _update_nodes(conn: sqlite3.Connection, rows: list[tuple[object, ...]]) -> list[tuple[str, Exception]]:
+    """Apply the rows; a chunk that fails is applied row by row, and rows that still fail are
+    returned (node id, error) instead of failing every other node's row with them."""
+    rejected: list[tuple[str, Exception]] = []
+    step = _ROWS_PER_STATEMENT if _UPDATE_FROM else 1
+    for start in range(0, len(rows), step):
+        chunk = rows[start : start + step]
+        try:
+            if _UPDATE_FROM:
+                values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
+                conn.execute(_BATCH_UPDATE.format(values=values), [value for row in chunk for value in row])
+            else:
+                conn.execute(_ROW_UPDATE, chunk[0])
+            continue
+        except _ROW_ERRORS:
+            pass  # one statement is atomic: nothing of the chunk was applied
+        for row in chunk:
+            try:
+                conn.execute(_ROW_UPDATE, row)
+            except _ROW_ERRORS as exc:
+                rejected.append((str(row[-1]), exc))
+    return rejected
 
 
 _Accepted = tuple[str, int, tuple[object, ...] | None]
@@ -120,6 +140,17 @@ def _decode_reports(text: str) -> list[tuple[object, ...]]:
     return [
         (*row[:_LAST_REPORT], base64.b64decode(row[_LAST_REPORT]), *row[_LAST_REPORT + 1 :]) for row in json.loads(text)
     ]
+
+
+def _decode_logged(batch_id: int, text: object) -> list[tuple[object, ...]]:
+    """The reports of one log row; a row that cannot be decoded is quarantined (logged, skipped)."""
+    try:
+        if not isinstance(text, str):
+            raise ValueError("not text")
+        return _decode_reports(text)
+    except (ValueError, TypeError, IndexError, binascii.Error) as exc:
+        log.error("quarantined report log row %d: cannot decode it (%s); its reports are skipped", batch_id, exc)
+        return []
 
 
 def _fold_into(unfolded: dict[str, tuple[tuple[object, ...], int]], row: tuple[object, ...]) -> None:
@@ -170,9 +201,9 @@ class ReportIngest:
         def run(
             conn: sqlite3.Connection,
         ) -> tuple[list[tuple[str, str, int | None, int]], list[str], list[tuple[str, int]]]:
-            nodes = conn.execute(
-                "SELECT node_id, agent_addr, interval_override, pushed_catalog_version FROM nodes"
-            ).fetchall()
+            nodes = rows_leniently(
+                conn, "SELECT node_id, agent_addr, interval_override, pushed_catalog_version FROM nodes"
+            )
             pending = [row[0] for row in conn.execute("SELECT DISTINCT node_id FROM directives")]
             nonces = conn.execute("SELECT nonce, expires_at FROM nonces WHERE expires_at >= ?", (now,)).fetchall()
             sql = "SELECT nonces, expires_at FROM nonce_batches WHERE expires_at >= ?"
@@ -187,19 +218,26 @@ class ReportIngest:
             return nodes, pending, nonces
 
         nodes, pending, nonces = await self._db.read(run)
-        self._hot = {node_id: _Hot(addr, override, pushed) for node_id, addr, override, pushed in nodes}
+        self._hot = {}
+        for node_id, addr, override, pushed in nodes:
+            if isinstance(node_id, str) and isinstance(addr, str):
+                self._hot[node_id] = _Hot(addr, override, pushed)
+            else:  # written by an older version; its reports take the registry's own path
+                log.error("quarantined registry row of node %r at start-up: it is not valid UTF-8 text", node_id)
         self._maybe_directives = set(pending)
         for nonce, expires_at in nonces:
             self.nonces.consume(nonce, expires_at, now)
         for batch_id, text in unfolded:
-            for row in _decode_reports(text):
+            for row in _decode_logged(batch_id, text):
                 _fold_into(self._unfolded, row)
             self._logged_through = batch_id
         if unfolded:
             log.info("folding %d report(s) acknowledged before the last stop into the registry", len(unfolded))
             await self._fold()
             if self._unfolded:
-                raise StorageError("cannot fold the acknowledged reports of the last run into the registry")
+                # The database refused the write itself (rows that cannot be applied are
+                # quarantined by the fold): serve anyway, the fold is retried in the background.
+                log.error("cannot fold the acknowledged reports of the last run yet; retrying in the background")
         log.debug("ingest state: %d nodes, %d with directives, %d live nonces", len(nodes), len(pending), len(nonces))
 
     # -- hooks (called after the corresponding commit) -------------------------------------------
@@ -316,14 +354,16 @@ class ReportIngest:
         if not self._unfolded:
             return
         taken: dict[str, tuple[tuple[object, ...], int]] = {}
+        rejected: list[tuple[str, Exception]] = []
 
         def run(conn: sqlite3.Connection) -> None:
+            rejected.clear()
             taken.update(self._unfolded)
             self._unfolded.clear()
             if not taken:  # an earlier fold took them
                 return
             rows = [(*row[:-1], count, row[-1]) for row, count in taken.values()]
-            _update_nodes(conn, rows)
+            rejected.extend(_update_nodes(conn, rows))
             conn.execute("UPDATE meta SET value = ? WHERE key = 'reports_folded_through'", (self._logged_through,))
 
         try:
@@ -335,3 +375,29 @@ class ReportIngest:
                 newer = self._unfolded.get(node_id)  # reports committed meanwhile are the latest
                 self._unfolded[node_id] = (newer[0], newer[1] + count) if newer else (row, count)
             self._schedule_fold()
+            return
+        for node_id, error in rejected:
+            # Kept in the log row (until it expires) for inspection; never retried, so one
+            # unusable report cannot block every other node's.
+            log.error("quarantined a report of node %r: cannot apply it to the registry (%s)", node_id, error)
+
+
+class IngestNonceStorage(NonceStorage):
+    """The supervisor's nonce store for every credential check: :class:`ReportIngest`'s memory window.
+
+    RegisterNode, Report, HealthCheck and the admin service all consume through the same window
+    (persisted through the same log), so a nonce is single-use across every RPC the supervisor
+    answers, as the contract requires of a receiver.
+    """
+
+    def __init__(self, ingest: ReportIngest) -> None:
+        self._ingest = ingest
+
+    async def consume(self, nonce: str, expires_at: float) -> bool:
+        try:
+            await self._ingest.consume_nonce(nonce, int(expires_at))
+        except NonceReusedError:
+            return False
+        except StorageError as exc:
+            raise NonceStorageError(f"nonce store failed: {exc}") from exc
+        return True

@@ -12,6 +12,7 @@ commit; the others take :class:`~supervit.supervisor.ReportIngest`'s write-behin
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -31,7 +32,10 @@ __all__ = [
     "RegistryNonceStorage",
     "ReportOutcome",
     "encode_without_credential",
+    "rows_leniently",
 ]
+
+log = logging.getLogger("supervit.supervisor")
 
 _COLUMNS = (
     "node_id, name, location_tag, version, agent_addr, fingerprint, registration, first_registered_at, "
@@ -167,12 +171,52 @@ def encode_without_credential(message: supervisor_pb2.RegisterNodeRequest | supe
     copy: Any = type(message)()
     copy.CopyFrom(message)
     copy.ClearField("credential")
+    # Fields this version does not know would be stored verbatim: keep only what it can show.
+    copy.DiscardUnknownFields()
     # The credential is gone, so required-field checks would fail: store the partial encoding.
     blob: bytes = copy.SerializePartialToString()
     return blob
 
 
+def _lenient_text(raw: bytes) -> str | bytes:
+    # A TEXT value that is not UTF-8 (written by an older version) comes back as bytes, so the
+    # row it belongs to is quarantined by _record instead of failing the whole query.
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        return raw
+
+
+def rows_leniently(conn: sqlite3.Connection, sql: str, params: Sequence[object] = ()) -> list[Any]:
+    """Run a query whose TEXT values that are not UTF-8 come back as bytes (rather than failing it)."""
+    previous = conn.text_factory
+    conn.text_factory = _lenient_text
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.text_factory = previous
+
+
+_TEXT_COLUMNS = ("node_id", "name", "location_tag", "version", "agent_addr", "fingerprint")
+
+
+def _records(rows: list[Any]) -> list[NodeRecord]:
+    """The rows that can be read; any other is quarantined: logged with its node, left out."""
+    records: list[NodeRecord] = []
+    for row in rows:
+        try:
+            records.append(_record(row))
+        except Exception as exc:
+            log.error("quarantined registry row of node %r: it cannot be read (%s); left out", row[0], exc)
+    return records
+
+
 def _record(row: Any) -> NodeRecord:
+    for name, value in zip(_TEXT_COLUMNS, row, strict=False):
+        if not isinstance(value, str):
+            raise ValueError(f"column {name} is not valid UTF-8 text")
+    if row[22] is not None and not isinstance(row[22], str):
+        raise ValueError("column last_push_error is not valid UTF-8 text")
     (
         node_id,
         name,
@@ -313,8 +357,9 @@ class NodeRegistry:
         """The node, or None if it never registered."""
 
         def run(conn: sqlite3.Connection) -> NodeRecord | None:
-            row = conn.execute(f"SELECT {_COLUMNS}, {_PENDING} FROM nodes WHERE node_id = ?", (node_id,)).fetchone()
-            return None if row is None else _record(row)
+            rows = rows_leniently(conn, f"SELECT {_COLUMNS}, {_PENDING} FROM nodes WHERE node_id = ?", (node_id,))
+            found = _records(rows)
+            return found[0] if found else None
 
         return await self._db.read(run)
 
@@ -322,8 +367,7 @@ class NodeRegistry:
         """Every node ever registered, by node id."""
 
         def run(conn: sqlite3.Connection) -> list[NodeRecord]:
-            rows = conn.execute(f"SELECT {_COLUMNS}, {_PENDING} FROM nodes ORDER BY node_id").fetchall()
-            return [_record(row) for row in rows]
+            return _records(rows_leniently(conn, f"SELECT {_COLUMNS}, {_PENDING} FROM nodes ORDER BY node_id"))
 
         return await self._db.read(run)
 

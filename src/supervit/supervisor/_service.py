@@ -32,14 +32,16 @@ import grpc
 from supervit._exceptions import AuthError, StorageError, TimestampOutOfRangeError
 from supervit.auth import (
     NONCE_TTL_EXTRA_SECS,
+    Action,
     CredentialVerifier,
     SharedSecret,
+    build_payload,
     registration_fingerprint,
     request_payload,
 )
 from supervit.metrics import MAX_POWER_RESERVE_LEVEL
 from supervit.protocol import NOT_REGISTERED_DETAILS, SERVER_TIME_METADATA_KEY, supervisor_pb2, supervisor_pb2_grpc
-from supervit.rpc import abort, abort_for
+from supervit.rpc import RefusalLog, abort, abort_for
 from supervit.supervisor._config import SupervisorConfig, split_host_port
 from supervit.supervisor._push import CatalogPusher
 from supervit.supervisor._store import CatalogStore, IngestStore
@@ -62,10 +64,11 @@ def iso_utc(timestamp: int) -> str:
 class SupervisorService(supervisor_pb2_grpc.SupervisorServiceServicer):
     """The supervisor's answers to its nodes.
 
-    ``verifier`` checks RegisterNode credentials, durably (its nonce store must be the
-    registry's, see :class:`~supervit.supervisor.RegistryNonceStorage`). Report and HealthCheck
-    credentials get the same window and signature checks, then their nonce goes through
-    ``ingest`` (:class:`~supervit.supervisor.ReportIngest`: checked in memory, persisted behind).
+    ``verifier`` checks RegisterNode credentials (its nonce store must be
+    :class:`~supervit.supervisor.IngestNonceStorage` on ``ingest``, so a nonce is single-use across
+    every RPC). Report and HealthCheck credentials get the same window and signature checks, then
+    their nonce goes through ``ingest`` (:class:`~supervit.supervisor.ReportIngest`: checked in
+    memory, persisted behind).
     ``clock`` gives Unix seconds.
     """
 
@@ -86,6 +89,7 @@ class SupervisorService(supervisor_pb2_grpc.SupervisorServiceServicer):
         self.catalog = catalog
         self.pusher = pusher
         self._clock = clock
+        self._refusals = RefusalLog(log)
 
     def _stamp_refusal(self, context: Ctx) -> None:
         # Set before aborting: grpc captures the trailers together with the status.
@@ -106,7 +110,9 @@ class SupervisorService(supervisor_pb2_grpc.SupervisorServiceServicer):
         """
         secrets = self.config.secrets_for(node_id)
         if not secrets:
-            log.warning("refused node %r from %s: no secret configured for it", node_id, context.peer())
+            self._refusals.note(
+                "no secret", "refused node %r from %s: no secret configured for it", node_id, context.peer()
+            )
             raise AuthError()
         if abs(now - credential.timestamp) > self.verifier.window:
             raise TimestampOutOfRangeError()
@@ -120,12 +126,14 @@ class SupervisorService(supervisor_pb2_grpc.SupervisorServiceServicer):
         secrets = self.config.secrets_for(node_id)
         try:
             if not secrets:
-                log.warning("refused node %r from %s: no secret configured for it", node_id, context.peer())
+                self._refusals.note(
+                    "no secret", "refused node %r from %s: no secret configured for it", node_id, context.peer()
+                )
                 raise AuthError()
             return await self.verifier.verify(credential, payload, secrets=secrets)
         except (AuthError, StorageError) as exc:
             if not isinstance(exc, StorageError):
-                log.info("refused node %r from %s: %s", node_id, context.peer(), exc)
+                self._refusals.note(str(exc), "refused node %r from %s: %s", node_id, context.peer(), exc)
             await self._refuse_for(context, exc)
 
     async def RegisterNode(
@@ -133,8 +141,15 @@ class SupervisorService(supervisor_pb2_grpc.SupervisorServiceServicer):
     ) -> supervisor_pb2.RegisterNodeResponse:
         """Verify, record every registration field and answer with the node's intervals."""
         now = int(self._clock())
+        # Cheap refusals before the fingerprint (hashing every field) and the HMAC.
+        if (
+            not self.config.secrets_for(request.node_id)
+            or abs(now - request.credential.timestamp) > self.verifier.window
+        ):
+            await self._authenticate(request.node_id, request.credential, "", context)
         fingerprint = registration_fingerprint(request)
-        secret = await self._authenticate(request.node_id, request.credential, request_payload(request), context)
+        payload = build_payload(Action.REGISTER, request.node_id, fingerprint)
+        secret = await self._authenticate(request.node_id, request.credential, payload, context)
         problem = _registration_problem(request)
         node_id = request.node_id
         heartbeat = self.config.heartbeat_interval(node_id)
@@ -190,7 +205,7 @@ class SupervisorService(supervisor_pb2_grpc.SupervisorServiceServicer):
             )
         except (AuthError, StorageError) as exc:
             if isinstance(exc, AuthError):
-                log.info("refused report of %r from %s: %s", node_id, context.peer(), exc)
+                self._refusals.note(str(exc), "refused report of %r from %s: %s", node_id, context.peer(), exc)
             await self._refuse_for(context, exc)
         if outcome is None:
             log.info("report from unregistered node %r: asking it to register", node_id)
@@ -221,7 +236,9 @@ class SupervisorService(supervisor_pb2_grpc.SupervisorServiceServicer):
             await self.ingest.consume_nonce(credential.nonce, self._nonce_expiry(credential, now))
         except (AuthError, StorageError) as exc:
             if isinstance(exc, AuthError):
-                log.info("refused health check of %r from %s: %s", request.node_id, context.peer(), exc)
+                self._refusals.note(
+                    str(exc), "refused health check of %r from %s: %s", request.node_id, context.peer(), exc
+                )
             await self._refuse_for(context, exc)
         latency_ms = int((time.perf_counter() - started) * 1000)
         return supervisor_pb2.HealthCheckResponse(healthy=True, server_timestamp=now, latency_ms=latency_ms)

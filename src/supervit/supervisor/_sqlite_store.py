@@ -9,7 +9,7 @@ from supervit.storage import Database
 from supervit.supervisor._catalog import RealmCatalog
 from supervit.supervisor._config import SupervisorConfig
 from supervit.supervisor._directives import DirectiveQueue
-from supervit.supervisor._ingest import ReportIngest
+from supervit.supervisor._ingest import IngestNonceStorage, ReportIngest
 from supervit.supervisor._registry import NodeRegistry, RegistryNonceStorage
 from supervit.supervisor._schema import open_supervisor_database
 
@@ -30,7 +30,9 @@ class SqliteStore:
         self.catalog = RealmCatalog(db, clock=clock)
         self.ingest = ReportIngest(self.registry, clock=clock)
         self.directives = DirectiveQueue(db, clock=clock, on_enqueued=self.ingest.directive_queued)
-        self.nonces = RegistryNonceStorage(db, clock=clock)
+        # One nonce window for every RPC (nodes' and admin's): a nonce is single-use across all.
+        self.nonces = IngestNonceStorage(self.ingest)
+        self._expiring = RegistryNonceStorage(db, clock=clock)  # expiry clean-up of the nonce tables
 
     @classmethod
     async def open(cls, config: SupervisorConfig, *, clock: Callable[[], float] = time.time) -> SqliteStore:
@@ -54,7 +56,7 @@ class SqliteStore:
 
     async def cleanup(self) -> None:
         """Forget expired nonces and folded report-log rows."""
-        await self.nonces.cleanup()
+        await self._expiring.cleanup()
 
     async def close(self) -> None:
         """Fold every acknowledged report into the registry, then close the database."""

@@ -1,0 +1,298 @@
+"""Boundary limits: one declarative table per service, checked right after a request is decoded.
+
+Every request is checked against its service's :class:`ServiceLimits` before anything is stored
+or computed expensively (the registration fingerprint, the HMAC):
+
+* the serialized size (``max_request_bytes``, also the gRPC receive limit of the server);
+* every ``string`` field is valid UTF-8 (the Python runtime does not check this for proto2: an
+  invalid one decodes as ``bytes``) and at most its byte limit long;
+* every ``repeated`` field holds at most its count limit;
+* every ``uint64`` field fits a signed 64-bit integer (what SQLite stores), plus any explicit
+  integer range of the table.
+
+Fields missing from a table get the defaults (:data:`DEFAULT_STRING_BYTES`,
+:data:`DEFAULT_REPEATED`), so a field added to a message later is bounded too. The tables are
+documented in ``docs/security.md``; operators override single entries in the configuration.
+Violations raise :class:`~supervit.InvalidRequestError` naming the field path and the limit.
+
+Checks are compiled once per message type into a dict keyed by field descriptor, and a request
+is walked with ``ListFields()`` (set fields only), so the hot path does no reflection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import descriptor_pool
+from google.protobuf.message import Message
+
+from supervit._exceptions import ConfigError, InvalidRequestError
+
+__all__ = [
+    "ADMIN_LIMITS",
+    "DEFAULT_REPEATED",
+    "DEFAULT_STRING_BYTES",
+    "MAX_STORABLE_INT",
+    "SUPERVISED_LIMITS",
+    "SUPERVISOR_LIMITS",
+    "RequestValidator",
+    "ServiceLimits",
+    "default_limits",
+]
+
+DEFAULT_STRING_BYTES = 256
+"""Byte limit of a string field the table does not name."""
+DEFAULT_REPEATED = 64
+"""Count limit of a repeated field the table does not name."""
+MAX_STORABLE_INT = 2**63 - 1
+"""The largest integer SQLite stores: the ceiling of every uint64 field."""
+
+_FD = _descriptor.FieldDescriptor
+_STRING = _FD.TYPE_STRING
+_MESSAGE = _FD.TYPE_MESSAGE
+_UINT64_TYPES = frozenset({_FD.TYPE_UINT64, _FD.TYPE_FIXED64})
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceLimits:
+    """The limits of one gRPC service.
+
+    ``max_bytes`` and ``max_count`` are keyed ``"Message.field"`` (the message's short name);
+    ``ranges`` gives inclusive integer bounds beyond the storage ceiling.
+    """
+
+    service: str
+    max_request_bytes: int
+    max_bytes: Mapping[str, int] = field(default_factory=dict)
+    max_count: Mapping[str, int] = field(default_factory=dict)
+    ranges: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    default_string_bytes: int = DEFAULT_STRING_BYTES
+    default_repeated: int = DEFAULT_REPEATED
+
+    def with_overrides(
+        self,
+        *,
+        max_request_bytes: int | None = None,
+        max_bytes: Mapping[str, int] | None = None,
+        max_count: Mapping[str, int] | None = None,
+        key_prefix: str = "security",
+    ) -> ServiceLimits:
+        """A copy with configured overrides; unknown or mistyped keys are :class:`ConfigError`."""
+        strings, repeated = _field_kinds(self.service)
+        for table, kinds, what in ((max_bytes, strings, "string"), (max_count, repeated, "repeated")):
+            for key, value in (table or {}).items():
+                name = f"{key_prefix}.{'max_bytes' if what == 'string' else 'max_count'}.{key}"
+                if key not in kinds:
+                    raise ConfigError(name, f"not a {what} field of {self.service} (Message.field)")
+                if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                    raise ConfigError(name, f"must be a non-negative integer, got {value!r}")
+        if max_request_bytes is not None and max_request_bytes < 1024:
+            raise ConfigError(f"{key_prefix}.max_request_bytes", "must be at least 1024")
+        return replace(
+            self,
+            max_request_bytes=self.max_request_bytes if max_request_bytes is None else max_request_bytes,
+            max_bytes={**self.max_bytes, **(max_bytes or {})},
+            max_count={**self.max_count, **(max_count or {})},
+        )
+
+
+# -- the tables (docs/security.md mirrors them) --------------------------------------------------
+
+_CREDENTIAL = {"NonceCredential.nonce": 64, "NonceCredential.signature": 64}
+_SERVICE_STATUS = {"ServiceStatus.name": 128, "ServiceStatus.url": 512, "ServiceStatus.domain": 256}
+
+SUPERVISOR_LIMITS = ServiceLimits(
+    service="supervisor.v1.SupervisorService",
+    max_request_bytes=256 * 1024,
+    max_bytes={
+        **_CREDENTIAL,
+        **_SERVICE_STATUS,
+        "RegisterNodeRequest.node_id": 128,
+        "RegisterNodeRequest.name": 256,
+        "RegisterNodeRequest.location_tag": 128,
+        "RegisterNodeRequest.version": 64,
+        "RegisterNodeRequest.agent_addr": 300,
+        "RegisterNodeRequest.location": 256,
+        "RegisterNodeRequest.service_tags": 64,
+        "ServiceAdvertisement.name": 128,
+        "ServiceAdvertisement.domain_name": 256,
+        "ServiceAdvertisement.port_info": 128,
+        "ServiceAdvertisement.description": 1024,
+        "ServiceAdvertisement.url": 512,
+        "ServiceAdvertisement.tags": 64,
+        "ReportRequest.node_id": 128,
+        "ReportRequest.location_tag": 128,
+        "ReportRequest.version": 64,
+        "ReportRequest.name": 256,
+        "HealthCheckRequest.node_id": 128,
+    },
+    max_count={
+        "RegisterNodeRequest.service_tags": 64,
+        "RegisterNodeRequest.services": 64,
+        "ServiceAdvertisement.tags": 32,
+        "ReportRequest.services": 64,
+    },
+)
+"""``supervisor.v1.SupervisorService`` (served by the supervisor)."""
+
+SUPERVISED_LIMITS = ServiceLimits(
+    service="supervisor.v1.SupervisedService",
+    max_request_bytes=128 * 1024,
+    max_bytes={
+        **_CREDENTIAL,
+        "UpdateConfigRequest.config_key": 256,
+        "UpdateConfigRequest.config_value": 64 * 1024,
+        "GetConfigRequest.config_key": 256,
+        "CreateRealmRequest.name": 256,
+        "UpdateRealmRequest.name": 256,
+        "ListRealmsRequest.page_token": 64,
+        "ShutdownRequest.reason": 1024,
+    },
+    max_count={"CreateRealmRequest.use_servers": 16},
+)
+"""``supervisor.v1.SupervisedService`` (served by every node)."""
+
+ADMIN_LIMITS = ServiceLimits(
+    service="supervit.admin.v1.SupervisorAdmin",
+    max_request_bytes=64 * 1024,
+    max_bytes={
+        **_CREDENTIAL,
+        "ListNodesRequest.page_token": 128,
+        "EnqueueDirectiveRequest.node_id": 128,
+        "EnqueueDirectiveRequest.payload": 1024,
+        "PutCatalogRealmRequest.name": 256,
+    },
+    max_count={"PutCatalogRealmRequest.use_servers": 16},
+)
+"""``supervit.admin.v1.SupervisorAdmin`` (the supervisor's operator API)."""
+
+_DEFAULTS = {limits.service: limits for limits in (SUPERVISOR_LIMITS, SUPERVISED_LIMITS, ADMIN_LIMITS)}
+
+
+def default_limits(service: str) -> ServiceLimits | None:
+    """The built-in table of the service with this full name, if supervit has one."""
+    return _DEFAULTS.get(service)
+
+
+# -- compiled validators -------------------------------------------------------------------------
+
+_Check = Callable[[Any, str], None]
+
+
+def _too_long(value: str, limit: int) -> bool:
+    # Cheap first: a string of n characters is at most 4n UTF-8 bytes, exactly n if ASCII.
+    n = len(value)
+    if n * 4 <= limit:
+        return False
+    if n > limit:
+        return True
+    return len(value.encode()) > limit if not value.isascii() else False
+
+
+def _string_check(limit: int) -> _Check:
+    def check(value: Any, path: str) -> None:
+        if type(value) is not str:
+            raise InvalidRequestError(f"{path} is not valid UTF-8")
+        if _too_long(value, limit):
+            raise InvalidRequestError(f"{path} is longer than {limit} bytes")
+
+    return check
+
+
+def _range_check(low: int, high: int) -> _Check:
+    def check(value: Any, path: str) -> None:
+        if not low <= value <= high:
+            raise InvalidRequestError(f"{path} must be between {low} and {high} (got {value})")
+
+    return check
+
+
+def _repeated_check(limit: int, item: _Check | None) -> _Check:
+    def check(values: Any, path: str) -> None:
+        if len(values) > limit:
+            raise InvalidRequestError(f"{path} has more than {limit} items (got {len(values)})")
+        if item is not None:
+            for i, value in enumerate(values):
+                item(value, f"{path}[{i}]")
+
+    return check
+
+
+class RequestValidator:
+    """The compiled checks of one request type under one :class:`ServiceLimits`."""
+
+    __slots__ = ("_checks", "name")
+
+    def __init__(self, descriptor: _descriptor.Descriptor, limits: ServiceLimits) -> None:
+        self.name = descriptor.name
+        self._checks = _compile(descriptor, limits, {})
+
+    def validate(self, message: Message) -> None:
+        """Raise :class:`InvalidRequestError` naming the first field beyond its limit."""
+        _walk(self._checks, message, self.name)
+
+
+def _walk(checks: dict[Any, tuple[str, _Check | None]], message: Message, path: str) -> None:
+    for fd, value in message.ListFields():
+        entry = checks.get(fd)
+        if entry is not None and entry[1] is not None:
+            entry[1](value, f"{path}.{entry[0]}")
+
+
+def _compile(
+    descriptor: _descriptor.Descriptor,
+    limits: ServiceLimits,
+    memo: dict[str, dict[Any, tuple[str, _Check | None]]],
+) -> dict[Any, tuple[str, _Check | None]]:
+    known = memo.get(descriptor.full_name)
+    if known is not None:
+        return known
+    checks: dict[Any, tuple[str, _Check | None]] = {}
+    memo[descriptor.full_name] = checks  # before recursing: recursive messages terminate
+    for fd in descriptor.fields:
+        key = f"{descriptor.name}.{fd.name}"
+        item: _Check | None = None
+        if fd.type == _STRING:
+            item = _string_check(limits.max_bytes.get(key, limits.default_string_bytes))
+        elif fd.type == _MESSAGE:
+            assert fd.message_type is not None
+            nested = _compile(fd.message_type, limits, memo)
+
+            def item(value: Any, path: str, nested: dict[Any, tuple[str, _Check | None]] = nested) -> None:
+                _walk(nested, value, path)
+
+        elif key in limits.ranges:
+            item = _range_check(*limits.ranges[key])
+        elif fd.type in _UINT64_TYPES:
+            item = _range_check(0, MAX_STORABLE_INT)
+        if fd.is_repeated:
+            checks[fd] = (fd.name, _repeated_check(limits.max_count.get(key, limits.default_repeated), item))
+        else:
+            checks[fd] = (fd.name, item)
+    return checks
+
+
+def _field_kinds(service: str) -> tuple[set[str], set[str]]:
+    """``Message.field`` names of the string and of the repeated fields reachable from ``service``."""
+    svc = descriptor_pool.Default().FindServiceByName(service)
+    strings: set[str] = set()
+    repeated: set[str] = set()
+    seen: set[str] = set()
+    todo = [m.input_type for m in svc.methods]
+    while todo:
+        desc = todo.pop()
+        if desc.full_name in seen:
+            continue
+        seen.add(desc.full_name)
+        for fd in desc.fields:
+            key = f"{desc.name}.{fd.name}"
+            if fd.type == _STRING:
+                strings.add(key)
+            if fd.is_repeated:
+                repeated.add(key)
+            if fd.type == _MESSAGE and fd.message_type is not None:
+                todo.append(fd.message_type)
+    return strings, repeated
