@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from supervit.auth import SharedSecret
+from supervit.testing import FakeClock
 
 SECRET_HEX = "0123456789abcdef" * 4
 OTHER_SECRET_HEX = "fedcba9876543210" * 4
@@ -23,16 +24,6 @@ def secret() -> SharedSecret:
 @pytest.fixture
 def other_secret() -> SharedSecret:
     return SharedSecret.from_hex(OTHER_SECRET_HEX)
-
-
-class FakeClock:
-    """A settable clock for time-window tests."""
-
-    def __init__(self, now: float = 1_764_201_600.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

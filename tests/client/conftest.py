@@ -15,7 +15,7 @@ from supervit.config import SupervitConfig
 from supervit.metrics import StaticMetricsProvider
 from supervit.node import ServiceCollector, ServiceInfo, ServiceState
 from supervit.protocol import common_pb2
-from tests.client.supervisor_double import SupervisorDouble
+from supervit.testing import SupervisorDouble
 from tests.conftest import SECRET_HEX
 from tests.tls_certs import TlsFiles, generate_tls_files
 

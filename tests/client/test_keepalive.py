@@ -12,8 +12,8 @@ import pytest
 
 from supervit._exceptions import RpcError
 from supervit.client import SupervitClient
+from supervit.testing import SupervisorDouble
 from tests.client.conftest import fast_config
-from tests.client.supervisor_double import SupervisorDouble
 
 MakeClient = Callable[..., SupervitClient]
 

@@ -13,8 +13,8 @@ from supervit.client import ConnectionStatus, RegistrationRejectedError, Supervi
 from supervit.metrics import StaticMetricsProvider
 from supervit.node import ServiceCollector
 from supervit.protocol import supervisor_pb2
+from supervit.testing import SupervisorDouble
 from tests.client.conftest import METRICS, NODE_ID, fast_config
-from tests.client.supervisor_double import SupervisorDouble
 
 MakeClient = Callable[..., SupervitClient]
 

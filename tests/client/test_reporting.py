@@ -16,8 +16,8 @@ import pytest
 from supervit.client import SupervitClient
 from supervit.metrics import StaticMetricsProvider
 from supervit.protocol import supervisor_pb2
+from supervit.testing import SupervisorDouble
 from tests.client.conftest import FixedRandom, fast_config
-from tests.client.supervisor_double import SupervisorDouble
 
 MakeClient = Callable[..., SupervitClient]
 D = supervisor_pb2.DirectiveType

@@ -14,8 +14,8 @@ import pytest
 from supervit._exceptions import RpcError
 from supervit.auth import SharedSecret
 from supervit.client import ConnectionStatus, SupervitClient
+from supervit.testing import SupervisorDouble
 from tests.client.conftest import FixedRandom, fast_config
-from tests.client.supervisor_double import SupervisorDouble
 from tests.conftest import OTHER_SECRET_HEX
 
 MakeClient = Callable[..., SupervitClient]

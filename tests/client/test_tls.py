@@ -10,8 +10,8 @@ import pytest
 from supervit._exceptions import RpcError
 from supervit.auth import SharedSecret
 from supervit.client import SupervitClient
+from supervit.testing import SupervisorDouble
 from tests.client.conftest import fast_config
-from tests.client.supervisor_double import SupervisorDouble
 from tests.tls_certs import TlsFiles
 
 MakeClient = Callable[..., SupervitClient]

@@ -17,7 +17,7 @@ import pytest
 from supervit.auth import SharedSecret
 from supervit.metrics import PWRZV_SIGMOIDS
 from supervit.protocol import common_pb2, supervised_pb2, supervisor_pb2
-from tests.client.supervisor_double import SupervisorDouble
+from supervit.testing import SupervisorDouble
 from tests.conftest import OTHER_SECRET_HEX, SECRET_HEX
 from tests.node._helpers import NodeClient, status_of
 

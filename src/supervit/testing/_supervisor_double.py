@@ -33,8 +33,7 @@ from google.protobuf.message import Message
 
 from supervit._exceptions import AuthError
 from supervit.auth import CredentialVerifier, MemoryNonceStorage, SharedSecret, request_payload
-from supervit.client import NOT_REGISTERED_DETAILS, SERVER_TIME_METADATA_KEY
-from supervit.protocol import supervisor_pb2, supervisor_pb2_grpc
+from supervit.protocol import NOT_REGISTERED_DETAILS, SERVER_TIME_METADATA_KEY, supervisor_pb2, supervisor_pb2_grpc
 
 __all__ = ["Received", "SupervisorDouble"]
 
