@@ -71,6 +71,8 @@ class ServiceLimits:
     ranges: Mapping[str, tuple[int, int]] = field(default_factory=dict)
     default_string_bytes: int = DEFAULT_STRING_BYTES
     default_repeated: int = DEFAULT_REPEATED
+    max_uint64: int = MAX_STORABLE_INT
+    """Ceiling of every uint64 field: what the storage behind the service holds losslessly."""
 
     def with_overrides(
         self,
@@ -267,7 +269,7 @@ def _compile(
         elif key in limits.ranges:
             item = _range_check(*limits.ranges[key])
         elif fd.type in _UINT64_TYPES:
-            item = _range_check(0, MAX_STORABLE_INT)
+            item = _range_check(0, limits.max_uint64)
         if fd.is_repeated:
             checks[fd] = (fd.name, _repeated_check(limits.max_count.get(key, limits.default_repeated), item))
         else:

@@ -8,10 +8,11 @@ import logging
 import signal
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from supervit._exceptions import StorageError
 from supervit.auth import CredentialVerifier
-from supervit.rpc import RpcServer, ServerTLS
+from supervit.rpc import SUPERVISOR_LIMITS, RpcServer, ServerTLS
 from supervit.supervisor._admin import ADMIN_SERVICE, AdminService
 from supervit.supervisor._backends import open_store
 from supervit.supervisor._config import SupervisorConfig, split_host_port
@@ -135,7 +136,9 @@ class Supervisor:
             # grpc enables SO_REUSEPORT by default: a second supervisor on the same port would then
             # silently share it (and split the fleet between two registries). Fail loudly instead.
             self._server = RpcServer(max_message_bytes=srv.max_message_bytes, tls=tls, options=_NO_REUSEPORT)
-            self._server.add_service(SUPERVISOR_SERVICE, service)
+            # PostgreSQL stores uint64 values losslessly (numeric); SQLite only up to 2**63 - 1.
+            limits = replace(SUPERVISOR_LIMITS, max_uint64=2**64 - 1) if store.shared else SUPERVISOR_LIMITS
+            self._server.add_service(SUPERVISOR_SERVICE, service, limits)
             port = await self._server.start(srv.listen)
             self.address = _with_port(srv.listen, port)
             if cfg.admin_enabled and cfg.admin_secret is not None:
