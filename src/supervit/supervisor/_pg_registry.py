@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from supervit._exceptions import NotFoundError
 from supervit.protocol import supervisor_pb2
 from supervit.supervisor._directives import QueuedDirective, validate_directive
 from supervit.supervisor._pg_pool import PgPool
@@ -138,12 +139,12 @@ class PgDirectiveQueue:
     async def enqueue(
         self, node_id: str, directive_type: int, payload: str | None = None
     ) -> tuple[QueuedDirective, int]:
-        """Queue a directive for a registered node; :class:`KeyError` for an unknown node."""
+        """Queue a directive for a registered node; :class:`NotFoundError` for an unknown node."""
         stored = validate_directive(directive_type, payload)
         now = int(self._clock())
         async with self._db.transaction("enqueue directive") as conn:
             if await conn.fetchval("SELECT 1 FROM nodes WHERE node_id = $1", node_id) is None:
-                raise KeyError(node_id)
+                raise NotFoundError("node", node_id)
             directive_id = await conn.fetchval(
                 "INSERT INTO directives (node_id, type, payload, created_at) VALUES ($1, $2, $3, $4) "
                 "RETURNING directive_id",

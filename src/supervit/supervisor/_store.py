@@ -76,7 +76,8 @@ class DirectiveStore(Protocol):
     ) -> tuple[QueuedDirective, int]:
         """Queue a directive for a registered node; the directive and its 1-based position.
 
-        :class:`~supervit.NotFoundError` for an unknown node, :class:`~supervit.InvalidRequestError` for a bad one.
+        :class:`~supervit.NotFoundError` for an unknown node, :class:`~supervit.InvalidRequestError`
+        for a bad one.
         """
         ...
 
