@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import grpc
 
 from supervit._exceptions import ConfigError
-from supervit.config import SupervitConfig
+from supervit.config import SupervitConfig, endpoint_target
 
 __all__ = ["channel_options", "open_channel"]
 
@@ -74,16 +74,19 @@ def channel_credentials(config: SupervitConfig) -> grpc.ChannelCredentials:
     return grpc.ssl_channel_credentials(root_certificates=roots, private_key=key, certificate_chain=cert)
 
 
-def open_channel(config: SupervitConfig) -> grpc.aio.Channel:
-    """A new channel to ``config.target``: TLS when ``enable_tls``, plaintext otherwise.
+def open_channel(config: SupervitConfig, endpoint: str | None = None) -> grpc.aio.Channel:
+    """A new channel to ``endpoint`` (default ``config.endpoint``): TLS when ``enable_tls``,
+    plaintext otherwise.
 
     Opening does not connect; the first call (or ``channel_ready()``) does. Raises
     :class:`ConfigError` when a certificate file cannot be read.
     """
+    endpoint = config.endpoint if endpoint is None else endpoint
+    target = endpoint_target(endpoint)
     options = channel_options(config)
     if config.enable_tls:
-        if urlsplit(config.endpoint).scheme == "http":
+        if urlsplit(endpoint).scheme == "http":
             # validate() allows it; say so, because the URL suggests plaintext.
-            log.warning("endpoint %s uses http:// but enable_tls is true: connecting with TLS", config.endpoint)
-        return grpc.aio.secure_channel(config.target, channel_credentials(config), options=options)
-    return grpc.aio.insecure_channel(config.target, options=options)
+            log.warning("endpoint %s uses http:// but enable_tls is true: connecting with TLS", endpoint)
+        return grpc.aio.secure_channel(target, channel_credentials(config), options=options)
+    return grpc.aio.insecure_channel(target, options=options)

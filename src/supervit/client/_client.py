@@ -149,9 +149,9 @@ class SupervitClient(SupervisorConnection):
             raise RpcError(
                 "connect",
                 grpc.StatusCode.UNAVAILABLE,
-                f"supervisor at {self._config.target} not reachable within {self._config.connect_timeout_secs}s",
+                f"supervisor at {self._target} not reachable within {self._config.connect_timeout_secs}s",
             ) from None
-        log.info("connected to supervisor at %s (node %s)", self._config.target, self._config.node_id)
+        log.info("connected to supervisor at %s (node %s)", self._target, self._config.node_id)
 
     async def start_status_reporting(self) -> None:
         """Start the reporting and health-check loops in background tasks and return at once.

@@ -5,6 +5,13 @@ each SupervisorService call into: sign with a fresh credential on the corrected 
 the per-RPC deadline, learn the supervisor's time from the answer (``server_timestamp`` on success,
 the ``x-server-time`` trailing metadata on errors), and map failures onto supervit errors.
 
+With several endpoints (``SupervitConfig.endpoints``, supervisor replicas on a shared store) a call
+failing ``UNAVAILABLE`` or ``DEADLINE_EXCEEDED`` moves the connection to the next endpoint (round
+robin); the failed call is still raised, so the caller's backoff paces the retry. The client
+stays on an endpoint as long as it answers, and keeps its registration across a move (the
+replicas share the registry; a replica that does not know the node answers ``NOT_FOUND`` and the
+node registers again).
+
 On an ``UNAUTHENTICATED`` "timestamp out of range" refusal the call is retried once, immediately:
 right away when the error carried ``x-server-time`` (the skew estimate already moved), otherwise
 after a HealthCheck whose ``server_timestamp`` refreshed the estimate. When neither yields a
@@ -14,6 +21,7 @@ and the caller's backoff applies.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -29,12 +37,15 @@ from supervit.client._channel import open_channel
 from supervit.client._errors import is_outage, is_timestamp_rejection, server_time_from_metadata, to_rpc_error
 from supervit.client._skew import ClockSkewEstimator
 from supervit.client._state import ConnectionState, StateTracker
-from supervit.config import SupervitConfig
+from supervit.config import SupervitConfig, endpoint_target
 from supervit.protocol import supervisor_pb2, supervisor_pb2_grpc
 
 __all__ = ["SupervisorConnection", "health_rpc", "register_rpc", "report_rpc"]
 
 log = logging.getLogger("supervit.client")
+
+# A replica that is down or too slow: try the next one (with the caller's usual backoff).
+_FAILOVER_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 
 
 class _Timestamped(Protocol):
@@ -66,6 +77,9 @@ class SupervisorConnection:
         self._state = StateTracker(self._clamp_interval(config.status_report_interval_secs))
         self._channel: grpc.aio.Channel | None = None
         self._stub: supervisor_pb2_grpc.SupervisorServiceAsyncStub | None = None
+        self._endpoints = config.endpoint_list
+        self._current = 0  # index into _endpoints of the replica in use
+        self._closing: set[asyncio.Task[None]] = set()
 
     @property
     def config(self) -> SupervitConfig:
@@ -101,18 +115,48 @@ class SupervisorConnection:
     def _clamp_interval(self, secs: float) -> float:
         return min(self._config.max_report_interval_secs, max(self._config.min_report_interval_secs, secs))
 
+    @property
+    def endpoint(self) -> str:
+        """The supervisor endpoint in use (one of ``endpoint`` / ``endpoints``)."""
+        return self._endpoints[self._current]
+
+    @property
+    def _target(self) -> str:
+        return endpoint_target(self.endpoint)
+
     def _ensure_channel(self) -> grpc.aio.Channel:
         if self._channel is None:
-            self._channel = open_channel(self._config)
+            self._channel = open_channel(self._config, self.endpoint)
             self._stub = supervisor_pb2_grpc.SupervisorServiceStub(self._channel)
             self._state.channel_open = True
         return self._channel
 
+    def _fail_over(self, failed: grpc.aio.Channel | None, error: RpcError) -> bool:
+        """Move to the next endpoint after an outage of the one ``failed`` was open to.
+
+        Returns False (nothing to do) with a single endpoint. A call failing on a channel that
+        was already replaced (the other loop moved first) does not move again.
+        """
+        if len(self._endpoints) < 2 or error.code not in _FAILOVER_CODES:
+            return False
+        if failed is not None and failed is self._channel:
+            before = self.endpoint
+            self._current = (self._current + 1) % len(self._endpoints)
+            log.warning("supervisor at %s failed (%s); switching to %s", before, error.code.name, self.endpoint)
+            self._channel = self._stub = None
+            task = asyncio.get_running_loop().create_task(failed.close(None))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+            self._ensure_channel()
+        return True
+
     async def _close_channel(self) -> None:
         channel, self._channel, self._stub = self._channel, None, None
+        if self._closing:
+            await asyncio.gather(*list(self._closing), return_exceptions=True)
         if channel is not None:
             await channel.close(None)
-            log.info("disconnected from supervisor at %s", self._config.target)
+            log.info("disconnected from supervisor at %s", self._target)
         self._state.channel_open = False
         self._state.registered_at = None
 
@@ -138,6 +182,7 @@ class SupervisorConnection:
             if stub is None:
                 raise RpcError(method, grpc.StatusCode.FAILED_PRECONDITION, "client is not connected (call connect())")
             self._sign(request)
+            channel = self._channel
             sent = self._clock()
             server_time: float | None = None
             try:
@@ -165,6 +210,9 @@ class SupervisorConnection:
                     )
                     continue
             self._state.failure()
+            if self._fail_over(channel, error):
+                # Replicas share the registry: the next one knows this node (NOT_FOUND if not).
+                raise error
             if isinstance(error, NotRegisteredError) or is_outage(error):
                 self._lose_registration(error)
             raise error

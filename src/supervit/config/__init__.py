@@ -1,6 +1,6 @@
 """Configuration: client settings, the node daemon's TOML file, and the shared typed loader."""
 
-from supervit.config._client import SupervitConfig
+from supervit.config._client import SupervitConfig, endpoint_target
 from supervit.config._loader import ENV_PREFIX, apply_env, build, read_toml
 from supervit.config._node import (
     ClientSection,
@@ -22,6 +22,7 @@ __all__ = [
     "SupervitConfig",
     "apply_env",
     "build",
+    "endpoint_target",
     "load_node_config",
     "python_log_level",
     "read_toml",

@@ -18,8 +18,10 @@ class SupervitConfig:
     """Settings of :class:`~supervit.SupervitClient` (all durations in seconds).
 
     ``endpoint`` is ``http://host:port`` (plaintext) or ``https://host:port`` (TLS; needs
-    ``enable_tls`` and ``tls_domain``). ``shared_secret`` is hex text (≥ 64 hex characters); it
-    never appears in ``repr``. Call :meth:`validate` (the client does) to get a
+    ``enable_tls`` and ``tls_domain``). ``endpoints`` lists further supervisor replicas: the
+    client starts on ``endpoint``, moves to the next one when a call fails ``UNAVAILABLE`` or
+    times out, and stays on whichever answers (:attr:`endpoint_list`). ``shared_secret`` is hex
+    text (≥ 64 hex characters); it never appears in ``repr``. Call :meth:`validate` (the client does) to get a
     :class:`~supervit.ConfigError` naming the first offending field.
     """
 
@@ -48,24 +50,22 @@ class SupervitConfig:
     backoff_cap_secs: float = 60
     rpc_timeout_secs: float = 10
     keepalive_secs: float = 30
+    endpoints: list[str] = field(default_factory=list)
+
+    @property
+    def endpoint_list(self) -> list[str]:
+        """``endpoint`` then the other ``endpoints``, each once: the replicas in failover order."""
+        found = [self.endpoint]
+        found += [e for e in self.endpoints if e not in found]
+        return found
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` (its ``key`` is the field name) on the first invalid field."""
         if not self.node_id.strip():
             raise ConfigError("node_id", "must not be empty")
-        if not self.endpoint.strip():
-            raise ConfigError("endpoint", "must not be empty")
-        parts = urlsplit(self.endpoint)
-        if parts.scheme not in ("http", "https"):
-            raise ConfigError("endpoint", f"scheme must be http:// or https://, got {parts.scheme or 'none'!r}")
-        if not parts.hostname:
-            raise ConfigError("endpoint", "has no host (expected http(s)://host:port)")
-        try:
-            parts.port  # noqa: B018 - validates the port text
-        except ValueError:
-            raise ConfigError("endpoint", "has an invalid port") from None
-        if parts.scheme == "https" and not self.enable_tls:
-            raise ConfigError("enable_tls", "must be true for an https:// endpoint")
+        _check_endpoint(self.endpoint, "endpoint", self.enable_tls)
+        for i, other in enumerate(self.endpoints):
+            _check_endpoint(other, f"endpoints[{i}]", self.enable_tls)
         if self.enable_tls and not (self.tls_domain or "").strip():
             raise ConfigError("tls_domain", "is required when enable_tls is true")
         if (self.client_cert is None) != (self.client_key is None):
@@ -104,10 +104,36 @@ class SupervitConfig:
 
     @property
     def target(self) -> str:
-        """``host:port`` for grpc (default port 443 for https, 80 for http)."""
-        parts = urlsplit(self.endpoint)
-        host = parts.hostname or ""
-        if ":" in host:
-            host = f"[{host}]"
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        return f"{host}:{port}"
+        """``host:port`` of ``endpoint`` for grpc (default port 443 for https, 80 for http)."""
+        return endpoint_target(self.endpoint)
+
+    @property
+    def targets(self) -> list[str]:
+        """``host:port`` of every endpoint, in failover order."""
+        return [endpoint_target(e) for e in self.endpoint_list]
+
+
+def endpoint_target(endpoint: str) -> str:
+    """``http(s)://host:port`` → ``host:port`` (default port 443 for https, 80 for http)."""
+    parts = urlsplit(endpoint)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{host}:{port}"
+
+
+def _check_endpoint(endpoint: str, key: str, enable_tls: bool) -> None:
+    if not endpoint.strip():
+        raise ConfigError(key, "must not be empty")
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("http", "https"):
+        raise ConfigError(key, f"scheme must be http:// or https://, got {parts.scheme or 'none'!r}")
+    if not parts.hostname:
+        raise ConfigError(key, "has no host (expected http(s)://host:port)")
+    try:
+        parts.port  # noqa: B018 - validates the port text
+    except ValueError:
+        raise ConfigError(key, "has an invalid port") from None
+    if parts.scheme == "https" and not enable_tls:
+        raise ConfigError("enable_tls", "must be true for an https:// endpoint")

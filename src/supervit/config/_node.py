@@ -82,6 +82,8 @@ class ClientSection:
     shared_secret: str = field(repr=False)
     endpoint: str | None = None
     agent_addr: str | None = None
+    # Added by supervit: further supervisor replicas to fail over to (docs/deploy.md).
+    endpoints: list[str] = field(default_factory=list)
     # Added by supervit:
     power_model: str = "pwrzv"
 
@@ -148,13 +150,16 @@ class NodeConfig:
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     def client_config(self, bound_port: int | None = None) -> SupervitConfig | None:
-        """The client settings, or None when no ``endpoint`` is configured (serve-only node)."""
+        """The client settings, or None when neither ``endpoint`` nor ``endpoints`` is configured
+        (serve-only node)."""
         sup, client, sd = self.supervisor, self.supervisor.client, self.supervisord
-        if not client.endpoint:
+        if not client.endpoint and not client.endpoints:
             return None
+        endpoint = client.endpoint or client.endpoints[0]
         return SupervitConfig(
             node_id=client.node_id,
-            endpoint=client.endpoint,
+            endpoint=endpoint,
+            endpoints=[e for e in client.endpoints if e != endpoint],
             shared_secret=client.shared_secret,
             name=sd.node_name or client.node_id,
             location_tag=sd.location_tag,
@@ -238,7 +243,7 @@ class NodeConfig:
 
 def _client_key(field_name: str) -> str:
     """Map a SupervitConfig field to where it lives in the TOML file."""
-    if field_name in {f.name for f in fields(ClientSection)}:
+    if field_name.partition("[")[0] in {f.name for f in fields(ClientSection)}:  # endpoints[1] too
         return f"supervisor.client.{field_name}"
     if field_name == "name":
         return "supervisor.supervisord.node_name"

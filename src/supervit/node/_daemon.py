@@ -227,7 +227,7 @@ class NodeDaemon:
         )
         self._client = self._client_factory(wiring)
         await self._client.start_status_reporting()
-        log.info("reporting to %s as %r", client_config.endpoint, client_config.node_id)
+        log.info("reporting to %s as %r", ", ".join(client_config.endpoint_list), client_config.node_id)
 
     async def wait(self) -> None:
         """Wait until a stop is requested."""
