@@ -43,7 +43,8 @@ async def test_register_report_health_on_postgres(
     assert sup.store.shared and sup.is_leader() in (True, False)
     node = NodeSim(channel_to(sup.address), "n1", agent_addr="127.0.0.1:7000")
     assert (await node.register()).success
-    request = node.report_request(power=2, realm_sync_version=2**64 - 1)
+    # The largest version the boundary admits (storable by every backend; beyond is INVALID_ARGUMENT).
+    request = node.report_request(power=2, realm_sync_version=2**63 - 1)
     resp = await node.stub.Report(request)
     assert resp.received and resp.next_report_interval_secs == 2
     with pytest.raises(grpc.aio.AioRpcError) as info:
@@ -52,7 +53,7 @@ async def test_register_report_health_on_postgres(
     assert (await node.health()).healthy
     record = await sup.registry.get("n1")
     assert record is not None and record.online and record.reports == 1 and record.power_reserve_level == 2
-    assert record.realm_sync_version == 2**64 - 1 and record.registration.location == "rack 4"
+    assert record.realm_sync_version == 2**63 - 1 and record.registration.location == "rack 4"
     assert record.metrics is not None and record.metrics.cpu_usage_percent == 12.5
     assert [n.node_id for n in await sup.registry.nodes()] == ["n1"]
     with pytest.raises(grpc.aio.AioRpcError) as info:
