@@ -12,8 +12,8 @@ from supervit import ConfigError
 from supervit.auth import SharedSecret
 from supervit.client import SupervitClient
 from supervit.config import load_node_config
+from supervit.testing import SupervisorDouble
 from tests.client.conftest import fast_config
-from tests.client.supervisor_double import SupervisorDouble
 from tests.conftest import SECRET_HEX
 
 MakeClient = Callable[..., SupervitClient]
