@@ -96,18 +96,19 @@ async def test_directive_enqueued_on_one_replica_is_delivered_once(
         await admin.enqueue_directive("n1", supervisor_pb2.REQUEST_FULL_REPORT)
     await admin.enqueue_directive("n1", supervisor_pb2.ADJUST_INTERVAL, "7")
     delivered: list[int] = []
-    intervals: list[int] = []
     rounds = 0
     while await b.directives.pending("n1") and rounds < 40:
         # Both race for the same oldest directive: the loser of the row delivers nothing this time.
         responses = await asyncio.gather(node_a.report(), node_b.report())
         delivered += [r.directive.type for r in responses if r.HasField("directive")]
-        intervals += [r.next_report_interval_secs for r in responses]
         rounds += 1
     assert sorted(delivered) == sorted([supervisor_pb2.REQUEST_FULL_REPORT] * 10 + [supervisor_pb2.ADJUST_INTERVAL])
-    assert intervals[-1] == 7 and await b.directives.pending("n1") == []
+    assert await b.directives.pending("n1") == []
+    # The override sticks whichever replica answers next (the racing report of the last round
+    # may have committed before the directive was taken).
+    assert (await node_b.report()).next_report_interval_secs == 7
     record = await a.registry.get("n1")
-    assert record is not None and record.interval_override == 7 and record.reports == 2 * rounds
+    assert record is not None and record.interval_override == 7 and record.reports == 2 * rounds + 1
 
 
 async def test_catalog_and_leadership_move_between_replicas(
