@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from supervit.cli._runtime import setup_logging, tune_for_serving
+from supervit.cli._runtime import setup_logging
 from supervit.config import load_node_config, python_log_level
 from supervit.node import ClientWiring, NodeDaemon, ReportingClient
 
@@ -54,6 +54,5 @@ def node(config_path: Path) -> None:
     logs go to stderr. Invalid configuration: one line naming the key, exit 2, nothing started.
     """
     config = load_node_config(config_path)
-    tune_for_serving()
     setup_logging(python_log_level(config.supervisord.log_level))
     asyncio.run(NodeDaemon(config, client_factory=_supervit_client).run(on_ready=_announce))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from supervit.cli._runtime import setup_logging, tune_for_serving
+from supervit.cli._runtime import setup_logging
 from supervit.supervisor import Supervisor, load_supervisor_config
 
 __all__ = ["ADMIN_LISTENING_PREFIX", "LISTENING_PREFIX", "supervisor"]
@@ -45,6 +45,5 @@ def supervisor(config_path: Path) -> None:
     cleanly on SIGTERM/SIGINT. Invalid configuration: one line naming the key, exit 2.
     """
     config = load_supervisor_config(config_path)
-    tune_for_serving()
     setup_logging(config.python_log_level)
     asyncio.run(Supervisor(config).run(on_ready=_announce))

@@ -29,7 +29,7 @@ from supervit.inventory import ServiceCollector, ServiceInfo, ServiceState
 from supervit.metrics import MetricsProvider, SystemMetricsCollector
 from supervit.node._auth_service import AuthService, add_supervised_service
 from supervit.node._supervisord import Supervisord
-from supervit.rpc import RpcServer, ServerTLS
+from supervit.rpc import RpcServer, ServerTLS, tune_for_serving
 from supervit.storage import ConfigStore, Database, RealmStore, open_node_database
 
 __all__ = ["ClientWiring", "NodeDaemon", "ReportingClient", "ReportingClientFactory", "services_from_config"]
@@ -112,8 +112,10 @@ class NodeDaemon:
         metrics: MetricsProvider | None = None,
         client_factory: ReportingClientFactory | None = None,
         clock: Callable[[], float] = time.time,
+        tune_process: bool = True,
     ) -> None:
         self.config = config
+        self._tune_process = tune_process
         self.service_collector = ServiceCollector(services_from_config(config))
         self._metrics = metrics
         self._client_factory = client_factory
@@ -152,8 +154,11 @@ class NodeDaemon:
     async def start(self) -> int:
         """Open the stores, start serving and the optional client; return the bound port.
 
-        On failure everything opened so far is closed again before the error propagates.
+        On failure everything opened so far is closed again before the error propagates. Unless
+        built with ``tune_process=False`` it applies :func:`~supervit.rpc.tune_for_serving` first.
         """
+        if self._tune_process:
+            tune_for_serving()
         sd = self.config.supervisord
         try:
             self._db = await open_node_database(sd.data_dir)

@@ -12,12 +12,14 @@ from supervit.rpc._limits import (
 )
 from supervit.rpc._refusals import RefusalLog
 from supervit.rpc._server import DEFAULT_MAX_CONCURRENT_RPCS, DEFAULT_MAX_MESSAGE_BYTES, RpcServer, ServerTLS
+from supervit.rpc._tuning import SERVER_SWITCH_INTERVAL_SECS, tune_for_serving
 
 __all__ = [
     "ADMIN_LIMITS",
     "DEFAULT_MAX_CONCURRENT_RPCS",
     "DEFAULT_MAX_MESSAGE_BYTES",
     "MAX_STORABLE_INT",
+    "SERVER_SWITCH_INTERVAL_SECS",
     "SUPERVISED_LIMITS",
     "SUPERVISOR_LIMITS",
     "RefusalLog",
@@ -30,4 +32,5 @@ __all__ = [
     "current_request_bytes",
     "default_limits",
     "service_handler",
+    "tune_for_serving",
 ]

@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from supervit._exceptions import StorageError
 from supervit.auth import CredentialVerifier
-from supervit.rpc import SUPERVISOR_LIMITS, RpcServer, ServerTLS
+from supervit.rpc import SUPERVISOR_LIMITS, RpcServer, ServerTLS, tune_for_serving
 from supervit.supervisor._admin import ADMIN_SERVICE, AdminService
 from supervit.supervisor._backends import open_store
 from supervit.supervisor._config import SupervisorConfig, split_host_port
@@ -59,9 +59,12 @@ class Supervisor:
         await supervisor.stop()
     """
 
-    def __init__(self, config: SupervisorConfig, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, config: SupervisorConfig, *, clock: Callable[[], float] = time.time, tune_process: bool = True
+    ) -> None:
         self.config = config
         self._clock = clock
+        self._tune_process = tune_process
         self._store: SupervisorStore | None = None
         self._server: RpcServer | None = None
         self._admin_server: RpcServer | None = None
@@ -118,7 +121,12 @@ class Supervisor:
     # -- lifecycle --------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open the store, bind both servers and start the sweep; raises on any failure."""
+        """Open the store, bind both servers and start the sweep; raises on any failure.
+
+        Unless built with ``tune_process=False`` it applies :func:`~supervit.rpc.tune_for_serving` first.
+        """
+        if self._tune_process:
+            tune_for_serving()
         cfg = self.config
         try:
             clock = self._clock

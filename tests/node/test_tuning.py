@@ -1,0 +1,43 @@
+"""Daemons apply their process tuning themselves, so an embedded daemon behaves like the CLI's."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from supervit.node import NodeDaemon
+from supervit.rpc import SERVER_SWITCH_INTERVAL_SECS
+from tests.node.test_daemon import make_config
+
+
+@pytest.fixture
+def default_switch_interval() -> Iterator[None]:
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(0.005)
+    yield
+    sys.setswitchinterval(before)
+
+
+@pytest.mark.usefixtures("default_switch_interval")
+async def test_node_daemon_start_shortens_the_gil_switch_interval(tmp_path: Path) -> None:
+    """NodeDaemon.start() applies tune_for_serving (0.5 ms switch interval)."""
+    daemon = NodeDaemon(make_config(tmp_path), metrics=None)
+    await daemon.start()
+    try:
+        assert sys.getswitchinterval() == pytest.approx(SERVER_SWITCH_INTERVAL_SECS)
+    finally:
+        await daemon.stop()
+
+
+@pytest.mark.usefixtures("default_switch_interval")
+async def test_tuning_can_be_declined(tmp_path: Path) -> None:
+    """tune_process=False leaves the host program's interpreter settings alone."""
+    daemon = NodeDaemon(make_config(tmp_path), tune_process=False)
+    await daemon.start()
+    try:
+        assert sys.getswitchinterval() == pytest.approx(0.005)
+    finally:
+        await daemon.stop()
