@@ -41,3 +41,14 @@ async def test_tuning_can_be_declined(tmp_path: Path) -> None:
         assert sys.getswitchinterval() == pytest.approx(0.005)
     finally:
         await daemon.stop()
+
+
+async def test_daemon_is_an_async_context_manager(tmp_path: Path) -> None:
+    """`async with NodeDaemon(...)` starts serving and stops on exit (idempotent with stop())."""
+    async with NodeDaemon(make_config(tmp_path), tune_process=False) as daemon:
+        assert daemon.port
+        port = daemon.port
+    await daemon.stop()
+    # Stopped for good: the data dir is free again for a new daemon.
+    async with NodeDaemon(make_config(tmp_path), tune_process=False) as again:
+        assert again.port and port

@@ -279,6 +279,14 @@ class NodeDaemon:
     async def _on_shutdown_directive(self, reason: str) -> None:
         self.request_stop(None, "GRACEFUL_SHUTDOWN directive" + (f" ({reason})" if reason else ""))
 
+    async def __aenter__(self) -> NodeDaemon:
+        """:meth:`start`, then the daemon serves until the block ends (then :meth:`stop`)."""
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
     async def stop(self, grace: float | None = None) -> None:
         """Stop the client, the server (in-flight RPCs get ``grace`` seconds) and close the stores.
 

@@ -40,10 +40,15 @@ class AdminClient:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        await self.close()
+        await self.stop()
+
+    async def stop(self) -> None:
+        """Close the channel (the one stop verb of every supervit client and daemon)."""
+        await self._channel.close(None)
 
     async def close(self) -> None:
-        await self._channel.close(None)
+        """Alias of :meth:`stop`."""
+        await self.stop()
 
     async def _call(self, method: str, request: Any) -> Any:
         request.credential.CopyFrom(self._signer.credential(admin_payload(request)))

@@ -258,6 +258,14 @@ class Supervisor:
                 loop.remove_signal_handler(sig)
             await self.stop()
 
+    async def __aenter__(self) -> Supervisor:
+        """:meth:`start`, then the daemon serves until the block ends (then :meth:`stop`)."""
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
     async def stop(self, grace: float | None = None) -> None:
         """Stop serving (in-flight calls get ``grace`` seconds), cancel pushes, close the store."""
         grace = self.config.server.shutdown_grace_secs if grace is None else grace
