@@ -21,7 +21,7 @@ FULL: dict[str, list[str]] = {
     "bench_realm_paging": [],
     "bench_node_rpc": ["--duration", "8", "--rounds", "5", "--client-mode", "stub,raw"],
     "bench_supervisor_ingest": ["--duration", "8", "--rounds", "5", "--client-mode", "stub,raw"],
-    "bench_fleet": ["--nodes", "10000", "--interval", "10", "--duration", "60"],
+    "bench_fleet": ["--nodes", "10000", "--interval", "10", "--duration", "5m"],
     "bench_footprint": ["--duration", "60"],
 }
 QUICK: dict[str, list[str]] = {
@@ -40,7 +40,7 @@ QUICK: dict[str, list[str]] = {
         "--concurrency",
         "4",
     ],
-    "bench_fleet": ["--nodes", "50", "--interval", "1", "--duration", "2", "--processes", "1"],
+    "bench_fleet": ["--nodes", "50", "--interval", "1", "--duration", "2", "--window", "1", "--processes", "1"],
     "bench_footprint": ["--duration", "2", "--settle", "1"],
 }
 
