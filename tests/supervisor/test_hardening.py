@@ -17,6 +17,7 @@ from typing import Any
 import grpc
 import pytest
 
+from supervit import ConfigError
 from supervit.auth import Action, build_payload, registration_fingerprint
 from supervit.protocol import supervisor_pb2
 from supervit.supervisor import SUPERVISOR_DB_FILENAME, _ingest
@@ -264,3 +265,33 @@ async def test_stored_requests_drop_unknown_fields(tmp_path: Path, started: Star
     record = await sup.registry.get("n1")
     assert record is not None
     assert b"junk!" not in record.registration.SerializePartialToString()
+
+
+async def test_a_second_supervisor_on_the_same_data_dir_refuses_to_start(tmp_path: Path, started: Started) -> None:
+    first = await started(make_config(tmp_path))
+    with pytest.raises(ConfigError) as info:
+        await started(make_config(tmp_path))
+    assert info.value.key == "server.data_dir"
+    assert "in use by another supervit process" in str(info.value)
+    await first.stop(0)
+    await started(make_config(tmp_path))  # released on stop
+
+
+async def test_security_overrides_apply_and_unknown_keys_are_refused(
+    tmp_path: Path, started: Started, channel_to: Channels
+) -> None:
+    config = make_config(tmp_path, security={"max_bytes": {"RegisterNodeRequest.name": 4}, "max_concurrent_rpcs": 8})
+    assert config.service_limits.max_bytes["RegisterNodeRequest.name"] == 4
+    sup = await started(config)
+    node = NodeSim(channel_to(sup.address), "n1")
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await node.register(name="too long")
+    assert info.value.details() == "RegisterNodeRequest.name is longer than 4 bytes"
+    assert (await node.register(name="ok")).success
+    for key, table in (("Nope.name", "max_bytes"), ("RegisterNodeRequest.name", "max_count")):
+        with pytest.raises(ConfigError) as refused:
+            make_config(tmp_path, security={table: {key: 1}})
+        assert refused.value.key == f"security.{table}.{key}"
+    with pytest.raises(ConfigError) as refused:
+        make_config(tmp_path, security={"max_concurrent_rpcs": 0})
+    assert refused.value.key == "security.max_concurrent_rpcs"

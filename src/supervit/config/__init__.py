@@ -11,11 +11,13 @@ from supervit.config._node import (
     load_node_config,
     python_log_level,
 )
+from supervit.config._security import SecuritySection
 
 __all__ = [
     "ENV_PREFIX",
     "ClientSection",
     "NodeConfig",
+    "SecuritySection",
     "ServiceSection",
     "SupervisorSection",
     "SupervisordSection",

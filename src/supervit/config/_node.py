@@ -17,6 +17,7 @@ from supervit._exceptions import ConfigError
 from supervit.auth import SharedSecret
 from supervit.config._client import SupervitConfig
 from supervit.config._loader import apply_env, build, read_toml
+from supervit.config._security import SecuritySection
 from supervit.metrics import POWER_MODELS
 from supervit.protocol import common_pb2
 
@@ -110,6 +111,8 @@ class SupervisorSection:
     backoff_cap_secs: float = 60
     rpc_timeout_secs: float = 10
     keepalive_secs: float = 30
+    # Trust boundary (issue 10, docs/security.md): [supervisor.security].
+    security: SecuritySection = field(default_factory=SecuritySection)
 
 
 @dataclass
@@ -215,6 +218,7 @@ class NodeConfig:
                 raise ConfigError(f"{pre}.{name}", f"file not found: {path}")
         if sd.shutdown_grace_secs < 0:
             raise ConfigError(f"{pre}.shutdown_grace_secs", "must be >= 0")
+        self.supervisor.security.validate("supervisor.security")
         names: set[str] = set()
         for i, svc in enumerate(sd.services):
             key = f"{pre}.services[{i}]"

@@ -22,7 +22,7 @@ from google.protobuf.message import Message
 from supervit._exceptions import AuthError, StorageError
 from supervit.auth import DEFAULT_WINDOW_SECS, CredentialVerifier, NonceStorage, SharedSecret, request_payload
 from supervit.protocol import supervised_pb2, supervised_pb2_grpc
-from supervit.rpc import RpcServer, abort_for, service_handler
+from supervit.rpc import RefusalLog, RpcServer, ServiceLimits, abort_for, service_handler
 
 __all__ = ["SUPERVISED_SERVICE", "AuthService", "add_supervised_service"]
 
@@ -76,6 +76,7 @@ class AuthService(supervised_pb2_grpc.SupervisedServiceServicer):
         self.service = service
         self.node_id = node_id
         self.verifier = CredentialVerifier(_secrets(shared_secret), nonce_storage, max_clock_skew_secs, clock=clock)
+        self._refusals = RefusalLog(log)
 
     async def authenticate(self, request: Any, context: Ctx) -> None:
         """Verify ``request.credential`` or abort the RPC (UNAUTHENTICATED / INTERNAL)."""
@@ -84,7 +85,7 @@ class AuthService(supervised_pb2_grpc.SupervisedServiceServicer):
         except (AuthError, StorageError) as exc:
             # Log the refusal without the credential itself: the nonce is harmless but the
             # peer and the reason are what an operator needs.
-            log.info("refused %s from %s: %s", type(request).__name__, context.peer(), exc)
+            self._refusals.note(str(exc), "refused %s from %s: %s", type(request).__name__, context.peer(), exc)
             await abort_for(context, exc)
 
     async def UpdateConfig(
@@ -148,15 +149,18 @@ class AuthService(supervised_pb2_grpc.SupervisedServiceServicer):
 
 
 def add_supervised_service(
-    server: RpcServer | grpc.aio.Server, service: supervised_pb2_grpc.SupervisedServiceServicer
+    server: RpcServer | grpc.aio.Server,
+    service: supervised_pb2_grpc.SupervisedServiceServicer,
+    limits: ServiceLimits | None = None,
 ) -> None:
     """Serve ``service`` as ``supervisor.v1.SupervisedService`` on ``server``.
 
     Uses the bytes-parsing handler, so malformed or incomplete requests get ``INVALID_ARGUMENT``
-    naming the problem. On an :class:`RpcServer` the service is also listed in health and
+    naming the problem, and every request is checked against ``limits`` (default: supervit's
+    table, :data:`~supervit.rpc.SUPERVISED_LIMITS`). On an :class:`RpcServer` the service is also listed in health and
     reflection. Pass an :class:`AuthService` unless the caller checks credentials itself.
     """
     if isinstance(server, RpcServer):
-        server.add_service(SUPERVISED_SERVICE, service)
+        server.add_service(SUPERVISED_SERVICE, service, limits)
     else:
-        server.add_generic_rpc_handlers((service_handler(SUPERVISED_SERVICE, service),))
+        server.add_generic_rpc_handlers((service_handler(SUPERVISED_SERVICE, service, limits),))

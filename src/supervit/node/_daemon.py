@@ -29,8 +29,8 @@ from supervit.inventory import ServiceCollector, ServiceInfo, ServiceState
 from supervit.metrics import MetricsProvider, SystemMetricsCollector
 from supervit.node._auth_service import AuthService, add_supervised_service
 from supervit.node._supervisord import Supervisord
-from supervit.rpc import RpcServer, ServerTLS, tune_for_serving
-from supervit.storage import ConfigStore, Database, RealmStore, open_node_database
+from supervit.rpc import SUPERVISED_LIMITS, RpcServer, ServerTLS, tune_for_serving, with_overrides
+from supervit.storage import ConfigStore, Database, DataDirLock, RealmStore, open_node_database
 
 __all__ = ["ClientWiring", "NodeDaemon", "ReportingClient", "ReportingClientFactory", "services_from_config"]
 
@@ -121,6 +121,7 @@ class NodeDaemon:
         self._client_factory = client_factory
         self._clock = clock
         self._db: Database | None = None
+        self._lock: DataDirLock | None = None
         self._nonces: NonceStorage | None = None
         self._rpc: RpcServer | None = None
         self._client: ReportingClient | None = None
@@ -161,6 +162,7 @@ class NodeDaemon:
             tune_for_serving()
         sd = self.config.supervisord
         try:
+            self._lock = DataDirLock.acquire(sd.data_dir, key="supervisor.supervisord.data_dir")
             self._db = await open_node_database(sd.data_dir)
             self._nonces = await SqliteNonceStorage.open(sd.data_dir)
             realms = RealmStore(self._db, clock=self._clock)
@@ -196,8 +198,21 @@ class NodeDaemon:
             tls = ServerTLS(sd.tls_cert, sd.tls_key, sd.tls_client_ca) if sd.tls_cert and sd.tls_key else None
             # grpc enables SO_REUSEPORT by default, which would let a second node silently share
             # the port with a running one; a daemon must fail loudly instead ("address in use").
-            self._rpc = RpcServer(max_message_bytes=sd.max_message_bytes, tls=tls)
-            add_supervised_service(self._rpc, service)
+            security = self.config.supervisor.security
+            (limits,) = with_overrides(
+                (SUPERVISED_LIMITS,),
+                max_request_bytes={SUPERVISED_LIMITS.service: security.max_request_bytes},
+                max_bytes=security.max_bytes,
+                max_count=security.max_count,
+                key_prefix="supervisor.security",
+            )
+            self._rpc = RpcServer(
+                max_message_bytes=sd.max_message_bytes,
+                max_receive_bytes=limits.max_request_bytes,
+                maximum_concurrent_rpcs=security.max_concurrent_rpcs,
+                tls=tls,
+            )
+            add_supervised_service(self._rpc, service, limits)
             self.port = await self._rpc.start(self.config.listen_addr)
             mode = "plaintext" if tls is None else ("mTLS" if tls.client_ca else "TLS")
             log.info(
@@ -329,5 +344,10 @@ class NodeDaemon:
                 if nonces is not None:
                     await nonces.close()
             finally:
-                if db is not None:
-                    await db.close()
+                try:
+                    if db is not None:
+                        await db.close()
+                finally:
+                    lock, self._lock = self._lock, None
+                    if lock is not None:
+                        lock.release()

@@ -9,6 +9,7 @@ from supervit.rpc._limits import (
     RequestValidator,
     ServiceLimits,
     default_limits,
+    with_overrides,
 )
 from supervit.rpc._refusals import RefusalLog
 from supervit.rpc._server import DEFAULT_MAX_CONCURRENT_RPCS, DEFAULT_MAX_MESSAGE_BYTES, RpcServer, ServerTLS
@@ -33,4 +34,5 @@ __all__ = [
     "default_limits",
     "service_handler",
     "tune_for_serving",
+    "with_overrides",
 ]

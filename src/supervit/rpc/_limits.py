@@ -21,7 +21,7 @@ is walked with ``ListFields()`` (set fields only), so the hot path does no refle
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -41,6 +41,7 @@ __all__ = [
     "RequestValidator",
     "ServiceLimits",
     "default_limits",
+    "with_overrides",
 ]
 
 DEFAULT_STRING_BYTES = 256
@@ -73,32 +74,6 @@ class ServiceLimits:
     default_repeated: int = DEFAULT_REPEATED
     max_uint64: int = MAX_STORABLE_INT
     """Ceiling of every uint64 field: what the storage behind the service holds losslessly."""
-
-    def with_overrides(
-        self,
-        *,
-        max_request_bytes: int | None = None,
-        max_bytes: Mapping[str, int] | None = None,
-        max_count: Mapping[str, int] | None = None,
-        key_prefix: str = "security",
-    ) -> ServiceLimits:
-        """A copy with configured overrides; unknown or mistyped keys are :class:`ConfigError`."""
-        strings, repeated = _field_kinds(self.service)
-        for table, kinds, what in ((max_bytes, strings, "string"), (max_count, repeated, "repeated")):
-            for key, value in (table or {}).items():
-                name = f"{key_prefix}.{'max_bytes' if what == 'string' else 'max_count'}.{key}"
-                if key not in kinds:
-                    raise ConfigError(name, f"not a {what} field of {self.service} (Message.field)")
-                if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                    raise ConfigError(name, f"must be a non-negative integer, got {value!r}")
-        if max_request_bytes is not None and max_request_bytes < 1024:
-            raise ConfigError(f"{key_prefix}.max_request_bytes", "must be at least 1024")
-        return replace(
-            self,
-            max_request_bytes=self.max_request_bytes if max_request_bytes is None else max_request_bytes,
-            max_bytes={**self.max_bytes, **(max_bytes or {})},
-            max_count={**self.max_count, **(max_count or {})},
-        )
 
 
 # -- the tables (docs/security.md mirrors them) --------------------------------------------------
@@ -172,6 +147,39 @@ ADMIN_LIMITS = ServiceLimits(
 """``supervit.admin.v1.SupervisorAdmin`` (the supervisor's operator API)."""
 
 _DEFAULTS = {limits.service: limits for limits in (SUPERVISOR_LIMITS, SUPERVISED_LIMITS, ADMIN_LIMITS)}
+
+
+def with_overrides(
+    bases: Sequence[ServiceLimits],
+    *,
+    max_request_bytes: Mapping[str, int | None] | None = None,
+    max_bytes: Mapping[str, int] | None = None,
+    max_count: Mapping[str, int] | None = None,
+    key_prefix: str = "security",
+) -> tuple[ServiceLimits, ...]:
+    """``bases`` with configured overrides applied (each entry to the services that have the field).
+
+    ``max_request_bytes`` is keyed by service full name. A ``"Message.field"`` key no service of
+    ``bases`` has (as a string, respectively repeated, field) is a :class:`ConfigError` naming it.
+    """
+    kinds = {base.service: _field_kinds(base.service) for base in bases}
+    for table, index, name, what in ((max_bytes, 0, "max_bytes", "string"), (max_count, 1, "max_count", "repeated")):
+        for key in table or {}:
+            if not any(key in k[index] for k in kinds.values()):
+                raise ConfigError(f"{key_prefix}.{name}.{key}", f"not a {what} field of a request (Message.field)")
+    result = []
+    for base in bases:
+        strings, repeated = kinds[base.service]
+        size = (max_request_bytes or {}).get(base.service)
+        result.append(
+            replace(
+                base,
+                max_request_bytes=base.max_request_bytes if size is None else size,
+                max_bytes={**base.max_bytes, **{k: v for k, v in (max_bytes or {}).items() if k in strings}},
+                max_count={**base.max_count, **{k: v for k, v in (max_count or {}).items() if k in repeated}},
+            )
+        )
+    return tuple(result)
 
 
 def default_limits(service: str) -> ServiceLimits | None:

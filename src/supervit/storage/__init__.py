@@ -3,13 +3,16 @@
 from supervit.storage._batch import WriteBatcher
 from supervit.storage._config_store import ConfigStore, validate_config_value
 from supervit.storage._db import Database, Migration
+from supervit.storage._lock import LOCK_FILE_NAME, DataDirLock
 from supervit.storage._realms import Realm, RealmPage, RealmStatus, RealmStore
 from supervit.storage._schema import NODE_DB_FILENAME, NODE_MIGRATIONS, open_node_database
 
 __all__ = [
+    "LOCK_FILE_NAME",
     "NODE_DB_FILENAME",
     "NODE_MIGRATIONS",
     "ConfigStore",
+    "DataDirLock",
     "Database",
     "Migration",
     "Realm",

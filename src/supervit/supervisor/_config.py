@@ -19,7 +19,8 @@ from typing import Any
 
 from supervit._exceptions import ConfigError
 from supervit.auth import SharedSecret
-from supervit.config import apply_env, build, read_toml
+from supervit.config import SecuritySection, apply_env, build, read_toml
+from supervit.rpc import ADMIN_LIMITS, SUPERVISOR_LIMITS, ServiceLimits, with_overrides
 
 __all__ = [
     "AdminSection",
@@ -34,7 +35,7 @@ __all__ = [
 _LOG_LEVELS = ("trace", "debug", "info", "warn", "warning", "error", "critical")
 _SYNCHRONOUS = ("FULL", "NORMAL")
 _MAX_INTERVAL_SECS = 86_400
-_TABLES = ("server", "fleet", "node_secrets", "nodes", "admin", "push")
+_TABLES = ("server", "fleet", "node_secrets", "nodes", "admin", "push", "security")
 
 
 @dataclass
@@ -111,6 +112,8 @@ class _SupervisorFile:
     nodes: dict[str, NodeOverride] = field(default_factory=dict)
     admin: AdminSection = field(default_factory=AdminSection)
     push: PushSection = field(default_factory=PushSection)
+    # Trust boundary (issue 10, docs/security.md).
+    security: SecuritySection = field(default_factory=SecuritySection)
 
 
 @dataclass
@@ -126,10 +129,14 @@ class SupervisorConfig:
     nodes: dict[str, NodeOverride] = field(default_factory=dict)
     admin: AdminSection = field(default_factory=AdminSection)
     push: PushSection = field(default_factory=PushSection)
+    security: SecuritySection = field(default_factory=SecuritySection)
     source: Path | None = None
     _fleet_secret: SharedSecret | None = field(default=None, init=False, repr=False)
     _node_secrets: dict[str, tuple[SharedSecret, ...]] = field(default_factory=dict, init=False, repr=False)
     _admin_secret: SharedSecret | None = field(default=None, init=False, repr=False)
+    _limits: tuple[ServiceLimits, ServiceLimits] = field(
+        default=(SUPERVISOR_LIMITS, ADMIN_LIMITS), init=False, repr=False
+    )
 
     # -- secrets ----------------------------------------------------------------------------
 
@@ -253,6 +260,32 @@ class SupervisorConfig:
             if path is not None and not Path(path).is_file():
                 raise ConfigError(f"push.{name}", f"file not found: {path}")
 
+        self._limits = self._build_limits()
+
+    def _build_limits(self) -> tuple[ServiceLimits, ServiceLimits]:
+        sec = self.security
+        sec.validate("security")
+        service, admin = with_overrides(
+            (SUPERVISOR_LIMITS, ADMIN_LIMITS),
+            max_request_bytes={
+                SUPERVISOR_LIMITS.service: sec.max_request_bytes,
+                ADMIN_LIMITS.service: sec.admin_max_request_bytes,
+            },
+            max_bytes=sec.max_bytes,
+            max_count=sec.max_count,
+        )
+        return service, admin
+
+    @property
+    def service_limits(self) -> ServiceLimits:
+        """SupervisorService's limits table with the ``[security]`` overrides."""
+        return self._limits[0]
+
+    @property
+    def admin_limits(self) -> ServiceLimits:
+        """The admin service's limits table with the ``[security]`` overrides."""
+        return self._limits[1]
+
     def _all_node_secrets(self) -> list[SharedSecret]:
         found = [] if self._fleet_secret is None else [self._fleet_secret]
         for secrets in self._node_secrets.values():
@@ -368,6 +401,7 @@ def load_supervisor_config(
         nodes=parsed.nodes,
         admin=parsed.admin,
         push=parsed.push,
+        security=parsed.security,
         source=Path(path) if path is not None else None,
     )
     config.validate()

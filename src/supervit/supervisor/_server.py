@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from supervit._exceptions import StorageError
 from supervit.auth import CredentialVerifier
-from supervit.rpc import SUPERVISOR_LIMITS, RpcServer, ServerTLS, tune_for_serving
+from supervit.rpc import RpcServer, ServerTLS, tune_for_serving
 from supervit.supervisor._admin import ADMIN_SERVICE, AdminService
 from supervit.supervisor._backends import open_store
 from supervit.supervisor._config import SupervisorConfig, split_host_port
@@ -143,9 +143,16 @@ class Supervisor:
             tls = ServerTLS(srv.tls_cert, srv.tls_key, srv.tls_client_ca) if srv.tls_cert and srv.tls_key else None
             # grpc enables SO_REUSEPORT by default: a second supervisor on the same port would then
             # silently share it (and split the fleet between two registries). Fail loudly instead.
-            self._server = RpcServer(max_message_bytes=srv.max_message_bytes, tls=tls, options=_NO_REUSEPORT)
-            # PostgreSQL stores uint64 values losslessly (numeric); SQLite only up to 2**63 - 1.
-            limits = replace(SUPERVISOR_LIMITS, max_uint64=2**64 - 1) if store.shared else SUPERVISOR_LIMITS
+            limits = cfg.service_limits
+            if store.shared:  # PostgreSQL stores uint64 values losslessly (numeric); SQLite up to 2**63 - 1
+                limits = replace(limits, max_uint64=2**64 - 1)
+            self._server = RpcServer(
+                max_message_bytes=srv.max_message_bytes,
+                max_receive_bytes=limits.max_request_bytes,
+                maximum_concurrent_rpcs=cfg.security.max_concurrent_rpcs,
+                tls=tls,
+                options=_NO_REUSEPORT,
+            )
             self._server.add_service(SUPERVISOR_SERVICE, service, limits)
             port = await self._server.start(srv.listen)
             self.address = _with_port(srv.listen, port)
@@ -154,8 +161,12 @@ class Supervisor:
                     cfg.admin_secret, nonces, cfg.server.max_clock_skew_secs, clock=clock
                 )
                 admin = AdminService(registry, catalog, pusher, directives, admin_verifier, clock=clock, ingest=ingest)
-                self._admin_server = RpcServer(options=_NO_REUSEPORT)
-                self._admin_server.add_service(ADMIN_SERVICE, admin)
+                self._admin_server = RpcServer(
+                    max_receive_bytes=cfg.admin_limits.max_request_bytes,
+                    maximum_concurrent_rpcs=cfg.security.max_concurrent_rpcs,
+                    options=_NO_REUSEPORT,
+                )
+                self._admin_server.add_service(ADMIN_SERVICE, admin, cfg.admin_limits)
                 admin_port = await self._admin_server.start(cfg.admin.listen)
                 self.admin_address = _with_port(cfg.admin.listen, admin_port)
             else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from supervit.storage import Database
+from supervit.storage import Database, DataDirLock
 from supervit.supervisor._catalog import RealmCatalog
 from supervit.supervisor._config import SupervisorConfig
 from supervit.supervisor._directives import DirectiveQueue
@@ -26,6 +26,7 @@ class SqliteStore:
 
     def __init__(self, db: Database, *, clock: Callable[[], float] = time.time) -> None:
         self.database = db
+        self._lock: DataDirLock | None = None
         self.registry = NodeRegistry(db, clock=clock)
         self.catalog = RealmCatalog(db, clock=clock)
         self.ingest = ReportIngest(self.registry, clock=clock)
@@ -37,13 +38,19 @@ class SqliteStore:
     @classmethod
     async def open(cls, config: SupervisorConfig, *, clock: Callable[[], float] = time.time) -> SqliteStore:
         """Open ``[server] data_dir``/supervisor.db, load the catalog and the ingest state."""
-        db = await open_supervisor_database(config.server.data_dir, synchronous=config.server.sqlite_synchronous)
+        lock = DataDirLock.acquire(config.server.data_dir, key="server.data_dir")  # one process per file
+        try:
+            db = await open_supervisor_database(config.server.data_dir, synchronous=config.server.sqlite_synchronous)
+        except BaseException:
+            lock.release()
+            raise
         store = cls(db, clock=clock)
+        store._lock = lock
         try:
             await store.catalog.load()
             await store.ingest.load()
         except BaseException:
-            await db.close()
+            await store.close()
             raise
         return store
 
@@ -63,4 +70,9 @@ class SqliteStore:
         try:
             await self.ingest.flush()
         finally:
-            await self.database.close()
+            try:
+                await self.database.close()
+            finally:
+                if self._lock is not None:
+                    self._lock.release()
+                    self._lock = None
