@@ -26,39 +26,39 @@ from . import common_pb2 as common__pb2
 from . import supervisor_pb2 as supervisor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14supervit_admin.proto\x12\x11supervit.admin.v1\x1a\x0c\x63ommon.proto\x1a\x10supervisor.proto\"\xf6\x04\n\x0bNodeSummary\x12\x0f\n\x07node_id\x18\x01 \x02(\t\x12\x0c\n\x04name\x18\x02 \x02(\t\x12\r\n\x05state\x18\x03 \x02(\t\x12\x12\n\nagent_addr\x18\x04 \x02(\t\x12\x0f\n\x07version\x18\x05 \x02(\t\x12\x14\n\x0clocation_tag\x18\x06 \x02(\t\x12\x10\n\x08location\x18\x07 \x01(\t\x12\x14\n\x0cservice_tags\x18\x08 \x03(\t\x12@\n\x13\x61\x64vertised_services\x18\t \x03(\x0b\x32#.supervisor.v1.ServiceAdvertisement\x12\x15\n\rregistered_at\x18\n \x02(\x03\x12\x1b\n\x13\x66irst_registered_at\x18\x0b \x02(\x03\x12\x16\n\x0elast_report_at\x18\x0c \x01(\x03\x12\x15\n\roffline_since\x18\r \x01(\x03\x12\x1b\n\x13power_reserve_level\x18\x0e \x01(\r\x12-\n\x07metrics\x18\x0f \x01(\x0b\x32\x1c.supervisor.v1.SystemMetrics\x12.\n\x08services\x18\x10 \x03(\x0b\x32\x1c.supervisor.v1.ServiceStatus\x12\x1a\n\x12realm_sync_version\x18\x11 \x02(\x04\x12\x1e\n\x16pushed_catalog_version\x18\x12 \x02(\x04\x12\x10\n\x08sync_lag\x18\x13 \x02(\x04\x12\x14\n\x0clast_push_at\x18\x14 \x01(\x03\x12\x17\n\x0flast_push_error\x18\x15 \x01(\t\x12\x1c\n\x14report_interval_secs\x18\x16 \x02(\x05\x12\x1a\n\x12pending_directives\x18\x17 \x02(\r\"F\n\x10ListNodesRequest\x12\x32\n\ncredential\x18\x01 \x02(\x0b\x32\x1e.supervisor.v1.NonceCredential\"u\n\x11ListNodesResponse\x12-\n\x05nodes\x18\x01 \x03(\x0b\x32\x1e.supervit.admin.v1.NodeSummary\x12\x18\n\x10server_timestamp\x18\x02 \x02(\x03\x12\x17\n\x0f\x63\x61talog_version\x18\x03 \x02(\x04\"\x9b\x01\n\x17\x45nqueueDirectiveRequest\x12\x0f\n\x07node_id\x18\x01 \x02(\t\x12*\n\x04type\x18\x02 \x02(\x0e\x32\x1c.supervisor.v1.DirectiveType\x12\x0f\n\x07payload\x18\x03 \x01(\t\x12\x32\n\ncredential\x18\x04 \x02(\x0b\x32\x1e.supervisor.v1.NonceCredential\"B\n\x18\x45nqueueDirectiveResponse\x12\x10\n\x08position\x18\x01 \x02(\r\x12\x14\n\x0c\x64irective_id\x18\x02 \x02(\x04\"\xbe\x01\n\x0c\x43\x61talogRealm\x12\x10\n\x08realm_id\x18\x01 \x02(\r\x12\x0c\n\x04name\x18\x02 \x02(\t\x12\x0f\n\x07\x65nabled\x18\x03 \x02(\x08\x12\x30\n\x0buse_servers\x18\x04 \x03(\x0e\x32\x1b.supervisor.v1.ResourceType\x12\x12\n\nexpires_at\x18\x05 \x02(\x04\x12\x0f\n\x07version\x18\x06 \x02(\x04\x12\x12\n\ncreated_at\x18\x07 \x02(\x03\x12\x12\n\nupdated_at\x18\x08 \x01(\x03\"H\n\x12ListCatalogRequest\x12\x32\n\ncredential\x18\x01 \x02(\x0b\x32\x1e.supervisor.v1.NonceCredential\"_\n\x13ListCatalogResponse\x12/\n\x06realms\x18\x01 \x03(\x0b\x32\x1f.supervit.admin.v1.CatalogRealm\x12\x17\n\x0f\x63\x61talog_version\x18\x02 \x02(\x04\"\x86\x02\n\x16PutCatalogRealmRequest\x12\x10\n\x08realm_id\x18\x01 \x02(\r\x12(\n\x04mode\x18\x02 \x02(\x0e\x32\x1a.supervit.admin.v1.PutMode\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x07\x65nabled\x18\x04 \x01(\x08\x12\x30\n\x0buse_servers\x18\x05 \x03(\x0e\x32\x1b.supervisor.v1.ResourceType\x12\x17\n\x0fset_use_servers\x18\x06 \x01(\x08\x12\x12\n\nexpires_at\x18\x07 \x01(\x04\x12\x32\n\ncredential\x18\x08 \x02(\x0b\x32\x1e.supervisor.v1.NonceCredential\"b\n\x17PutCatalogRealmResponse\x12.\n\x05realm\x18\x01 \x02(\x0b\x32\x1f.supervit.admin.v1.CatalogRealm\x12\x17\n\x0f\x63\x61talog_version\x18\x02 \x02(\x04\"a\n\x19RemoveCatalogRealmRequest\x12\x10\n\x08realm_id\x18\x01 \x02(\r\x12\x32\n\ncredential\x18\x02 \x02(\x0b\x32\x1e.supervisor.v1.NonceCredential\"5\n\x1aRemoveCatalogRealmResponse\x12\x17\n\x0f\x63\x61talog_version\x18\x01 \x02(\x04*M\n\x07PutMode\x12\x18\n\x14PUT_MODE_UNSPECIFIED\x10\x00\x12\x13\n\x0fPUT_MODE_CREATE\x10\x01\x12\x13\n\x0fPUT_MODE_UPDATE\x10\x02\x32\x91\x04\n\x0fSupervisorAdmin\x12V\n\tListNodes\x12#.supervit.admin.v1.ListNodesRequest\x1a$.supervit.admin.v1.ListNodesResponse\x12k\n\x10\x45nqueueDirective\x12*.supervit.admin.v1.EnqueueDirectiveRequest\x1a+.supervit.admin.v1.EnqueueDirectiveResponse\x12\\\n\x0bListCatalog\x12%.supervit.admin.v1.ListCatalogRequest\x1a&.supervit.admin.v1.ListCatalogResponse\x12h\n\x0fPutCatalogRealm\x12).supervit.admin.v1.PutCatalogRealmRequest\x1a*.supervit.admin.v1.PutCatalogRealmResponse\x12q\n\x12RemoveCatalogRealm\x12,.supervit.admin.v1.RemoveCatalogRealmRequest\x1a-.supervit.admin.v1.RemoveCatalogRealmResponse')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14supervit_admin.proto\x12\x11supervit.admin.v1\x1a\x0c\x63ommon.proto\x1a\x10supervisor.proto\"\xf6\x04\n\x0bNodeSummary\x12\x0f\n\x07node_id\x18\x01 \x02(\t\x12\x0c\n\x04name\x18\x02 \x02(\t\x12\r\n\x05state\x18\x03 \x02(\t\x12\x12\n\nagent_addr\x18\x04 \x02(\t\x12\x0f\n\x07version\x18\x05 \x02(\t\x12\x14\n\x0clocation_tag\x18\x06 \x02(\t\x12\x10\n\x08location\x18\x07 \x01(\t\x12\x14\n\x0cservice_tags\x18\x08 \x03(\t\x12@\n\x13\x61\x64vertised_services\x18\t \x03(\x0b\x32#.supervisor.v1.ServiceAdvertisement\x12\x15\n\rregistered_at\x18\n \x02(\x03\x12\x1b\n\x13\x66irst_registered_at\x18\x0b \x02(\x03\x12\x16\n\x0elast_report_at\x18\x0c \x01(\x03\x12\x15\n\roffline_since\x18\r \x01(\x03\x12\x1b\n\x13power_reserve_level\x18\x0e \x01(\r\x12-\n\x07metrics\x18\x0f \x01(\x0b\x32\x1c.supervisor.v1.SystemMetrics\x12.\n\x08services\x18\x10 \x03(\x0b\x32\x1c.supervisor.v1.ServiceStatus\x12\x1a\n\x12realm_sync_version\x18\x11 \x02(\x04\x12\x1e\n\x16pushed_catalog_version\x18\x12 \x02(\x04\x12\x10\n\x08sync_lag\x18\x13 \x02(\x04\x12\x14\n\x0clast_push_at\x18\x14 \x01(\x03\x12\x17\n\x0flast_push_error\x18\x15 \x01(\t\x12\x1c\n\x14report_interval_secs\x18\x16 \x02(\x05\x12\x1a\n\x12pending_directives\x18\x17 \x02(\r\"m\n\x10ListNodesRequest\x12\x32\n\ncredential\x18\x01 \x02(\x0b\x32\x1e.supervisor.v1.NonceCredential\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"\xa3\x01\n\x11ListNodesResponse\x12-\n\x05nodes\x18\x01 \x03(\x0b\x32\x1e.supervit.admin.v1.NodeSummary\x12\x18\n\x10server_timestamp\x18\x02 \x02(\x03\x12\x17\n\x0f\x63\x61talog_version\x18\x03 \x02(\x04\x12\x17\n\x0fnext_page_token\x18\x04 \x01(\t\x12\x13\n\x0btotal_count\x18\x05 \x01(\r\"\x9b\x01\n\x17\x45nqueueDirectiveRequest\x12\x0f\n\x07node_id\x18\x01 \x02(\t\x12*\n\x04type\x18\x02 \x02(\x0e\x32\x1c.supervisor.v1.DirectiveType\x12\x0f\n\x07payload\x18\x03 \x01(\t\x12\x32\n\ncredential\x18\x04 \x02(\x0b\x32\x1e.supervisor.v1.NonceCredential\"B\n\x18\x45nqueueDirectiveResponse\x12\x10\n\x08position\x18\x01 \x02(\r\x12\x14\n\x0c\x64irective_id\x18\x02 \x02(\x04\"\xbe\x01\n\x0c\x43\x61talogRealm\x12\x10\n\x08realm_id\x18\x01 \x02(\r\x12\x0c\n\x04name\x18\x02 \x02(\t\x12\x0f\n\x07\x65nabled\x18\x03 \x02(\x08\x12\x30\n\x0buse_servers\x18\x04 \x03(\x0e\x32\x1b.supervisor.v1.ResourceType\x12\x12\n\nexpires_at\x18\x05 \x02(\x04\x12\x0f\n\x07version\x18\x06 \x02(\x04\x12\x12\n\ncreated_at\x18\x07 \x02(\x03\x12\x12\n\nupdated_at\x18\x08 \x01(\x03\"H\n\x12ListCatalogRequest\x12\x32\n\ncredential\x18\x01 \x02(\x0b\x32\x1e.supervisor.v1.NonceCredential\"_\n\x13ListCatalogResponse\x12/\n\x06realms\x18\x01 \x03(\x0b\x32\x1f.supervit.admin.v1.CatalogRealm\x12\x17\n\x0f\x63\x61talog_version\x18\x02 \x02(\x04\"\x86\x02\n\x16PutCatalogRealmRequest\x12\x10\n\x08realm_id\x18\x01 \x02(\r\x12(\n\x04mode\x18\x02 \x02(\x0e\x32\x1a.supervit.admin.v1.PutMode\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x07\x65nabled\x18\x04 \x01(\x08\x12\x30\n\x0buse_servers\x18\x05 \x03(\x0e\x32\x1b.supervisor.v1.ResourceType\x12\x17\n\x0fset_use_servers\x18\x06 \x01(\x08\x12\x12\n\nexpires_at\x18\x07 \x01(\x04\x12\x32\n\ncredential\x18\x08 \x02(\x0b\x32\x1e.supervisor.v1.NonceCredential\"b\n\x17PutCatalogRealmResponse\x12.\n\x05realm\x18\x01 \x02(\x0b\x32\x1f.supervit.admin.v1.CatalogRealm\x12\x17\n\x0f\x63\x61talog_version\x18\x02 \x02(\x04\"a\n\x19RemoveCatalogRealmRequest\x12\x10\n\x08realm_id\x18\x01 \x02(\r\x12\x32\n\ncredential\x18\x02 \x02(\x0b\x32\x1e.supervisor.v1.NonceCredential\"5\n\x1aRemoveCatalogRealmResponse\x12\x17\n\x0f\x63\x61talog_version\x18\x01 \x02(\x04*M\n\x07PutMode\x12\x18\n\x14PUT_MODE_UNSPECIFIED\x10\x00\x12\x13\n\x0fPUT_MODE_CREATE\x10\x01\x12\x13\n\x0fPUT_MODE_UPDATE\x10\x02\x32\x91\x04\n\x0fSupervisorAdmin\x12V\n\tListNodes\x12#.supervit.admin.v1.ListNodesRequest\x1a$.supervit.admin.v1.ListNodesResponse\x12k\n\x10\x45nqueueDirective\x12*.supervit.admin.v1.EnqueueDirectiveRequest\x1a+.supervit.admin.v1.EnqueueDirectiveResponse\x12\\\n\x0bListCatalog\x12%.supervit.admin.v1.ListCatalogRequest\x1a&.supervit.admin.v1.ListCatalogResponse\x12h\n\x0fPutCatalogRealm\x12).supervit.admin.v1.PutCatalogRealmRequest\x1a*.supervit.admin.v1.PutCatalogRealmResponse\x12q\n\x12RemoveCatalogRealm\x12,.supervit.admin.v1.RemoveCatalogRealmRequest\x1a-.supervit.admin.v1.RemoveCatalogRealmResponse')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'supervit_admin_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PUTMODE']._serialized_start=2008
-  _globals['_PUTMODE']._serialized_end=2085
+  _globals['_PUTMODE']._serialized_start=2094
+  _globals['_PUTMODE']._serialized_end=2171
   _globals['_NODESUMMARY']._serialized_start=76
   _globals['_NODESUMMARY']._serialized_end=706
   _globals['_LISTNODESREQUEST']._serialized_start=708
-  _globals['_LISTNODESREQUEST']._serialized_end=778
-  _globals['_LISTNODESRESPONSE']._serialized_start=780
-  _globals['_LISTNODESRESPONSE']._serialized_end=897
-  _globals['_ENQUEUEDIRECTIVEREQUEST']._serialized_start=900
-  _globals['_ENQUEUEDIRECTIVEREQUEST']._serialized_end=1055
-  _globals['_ENQUEUEDIRECTIVERESPONSE']._serialized_start=1057
-  _globals['_ENQUEUEDIRECTIVERESPONSE']._serialized_end=1123
-  _globals['_CATALOGREALM']._serialized_start=1126
-  _globals['_CATALOGREALM']._serialized_end=1316
-  _globals['_LISTCATALOGREQUEST']._serialized_start=1318
-  _globals['_LISTCATALOGREQUEST']._serialized_end=1390
-  _globals['_LISTCATALOGRESPONSE']._serialized_start=1392
-  _globals['_LISTCATALOGRESPONSE']._serialized_end=1487
-  _globals['_PUTCATALOGREALMREQUEST']._serialized_start=1490
-  _globals['_PUTCATALOGREALMREQUEST']._serialized_end=1752
-  _globals['_PUTCATALOGREALMRESPONSE']._serialized_start=1754
-  _globals['_PUTCATALOGREALMRESPONSE']._serialized_end=1852
-  _globals['_REMOVECATALOGREALMREQUEST']._serialized_start=1854
-  _globals['_REMOVECATALOGREALMREQUEST']._serialized_end=1951
-  _globals['_REMOVECATALOGREALMRESPONSE']._serialized_start=1953
-  _globals['_REMOVECATALOGREALMRESPONSE']._serialized_end=2006
-  _globals['_SUPERVISORADMIN']._serialized_start=2088
-  _globals['_SUPERVISORADMIN']._serialized_end=2617
+  _globals['_LISTNODESREQUEST']._serialized_end=817
+  _globals['_LISTNODESRESPONSE']._serialized_start=820
+  _globals['_LISTNODESRESPONSE']._serialized_end=983
+  _globals['_ENQUEUEDIRECTIVEREQUEST']._serialized_start=986
+  _globals['_ENQUEUEDIRECTIVEREQUEST']._serialized_end=1141
+  _globals['_ENQUEUEDIRECTIVERESPONSE']._serialized_start=1143
+  _globals['_ENQUEUEDIRECTIVERESPONSE']._serialized_end=1209
+  _globals['_CATALOGREALM']._serialized_start=1212
+  _globals['_CATALOGREALM']._serialized_end=1402
+  _globals['_LISTCATALOGREQUEST']._serialized_start=1404
+  _globals['_LISTCATALOGREQUEST']._serialized_end=1476
+  _globals['_LISTCATALOGRESPONSE']._serialized_start=1478
+  _globals['_LISTCATALOGRESPONSE']._serialized_end=1573
+  _globals['_PUTCATALOGREALMREQUEST']._serialized_start=1576
+  _globals['_PUTCATALOGREALMREQUEST']._serialized_end=1838
+  _globals['_PUTCATALOGREALMRESPONSE']._serialized_start=1840
+  _globals['_PUTCATALOGREALMRESPONSE']._serialized_end=1938
+  _globals['_REMOVECATALOGREALMREQUEST']._serialized_start=1940
+  _globals['_REMOVECATALOGREALMREQUEST']._serialized_end=2037
+  _globals['_REMOVECATALOGREALMRESPONSE']._serialized_start=2039
+  _globals['_REMOVECATALOGREALMRESPONSE']._serialized_end=2092
+  _globals['_SUPERVISORADMIN']._serialized_start=2174
+  _globals['_SUPERVISORADMIN']._serialized_end=2703
 # @@protoc_insertion_point(module_scope)

@@ -150,16 +150,24 @@ class ListNodesRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CREDENTIAL_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """At most this many nodes per response. Unset or 0: every node that fits in one response."""
+    page_token: _builtins.str
+    """The previous response's next_page_token; unset or empty for the first page."""
     @_builtins.property
     def credential(self) -> _common_pb2.NonceCredential: ...
     def __init__(
         self,
         *,
         credential: _common_pb2.NonceCredential | None = ...,
+        page_size: _builtins.int | None = ...,
+        page_token: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["credential", b"credential"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["credential", b"credential", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["credential", b"credential"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credential", b"credential", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -172,8 +180,14 @@ class ListNodesResponse(_message.Message):
     NODES_FIELD_NUMBER: _builtins.int
     SERVER_TIMESTAMP_FIELD_NUMBER: _builtins.int
     CATALOG_VERSION_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    TOTAL_COUNT_FIELD_NUMBER: _builtins.int
     server_timestamp: _builtins.int
     catalog_version: _builtins.int
+    next_page_token: _builtins.str
+    """Set when more nodes follow (by node_id): pass it as page_token. Unset on the last page."""
+    total_count: _builtins.int
+    """Every registered node, on every page."""
     @_builtins.property
     def nodes(self) -> _containers.RepeatedCompositeFieldContainer[Global___NodeSummary]: ...
     def __init__(
@@ -182,10 +196,12 @@ class ListNodesResponse(_message.Message):
         nodes: _abc.Iterable[Global___NodeSummary] | None = ...,
         server_timestamp: _builtins.int | None = ...,
         catalog_version: _builtins.int | None = ...,
+        next_page_token: _builtins.str | None = ...,
+        total_count: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["catalog_version", b"catalog_version", "server_timestamp", b"server_timestamp"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["catalog_version", b"catalog_version", "next_page_token", b"next_page_token", "server_timestamp", b"server_timestamp", "total_count", b"total_count"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["catalog_version", b"catalog_version", "nodes", b"nodes", "server_timestamp", b"server_timestamp"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["catalog_version", b"catalog_version", "next_page_token", b"next_page_token", "nodes", b"nodes", "server_timestamp", b"server_timestamp", "total_count", b"total_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -65,7 +65,7 @@ class SupervisorAdminServicer:
     """Missing associated documentation comment in .proto file."""
 
     def ListNodes(self, request, context):
-        """payload "admin:list_nodes"
+        """payload "admin:list_nodes" (paging fields are not signed; the body MAC covers them)
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -38,7 +38,7 @@ class SupervisorAdminStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> SupervisorAdminAsyncStub: ...
     ListNodes: _grpc.UnaryUnaryMultiCallable[_supervit_admin_pb2.ListNodesRequest, _supervit_admin_pb2.ListNodesResponse]
-    """payload "admin:list_nodes" """
+    """payload "admin:list_nodes" (paging fields are not signed; the body MAC covers them)"""
     EnqueueDirective: _grpc.UnaryUnaryMultiCallable[_supervit_admin_pb2.EnqueueDirectiveRequest, _supervit_admin_pb2.EnqueueDirectiveResponse]
     """payload "admin:enqueue_directive:<node_id>:<type number>" """
     ListCatalog: _grpc.UnaryUnaryMultiCallable[_supervit_admin_pb2.ListCatalogRequest, _supervit_admin_pb2.ListCatalogResponse]
@@ -52,7 +52,7 @@ class SupervisorAdminStub:
 class SupervisorAdminAsyncStub(SupervisorAdminStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     ListNodes: _aio.UnaryUnaryMultiCallable[_supervit_admin_pb2.ListNodesRequest, _supervit_admin_pb2.ListNodesResponse]  # type: ignore[assignment]
-    """payload "admin:list_nodes" """
+    """payload "admin:list_nodes" (paging fields are not signed; the body MAC covers them)"""
     EnqueueDirective: _aio.UnaryUnaryMultiCallable[_supervit_admin_pb2.EnqueueDirectiveRequest, _supervit_admin_pb2.EnqueueDirectiveResponse]  # type: ignore[assignment]
     """payload "admin:enqueue_directive:<node_id>:<type number>" """
     ListCatalog: _aio.UnaryUnaryMultiCallable[_supervit_admin_pb2.ListCatalogRequest, _supervit_admin_pb2.ListCatalogResponse]  # type: ignore[assignment]
@@ -69,7 +69,7 @@ class SupervisorAdminServicer(metaclass=_abc_1.ABCMeta):
         request: _supervit_admin_pb2.ListNodesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_supervit_admin_pb2.ListNodesResponse, _abc.Awaitable[_supervit_admin_pb2.ListNodesResponse]]:
-        """payload "admin:list_nodes" """
+        """payload "admin:list_nodes" (paging fields are not signed; the body MAC covers them)"""
 
     @_abc_1.abstractmethod
     def EnqueueDirective(

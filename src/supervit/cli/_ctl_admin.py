@@ -158,7 +158,10 @@ NODE_HEADERS = ("NODE", "NAME", "STATE", "LAST REPORT", "POWER", "REALM SYNC", "
 @click.command("nodes")
 @admin_options
 def nodes(admin: _Admin, as_json: bool) -> None:
-    """List the nodes the supervisor knows: state, last report age, power level, realm sync."""
+    """List the nodes the supervisor knows: state, last report age, power level, realm sync.
+
+    Follows the admin API's pages, so any number of nodes is listed.
+    """
     listing = admin.run(lambda c: c.list_nodes())
     if as_json:
         echo_json(message_dict(listing))

@@ -18,18 +18,20 @@ import asyncio
 import logging
 import signal
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from supervit._exceptions import StorageError
 from supervit._version import __version__
 from supervit.auth import NonceStorage, SqliteNonceStorage
 from supervit.config import NodeConfig, SupervitConfig
 from supervit.inventory import ServiceCollector, ServiceInfo, ServiceState
 from supervit.metrics import MetricsProvider, SystemMetricsCollector
 from supervit.node._auth_service import AuthService, add_supervised_service
-from supervit.node._supervisord import Supervisord
-from supervit.rpc import SUPERVISED_LIMITS, RpcServer, ServerTLS, tune_for_serving, with_overrides
+from supervit.node._supervisord import DEFAULT_MAX_RESPONSE_BYTES, Supervisord
+from supervit.rpc import SUPERVISED_LIMITS, RpcServer, ServerTLS, StorageHealth, tune_for_serving, with_overrides
 from supervit.storage import ConfigStore, Database, DataDirLock, RealmStore, open_node_database
 
 __all__ = ["ClientWiring", "NodeDaemon", "ReportingClient", "ReportingClientFactory", "services_from_config"]
@@ -122,6 +124,7 @@ class NodeDaemon:
         self._clock = clock
         self._db: Database | None = None
         self._lock: DataDirLock | None = None
+        self._health: StorageHealth | None = None
         self._nonces: NonceStorage | None = None
         self._rpc: RpcServer | None = None
         self._client: ReportingClient | None = None
@@ -182,6 +185,8 @@ class NodeDaemon:
                     data_dir=sd.data_dir,
                     clock=self._clock,
                     default_shutdown_timeout_secs=int(sd.shutdown_grace_secs),
+                    # Listings stop well before the send limit (the rest follows with a page token).
+                    max_response_bytes=min(DEFAULT_MAX_RESPONSE_BYTES, sd.max_message_bytes * 3 // 4),
                 )
                 .with_metrics_provider(metrics)
                 .with_shutdown_handler(self._on_shutdown_rpc)
@@ -213,6 +218,9 @@ class NodeDaemon:
                 tls=tls,
             )
             add_supervised_service(self._rpc, service, limits)
+            # Health turns NOT_SERVING while the stores cannot write (probed with a throwaway nonce).
+            self._health = StorageHealth(self._probe_storage)
+            self._health.attach(self._rpc)
             self.port = await self._rpc.start(self.config.listen_addr)
             mode = "plaintext" if tls is None else ("mTLS" if tls.client_ca else "TLS")
             log.info(
@@ -228,6 +236,12 @@ class NodeDaemon:
             await self._close()
             raise
         return self.port
+
+    async def _probe_storage(self) -> None:
+        # A real write through the nonce store, expiring at once: proves the data dir takes writes.
+        if self._nonces is None:
+            raise StorageError("the node is stopping")
+        await self._nonces.consume(f"health-probe:{uuid.uuid4()}", self._clock())
 
     async def _start_client(self, realms: RealmStore) -> None:
         assert self.port is not None and self._metrics is not None
@@ -334,6 +348,9 @@ class NodeDaemon:
     async def _close(self) -> None:
         # Close in reverse order of opening; each step runs even if an earlier one fails.
         rpc, self._rpc = self._rpc, None
+        health, self._health = self._health, None
+        if health is not None:
+            await health.close()
         nonces, self._nonces = self._nonces, None
         db, self._db = self._db, None
         try:

@@ -53,6 +53,8 @@ _R = TypeVar("_R")
 
 _METRICS_TIMEOUT_SECS = 5.0
 CONFIG_NOT_FOUND = "Config not found"
+DEFAULT_MAX_RESPONSE_BYTES = 3 * 1024 * 1024
+"""Realms one ListRealms response carries at most (bytes): well below gRPC's 4 MB send limit."""
 
 
 def _store_errors(
@@ -88,7 +90,8 @@ class Supervisord(supervised_pb2_grpc.SupervisedServiceServicer):
     ``data_dir``'s filesystem, created on first use) and the services of ``service_collector``.
     ``appliers`` run for ``UpdateConfig(apply_immediately=true)`` (default:
     :func:`~supervit.node.default_appliers`). ``default_shutdown_timeout_secs`` is the grace
-    period of a graceful Shutdown request that gives no ``timeout_secs``.
+    period of a graceful Shutdown request that gives no ``timeout_secs``. ``max_response_bytes``
+    bounds a ListRealms response (see :meth:`ListRealms`).
     """
 
     def __init__(
@@ -105,6 +108,7 @@ class Supervisord(supervised_pb2_grpc.SupervisedServiceServicer):
         clock: Callable[[], float] = time.time,
         appliers: ConfigAppliers | None = None,
         default_shutdown_timeout_secs: int = 10,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         self.node_id = node_id
         self.name = name
@@ -115,6 +119,7 @@ class Supervisord(supervised_pb2_grpc.SupervisedServiceServicer):
         self.config_store = config_store
         self.appliers = default_appliers(service_collector) if appliers is None else appliers
         self.default_shutdown_timeout_secs = default_shutdown_timeout_secs
+        self.max_response_bytes = max_response_bytes
         self._data_dir = Path(data_dir)
         self._clock = clock
         self._started_at = clock()
@@ -269,17 +274,29 @@ class Supervisord(supervised_pb2_grpc.SupervisedServiceServicer):
     ) -> supervised_pb2.ListRealmsResponse:
         """One page of realms by ``realm_id``; no ``page_size`` (or 0) returns every realm.
 
+        Either way a response stops before it outgrows ``max_response_bytes``: then it carries
+        the first chunk and a ``next_page_token`` (a caller that pages gets the rest).
+
         A ``page_token`` this node did not issue is ``INVALID_ARGUMENT``.
         """
         page = await self.realm_store.list_page(
             request.page_size if request.HasField("page_size") else None,
             request.page_token if request.HasField("page_token") else None,
         )
-        response = supervised_pb2.ListRealmsResponse(
-            success=True, realms=[realm.to_proto() for realm in page.realms], total_count=page.total_count
-        )
-        if page.next_page_token is not None:
-            response.next_page_token = page.next_page_token
+        realms: list[common_pb2.RealmInfo] = []
+        size, token = 0, page.next_page_token
+        for realm in page.realms:
+            info = realm.to_proto()
+            entry = info.ByteSize() + 8  # tag and length prefix
+            if realms and size + entry > self.max_response_bytes:
+                # Every realm would not fit in one response: this chunk, and where the next starts.
+                token = self.realm_store.page_token_after(realms[-1].realm_id)
+                break
+            realms.append(info)
+            size += entry
+        response = supervised_pb2.ListRealmsResponse(success=True, realms=realms, total_count=page.total_count)
+        if token is not None:
+            response.next_page_token = token
         return response
 
     # -- node -----------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """gRPC plumbing shared by the node and the supervisor: precise request checking, limits, server set-up."""
 
-from supervit.rpc._handlers import abort, abort_for, current_request_bytes, service_handler
+from supervit.rpc._handlers import StorageObserver, abort, abort_for, current_request_bytes, service_handler
+from supervit.rpc._health import StorageHealth
 from supervit.rpc._limits import (
     ADMIN_LIMITS,
     MAX_STORABLE_INT,
@@ -28,6 +29,8 @@ __all__ = [
     "RpcServer",
     "ServerTLS",
     "ServiceLimits",
+    "StorageHealth",
+    "StorageObserver",
     "abort",
     "abort_for",
     "current_request_bytes",

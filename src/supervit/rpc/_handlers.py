@@ -23,7 +23,7 @@ import contextvars
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 import grpc
 from google.protobuf import descriptor as _descriptor
@@ -34,7 +34,7 @@ from supervit._exceptions import AuthError, InvalidRequestError, NonceStorageErr
 from supervit.rpc._limits import RequestValidator, ServiceLimits, default_limits
 from supervit.rpc._refusals import RefusalLog
 
-__all__ = ["abort", "abort_for", "current_request_bytes", "service_handler"]
+__all__ = ["StorageObserver", "abort", "abort_for", "current_request_bytes", "service_handler"]
 
 log = logging.getLogger(__name__)
 _refusals = RefusalLog(log)
@@ -44,6 +44,17 @@ _REQUEST_BYTES: contextvars.ContextVar[bytes] = contextvars.ContextVar("supervit
 # One traceback per failure kind and period; the rest are counted.
 _UNEXPECTED_PERIOD_SECS = 60.0
 _unexpected_seen: dict[str, float] = {}
+
+
+class StorageObserver(Protocol):
+    """Learns of requests that failed because storage could not write, and of requests that succeeded."""
+
+    def failed(self, error: BaseException) -> None: ...
+
+    def succeeded(self) -> None: ...
+
+
+_OBSERVER: contextvars.ContextVar[StorageObserver | None] = contextvars.ContextVar("supervit_observer", default=None)
 
 
 def current_request_bytes() -> bytes:
@@ -73,6 +84,10 @@ async def abort_for(context: grpc.aio.ServicerContext[Any, Any], error: Exceptio
         # Not the client's fault and not permanent: UNAVAILABLE makes nodes retry or fail over.
         log.warning("store unavailable: %s", error)
         await abort(context, grpc.StatusCode.UNAVAILABLE, f"store unavailable: {error}")
+    if isinstance(error, StorageError):
+        observer = _OBSERVER.get()
+        if observer is not None:
+            observer.failed(error)
     if isinstance(error, NonceStorageError):
         log.error("nonce storage failure: %s", error)
         await abort(context, grpc.StatusCode.INTERNAL, "nonce storage failure")
@@ -108,7 +123,10 @@ def _log_unexpected(method: str, exc: Exception) -> None:
 
 
 def _unary(
-    method: _descriptor.MethodDescriptor, behavior: Behavior, limits: ServiceLimits | None
+    method: _descriptor.MethodDescriptor,
+    behavior: Behavior,
+    limits: ServiceLimits | None,
+    observer_of: Callable[[], StorageObserver | None] | None,
 ) -> grpc.RpcMethodHandler[bytes, bytes]:
     request_cls = message_factory.GetMessageClass(method.input_type)
     name = method.input_type.name
@@ -139,6 +157,9 @@ def _unary(
             except InvalidRequestError as exc:
                 await _refuse(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         _REQUEST_BYTES.set(raw)
+        observer = None if observer_of is None else observer_of()
+        if observer is not None:
+            _OBSERVER.set(observer)
         try:
             response = await behavior(request, context)
         except (grpc.aio.AbortError, InvalidRequestError, AuthError, StorageError) as exc:
@@ -150,6 +171,8 @@ def _unary(
         except Exception as exc:
             _log_unexpected(method.full_name, exc)
             await abort(context, grpc.StatusCode.INTERNAL, f"internal error in {method.name}")
+        if observer is not None:
+            observer.succeeded()
         if not response.IsInitialized():
             log.error(
                 "%s produced an incomplete %s: %s", method.full_name, type(response).__name__, _missing_fields(response)
@@ -161,12 +184,17 @@ def _unary(
 
 
 def service_handler(
-    service: _descriptor.ServiceDescriptor, servicer: object, limits: ServiceLimits | None = None
+    service: _descriptor.ServiceDescriptor,
+    servicer: object,
+    limits: ServiceLimits | None = None,
+    *,
+    observer: Callable[[], StorageObserver | None] | None = None,
 ) -> grpc.GenericRpcHandler[Any, Any]:
     """A handler serving every method of ``service`` from ``servicer``'s same-named coroutines.
 
     Requests are checked against ``limits`` (default: supervit's table for the service, if it has
-    one). Register it with ``server.add_generic_rpc_handlers((handler,))``.
+    one). ``observer()`` (if given) is told of storage failures and of successful requests.
+    Register it with ``server.add_generic_rpc_handlers((handler,))``.
     """
     if limits is None:
         limits = default_limits(service.full_name)
@@ -175,5 +203,5 @@ def service_handler(
         behavior = getattr(servicer, method.name, None)
         if behavior is None:
             raise TypeError(f"{type(servicer).__name__} does not implement {method.name}")
-        handlers[method.name] = _unary(method, behavior, limits)
+        handlers[method.name] = _unary(method, behavior, limits, observer)
     return grpc.method_handlers_generic_handler(service.full_name, handlers)

@@ -137,7 +137,7 @@ ADMIN_LIMITS = ServiceLimits(
     max_request_bytes=64 * 1024,
     max_bytes={
         **_CREDENTIAL,
-        "ListNodesRequest.page_token": 128,
+        "ListNodesRequest.page_token": 256,
         "EnqueueDirectiveRequest.node_id": 128,
         "EnqueueDirectiveRequest.payload": 1024,
         "PutCatalogRealmRequest.name": 256,

@@ -14,7 +14,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from supervit._exceptions import ConfigError, SupervitError
-from supervit.rpc._handlers import service_handler
+from supervit.rpc._handlers import StorageObserver, service_handler
 from supervit.rpc._limits import ServiceLimits
 
 __all__ = ["DEFAULT_MAX_CONCURRENT_RPCS", "DEFAULT_MAX_MESSAGE_BYTES", "RpcServer", "ServerTLS"]
@@ -84,6 +84,8 @@ class RpcServer:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         self._service_names: list[str] = []
         self.port: int | None = None
+        self.storage_health: StorageObserver | None = None
+        """Told of storage failures and successes of requests (see :class:`~supervit.rpc.StorageHealth`)."""
 
     @property
     def server(self) -> grpc.aio.Server:
@@ -95,7 +97,8 @@ class RpcServer:
     ) -> None:
         """Serve ``service`` from ``servicer`` with precise INVALID_ARGUMENT handling and ``limits``
         (default: supervit's table for the service)."""
-        self._server.add_generic_rpc_handlers((service_handler(service, servicer, limits),))
+        handler = service_handler(service, servicer, limits, observer=lambda: self.storage_health)
+        self._server.add_generic_rpc_handlers((handler,))
         self._service_names.append(service.full_name)
 
     async def start(self, address: str) -> int:

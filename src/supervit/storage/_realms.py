@@ -247,6 +247,12 @@ class RealmStore:
 
         return await self._db.read(run)
 
+    @staticmethod
+    def page_token_after(realm_id: int) -> str:
+        """The ``page_token`` of the page that starts after ``realm_id`` (for a page cut short)."""
+        _check_realm_id(realm_id)
+        return _encode_token(realm_id)
+
     async def count(self) -> int:
         """Number of stored realms (from the counter row: O(1))."""
         return await self._db.read(_read_count)

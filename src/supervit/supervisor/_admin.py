@@ -14,6 +14,7 @@ Status codes: ``UNAUTHENTICATED`` (credential refused), ``NOT_FOUND`` (unknown n
 
 from __future__ import annotations
 
+import bisect
 import logging
 import time
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from supervit.auth import CredentialVerifier
 from supervit.protocol import supervit_admin_pb2, supervit_admin_pb2_grpc
 from supervit.rpc import abort, abort_for
 from supervit.supervisor._catalog import RealmExistsError, RealmNotFoundError
+from supervit.supervisor._paging import RESPONSE_BUDGET_BYTES, decode_node_token, encode_node_token
 from supervit.supervisor._push import CatalogPusher
 from supervit.supervisor._registry import NodeRecord
 from supervit.supervisor._store import CatalogStore, DirectiveStore, IngestStore, RegistryStore
@@ -135,27 +137,56 @@ class AdminService(supervit_admin_pb2_grpc.SupervisorAdminServicer):
             await abort_for(context, exc)
 
     async def ListNodes(self, request: _pb.ListNodesRequest, context: Ctx) -> _pb.ListNodesResponse:
-        """Every registered node with its state, last report and sync position."""
+        """Registered nodes by node id with state, last report and sync position, one page at a time.
+
+        ``page_size`` unset (or 0) returns every node that fits in one response; either way a
+        page stops before it would outgrow :data:`RESPONSE_BUDGET_BYTES`, and ``next_page_token``
+        says where the next one starts. A token this service did not issue is INVALID_ARGUMENT.
+        """
         await self._authenticate(request, context)
+        try:
+            after = decode_node_token(request.page_token) if request.page_token else None
+        except InvalidRequestError as exc:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         try:
             if self.ingest is not None:
                 await self.ingest.flush()
             nodes = await self.registry.nodes()
         except StorageError as exc:
             await abort_for(context, exc)
-        summaries = []
-        for node in nodes:
+        nodes.sort(key=lambda n: n.node_id)  # code-point order whatever the store's collation
+        ids = [node.node_id for node in nodes]
+        start = 0 if after is None else bisect.bisect_right(ids, after)
+        limit = request.page_size or len(nodes)
+        summaries: list[_pb.NodeSummary] = []
+        size, last, more = 0, None, False
+        for node in nodes[start:]:
+            if len(summaries) >= limit:
+                more = True
+                break
             try:
-                summaries.append(node_summary(node, self.pusher))
+                summary = node_summary(node, self.pusher)
+                entry = summary.ByteSize() + 8  # tag and length prefix
             except Exception as exc:  # stored by an older version; one node must not hide the others
                 log.error(
                     "quarantined node %r in the listing: its stored record cannot be shown (%s)", node.node_id, exc
                 )
-        return _pb.ListNodesResponse(
+                continue
+            if summaries and size + entry > RESPONSE_BUDGET_BYTES:
+                more = True
+                break
+            summaries.append(summary)
+            size += entry
+            last = node.node_id
+        response = _pb.ListNodesResponse(
             nodes=summaries,
             server_timestamp=int(self._clock()),
             catalog_version=self.catalog.version,
+            total_count=len(nodes),
         )
+        if more and last is not None:
+            response.next_page_token = encode_node_token(last)
+        return response
 
     async def EnqueueDirective(
         self, request: _pb.EnqueueDirectiveRequest, context: Ctx

@@ -57,10 +57,24 @@ class AdminClient:
         except grpc.aio.AioRpcError as exc:
             raise RpcError(method, exc.code(), exc.details() or "") from None
 
-    async def list_nodes(self) -> supervit_admin_pb2.ListNodesResponse:
-        """Every registered node."""
-        response: supervit_admin_pb2.ListNodesResponse = await self._call("ListNodes", _pb.ListNodesRequest())
+    async def list_nodes_page(self, page_size: int = 0, page_token: str = "") -> supervit_admin_pb2.ListNodesResponse:
+        """One page of registered nodes (``page_size`` 0: as many as fit in one response)."""
+        request = _pb.ListNodesRequest(page_size=page_size, page_token=page_token)
+        response: supervit_admin_pb2.ListNodesResponse = await self._call("ListNodes", request)
         return response
+
+    async def list_nodes(self, *, page_size: int = 0) -> supervit_admin_pb2.ListNodesResponse:
+        """Every registered node: follows the pages and returns them as one listing."""
+        listing = await self.list_nodes_page(page_size)
+        token = listing.next_page_token
+        while token:
+            page = await self.list_nodes_page(page_size, token)
+            listing.nodes.extend(page.nodes)
+            listing.server_timestamp, listing.catalog_version = page.server_timestamp, page.catalog_version
+            listing.total_count = page.total_count
+            token = page.next_page_token
+        listing.ClearField("next_page_token")
+        return listing
 
     async def enqueue_directive(
         self, node_id: str, directive_type: int, payload: str | None = None

@@ -7,12 +7,13 @@ import contextlib
 import logging
 import signal
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import replace
 
 from supervit._exceptions import StorageError
 from supervit.auth import CredentialVerifier
-from supervit.rpc import RpcServer, ServerTLS, tune_for_serving
+from supervit.rpc import RpcServer, ServerTLS, StorageHealth, tune_for_serving
 from supervit.supervisor._admin import ADMIN_SERVICE, AdminService
 from supervit.supervisor._backends import open_store
 from supervit.supervisor._config import SupervisorConfig, split_host_port
@@ -70,6 +71,7 @@ class Supervisor:
         self._admin_server: RpcServer | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._prober: asyncio.Task[None] | None = None
+        self._storage_health: StorageHealth | None = None
         self._pusher: CatalogPusher | None = None
         self._serving = True
         self._stop_event = asyncio.Event()
@@ -179,6 +181,13 @@ class Supervisor:
         self._sweeper = loop.create_task(self._sweep_loop(), name="supervisor-sweep")
         if store.shared:
             self._prober = loop.create_task(self._probe_loop(), name="supervisor-store-probe")
+        else:
+            # The local file: health turns NOT_SERVING when a request could not write, until a
+            # probe (a throwaway nonce through the report log) or a request writes again.
+            self._storage_health = health = StorageHealth(self._probe_local_store)
+            for server in (self._server, self._admin_server):
+                if server is not None:
+                    health.attach(server)
         log.info(
             "supervisor listening on %s%s (catalog v%d)",
             self.address,
@@ -284,12 +293,18 @@ class Supervisor:
         await self._close()
         log.info("supervisor stopped")
 
+    async def _probe_local_store(self) -> None:
+        await self.store.nonces.consume(f"health-probe:{uuid.uuid4()}", self._clock())
+
     async def _stop_servers(self, grace: float) -> None:
         servers = [s for s in (self._server, self._admin_server) if s is not None]
         self._server = self._admin_server = None
         await asyncio.gather(*(s.stop(grace) for s in servers))
 
     async def _close(self) -> None:
+        health, self._storage_health = self._storage_health, None
+        if health is not None:
+            await health.close()
         for task in (self._sweeper, self._prober):
             if task is not None:
                 task.cancel()
