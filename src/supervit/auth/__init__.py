@@ -1,5 +1,15 @@
 """Credentials: payload builders, registration fingerprint, signer, verifier and nonce stores."""
 
+from supervit.auth._body_mac import (
+    BODY_MAC_METADATA_KEY,
+    BODY_MAC_MISSING,
+    INVALID_BODY_MAC,
+    body_mac,
+    body_mac_hook,
+    body_mac_metadata,
+    check_body_mac,
+    presented_body_mac,
+)
 from supervit.auth._credential import Signer, new_nonce, sign
 from supervit.auth._nonce import (
     CONSUME_NONCE_SQL,
@@ -26,8 +36,11 @@ from supervit.auth._verifier import (
 )
 
 __all__ = [
+    "BODY_MAC_METADATA_KEY",
+    "BODY_MAC_MISSING",
     "CONSUME_NONCE_SQL",
     "DEFAULT_WINDOW_SECS",
+    "INVALID_BODY_MAC",
     "MIN_SECRET_HEX_CHARS",
     "NONCE_CLEANUP_SQL",
     "NONCE_TTL_EXTRA_SECS",
@@ -40,10 +53,15 @@ __all__ = [
     "SharedSecret",
     "Signer",
     "SqliteNonceStorage",
+    "body_mac",
+    "body_mac_hook",
+    "body_mac_metadata",
     "build_payload",
+    "check_body_mac",
     "effective_window",
     "fingerprint_input",
     "new_nonce",
+    "presented_body_mac",
     "registration_fingerprint",
     "request_payload",
     "sign",

@@ -52,8 +52,12 @@ class CredentialVerifier:
         payload: str,
         *,
         secrets: Sequence[SharedSecret] | None = None,
+        before_consume: Callable[[SharedSecret], None] | None = None,
     ) -> SharedSecret:
         """Accept the credential or raise.
+
+        ``before_consume(matched_secret)`` runs after the signature check and before the nonce is
+        consumed (the body MAC check: a tampered body must not burn the real request's nonce).
 
         Raises :class:`TimestampOutOfRangeError`, :class:`InvalidSignatureError`,
         :class:`NonceReusedError` (all :class:`AuthError`) or :class:`NonceStorageError`.
@@ -64,6 +68,8 @@ class CredentialVerifier:
         if abs(now - timestamp) > self.window:
             raise TimestampOutOfRangeError()
         matched = self.check_signature(credential, payload, self._secrets if secrets is None else secrets)
+        if before_consume is not None:
+            before_consume(matched)
         # Only a verified credential may consume a nonce; it is remembered until the timestamp
         # can no longer pass the window check, plus the contract's margin.
         expires_at = max(now, timestamp) + self.window + NONCE_TTL_EXTRA_SECS

@@ -19,7 +19,7 @@ import click
 import grpc
 from google.protobuf.message import Message
 
-from supervit.auth import SharedSecret, Signer, request_payload
+from supervit.auth import SharedSecret, Signer, body_mac_metadata, request_payload
 from supervit.cli._ctl_common import (
     CtlError,
     echo_json,
@@ -79,7 +79,8 @@ class NodeTarget:
             Signer(self.secret).credential(request_payload(request, self.node_id))
         )
         try:
-            response = await getattr(stub, method)(request, timeout=self.timeout)
+            metadata = body_mac_metadata(self.secret, request)
+            response = await getattr(stub, method)(request, timeout=self.timeout, metadata=metadata)
         except grpc.aio.AioRpcError as exc:
             raise failure(exc, self.label, "check --node-id and the shared secret", self.timeout) from None
         ok = response.accepted if method == "Shutdown" else response.success

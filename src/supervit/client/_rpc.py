@@ -32,7 +32,7 @@ import grpc
 from google.protobuf.message import Message
 
 from supervit._exceptions import NotRegisteredError, RpcError
-from supervit.auth import Signer, request_payload
+from supervit.auth import Signer, body_mac_metadata, request_payload
 from supervit.client._channel import open_channel
 from supervit.client._errors import is_outage, is_timestamp_rejection, server_time_from_metadata, to_rpc_error
 from supervit.client._skew import ClockSkewEstimator
@@ -186,7 +186,9 @@ class SupervisorConnection:
             sent = self._clock()
             server_time: float | None = None
             try:
-                response = await rpc(stub)(request, timeout=self._config.rpc_timeout_secs)
+                # The body MAC extension: supervit supervisors verify it (docs/security.md).
+                metadata = body_mac_metadata(self._signer.secret, request)
+                response = await rpc(stub)(request, timeout=self._config.rpc_timeout_secs, metadata=metadata)
             except grpc.aio.AioRpcError as exc:
                 received = self._clock()
                 server_time = server_time_from_metadata(exc.trailing_metadata(), exc.initial_metadata())

@@ -20,9 +20,16 @@ import grpc
 from google.protobuf.message import Message
 
 from supervit._exceptions import AuthError, StorageError
-from supervit.auth import DEFAULT_WINDOW_SECS, CredentialVerifier, NonceStorage, SharedSecret, request_payload
+from supervit.auth import (
+    DEFAULT_WINDOW_SECS,
+    CredentialVerifier,
+    NonceStorage,
+    SharedSecret,
+    body_mac_hook,
+    request_payload,
+)
 from supervit.protocol import supervised_pb2, supervised_pb2_grpc
-from supervit.rpc import RefusalLog, RpcServer, ServiceLimits, abort_for, service_handler
+from supervit.rpc import RefusalLog, RpcServer, ServiceLimits, abort_for, current_request_bytes, service_handler
 
 __all__ = ["SUPERVISED_SERVICE", "AuthService", "add_supervised_service"]
 
@@ -58,7 +65,9 @@ class AuthService(supervised_pb2_grpc.SupervisedServiceServicer):
 
     ``node_id`` is this node's id (part of every signed payload); ``shared_secret`` is hex text,
     a :class:`SharedSecret`, or a list of them (all accepted, for key rotation);
-    ``max_clock_skew_secs`` is the accepted clock difference (0 means 300).
+    ``max_clock_skew_secs`` is the accepted clock difference (0 means 300). An
+    ``x-supervit-body-mac`` header is verified when present; with ``require_body_mac`` a request
+    without one is refused (see :mod:`supervit.auth._body_mac`).
     """
 
     def __init__(
@@ -70,6 +79,7 @@ class AuthService(supervised_pb2_grpc.SupervisedServiceServicer):
         max_clock_skew_secs: int = DEFAULT_WINDOW_SECS,
         *,
         clock: Callable[[], float] = time.time,
+        require_body_mac: bool = False,
     ) -> None:
         if not node_id:
             raise ValueError("node_id must not be empty")
@@ -77,11 +87,21 @@ class AuthService(supervised_pb2_grpc.SupervisedServiceServicer):
         self.node_id = node_id
         self.verifier = CredentialVerifier(_secrets(shared_secret), nonce_storage, max_clock_skew_secs, clock=clock)
         self._refusals = RefusalLog(log)
+        self.require_body_mac = require_body_mac
 
     async def authenticate(self, request: Any, context: Ctx) -> None:
-        """Verify ``request.credential`` or abort the RPC (UNAUTHENTICATED / INTERNAL)."""
+        """Verify ``request.credential`` (and the body MAC) or abort the RPC (UNAUTHENTICATED / INTERNAL)."""
         try:
-            await self.verifier.verify(request.credential, request_payload(request, self.node_id))
+            await self.verifier.verify(
+                request.credential,
+                request_payload(request, self.node_id),
+                # The exact bytes received; re-encoding is the fallback outside supervit's handler.
+                before_consume=body_mac_hook(
+                    context.invocation_metadata(),
+                    current_request_bytes() or request.SerializeToString(),
+                    required=self.require_body_mac,
+                ),
+            )
         except (AuthError, StorageError) as exc:
             # Log the refusal without the credential itself: the nonce is harmless but the
             # peer and the reason are what an operator needs.

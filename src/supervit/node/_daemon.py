@@ -199,6 +199,7 @@ class NodeDaemon:
                 self._nonces,
                 self.config.supervisor.max_clock_skew_secs,
                 clock=self._clock,
+                require_body_mac=self.config.supervisor.security.require_body_mac,
             )
             tls = ServerTLS(sd.tls_cert, sd.tls_key, sd.tls_client_ca) if sd.tls_cert and sd.tls_key else None
             # grpc enables SO_REUSEPORT by default, which would let a second node silently share

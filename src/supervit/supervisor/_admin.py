@@ -24,9 +24,9 @@ import grpc
 from google.protobuf.message import Message
 
 from supervit._exceptions import AuthError, InvalidRequestError, StorageError
-from supervit.auth import CredentialVerifier
+from supervit.auth import CredentialVerifier, body_mac_hook
 from supervit.protocol import supervit_admin_pb2, supervit_admin_pb2_grpc
-from supervit.rpc import abort, abort_for
+from supervit.rpc import abort, abort_for, current_request_bytes
 from supervit.supervisor._catalog import RealmExistsError, RealmNotFoundError
 from supervit.supervisor._paging import RESPONSE_BUDGET_BYTES, decode_node_token, encode_node_token
 from supervit.supervisor._push import CatalogPusher
@@ -120,8 +120,10 @@ class AdminService(supervit_admin_pb2_grpc.SupervisorAdminServicer):
         *,
         clock: Callable[[], float] = time.time,
         ingest: IngestStore | None = None,
+        require_body_mac: bool = False,
     ) -> None:
         self.ingest = ingest
+        self.require_body_mac = require_body_mac
         self.registry = registry
         self.catalog = catalog
         self.pusher = pusher
@@ -131,7 +133,10 @@ class AdminService(supervit_admin_pb2_grpc.SupervisorAdminServicer):
 
     async def _authenticate(self, request: Any, context: Ctx) -> None:
         try:
-            await self.verifier.verify(request.credential, admin_payload(request))
+            check_body = body_mac_hook(
+                context.invocation_metadata(), current_request_bytes(), required=self.require_body_mac
+            )
+            await self.verifier.verify(request.credential, admin_payload(request), before_consume=check_body)
         except (AuthError, StorageError) as exc:
             log.warning("refused admin %s from %s: %s", type(request).__name__, context.peer(), exc)
             await abort_for(context, exc)

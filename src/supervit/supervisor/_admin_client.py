@@ -10,7 +10,7 @@ import grpc
 from google.protobuf.message import Message
 
 from supervit._exceptions import RpcError
-from supervit.auth import SharedSecret, Signer
+from supervit.auth import SharedSecret, Signer, body_mac_metadata
 from supervit.protocol import supervit_admin_pb2, supervit_admin_pb2_grpc
 from supervit.supervisor._admin import admin_payload
 
@@ -53,7 +53,8 @@ class AdminClient:
     async def _call(self, method: str, request: Any) -> Any:
         request.credential.CopyFrom(self._signer.credential(admin_payload(request)))
         try:
-            return await getattr(self._stub, method)(request, timeout=self._timeout)
+            metadata = body_mac_metadata(self._signer.secret, request)
+            return await getattr(self._stub, method)(request, timeout=self._timeout, metadata=metadata)
         except grpc.aio.AioRpcError as exc:
             raise RpcError(method, exc.code(), exc.details() or "") from None
 

@@ -47,7 +47,7 @@ import grpc
 from google.protobuf.message import Message
 
 from supervit._exceptions import ConfigError, SupervitError
-from supervit.auth import SharedSecret, Signer, request_payload
+from supervit.auth import SharedSecret, Signer, body_mac_metadata, request_payload
 from supervit.protocol import supervised_pb2, supervised_pb2_grpc
 from supervit.supervisor._catalog import CatalogRealm
 from supervit.supervisor._config import PushSection
@@ -336,7 +336,7 @@ class _Caller:
         for i, secret in enumerate(secrets):
             request.credential.CopyFrom(Signer(secret).credential(payload))  # type: ignore[attr-defined]
             try:
-                response = await rpc(request, timeout=self._timeout)
+                response = await rpc(request, timeout=self._timeout, metadata=body_mac_metadata(secret, request))
             except grpc.aio.AioRpcError as exc:
                 if exc.code() == grpc.StatusCode.UNAUTHENTICATED and i + 1 < len(secrets):
                     continue  # a rotating node may already (or still) hold the other key

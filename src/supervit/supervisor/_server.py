@@ -162,7 +162,16 @@ class Supervisor:
                 admin_verifier = CredentialVerifier(
                     cfg.admin_secret, nonces, cfg.server.max_clock_skew_secs, clock=clock
                 )
-                admin = AdminService(registry, catalog, pusher, directives, admin_verifier, clock=clock, ingest=ingest)
+                admin = AdminService(
+                    registry,
+                    catalog,
+                    pusher,
+                    directives,
+                    admin_verifier,
+                    clock=clock,
+                    ingest=ingest,
+                    require_body_mac=cfg.security.require_body_mac,
+                )
                 self._admin_server = RpcServer(
                     max_receive_bytes=cfg.admin_limits.max_request_bytes,
                     maximum_concurrent_rpcs=cfg.security.max_concurrent_rpcs,

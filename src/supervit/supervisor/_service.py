@@ -35,13 +35,14 @@ from supervit.auth import (
     Action,
     CredentialVerifier,
     SharedSecret,
+    body_mac_hook,
     build_payload,
     registration_fingerprint,
     request_payload,
 )
 from supervit.metrics import MAX_POWER_RESERVE_LEVEL
 from supervit.protocol import NOT_REGISTERED_DETAILS, SERVER_TIME_METADATA_KEY, supervisor_pb2, supervisor_pb2_grpc
-from supervit.rpc import RefusalLog, abort, abort_for
+from supervit.rpc import RefusalLog, abort, abort_for, current_request_bytes
 from supervit.supervisor._config import SupervisorConfig, split_host_port
 from supervit.supervisor._push import CatalogPusher
 from supervit.supervisor._store import CatalogStore, IngestStore
@@ -116,7 +117,17 @@ class SupervisorService(supervisor_pb2_grpc.SupervisorServiceServicer):
             raise AuthError()
         if abs(now - credential.timestamp) > self.verifier.window:
             raise TimestampOutOfRangeError()
-        return CredentialVerifier.check_signature(credential, payload, secrets)
+        secret = CredentialVerifier.check_signature(credential, payload, secrets)
+        check_body = self._body_check(context)
+        if check_body is not None:
+            check_body(secret)
+        return secret
+
+    def _body_check(self, context: Ctx) -> Callable[[SharedSecret], None] | None:
+        # The x-supervit-body-mac extension: verified when present, required when configured.
+        return body_mac_hook(
+            context.invocation_metadata(), current_request_bytes(), required=self.config.security.require_body_mac
+        )
 
     def _nonce_expiry(self, credential: Any, now: int) -> int:
         # As the verifier does: remembered until the timestamp can no longer pass, plus margin.
@@ -130,7 +141,9 @@ class SupervisorService(supervisor_pb2_grpc.SupervisorServiceServicer):
                     "no secret", "refused node %r from %s: no secret configured for it", node_id, context.peer()
                 )
                 raise AuthError()
-            return await self.verifier.verify(credential, payload, secrets=secrets)
+            return await self.verifier.verify(
+                credential, payload, secrets=secrets, before_consume=self._body_check(context)
+            )
         except (AuthError, StorageError) as exc:
             if not isinstance(exc, StorageError):
                 self._refusals.note(str(exc), "refused node %r from %s: %s", node_id, context.peer(), exc)
