@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 
 BENCH_DIR = Path(__file__).resolve().parent
-SECRET_HEX = "0123456789abcdef" * 4
+SECRET_HEX = "0f1e2d3c4b5a6978" * 4  # not the published example secret (the daemons refuse it)
 
 
 @contextmanager

@@ -109,7 +109,10 @@ async def test_realm_lifecycle(node: NodeDaemon) -> None:
     assert deleted.code == 0 and "realm 7 deleted" in deleted.out
     missing = await supervit("ctl", "realm", "get", "7", *args)
     assert missing.code == 1 and missing.out == ""
-    assert missing.err.strip() == f"supervit: error: GetRealm failed on node n1 at {node.address}: Realm 7 not found"
+    assert (
+        missing.err.strip()
+        == f"supervit ctl realm get: error: GetRealm failed on node n1 at {node.address}: Realm 7 not found"
+    )
     duplicate = await supervit("ctl", "realm", "create", "8", "--name", "x", *args)
     assert duplicate.code == 1 and "already exists" in duplicate.err and len(duplicate.err.splitlines()) == 1
 
@@ -134,7 +137,7 @@ async def test_config_get_set_with_env_and_node_toml(node: NodeDaemon, tmp_path:
     env = clean_env(SUPERVIT_SHARED_SECRET=SECRET_HEX, SUPERVIT_NODE=node.address, SUPERVIT_NODE_ID="n1")
     set_ = await supervit("ctl", "config", "set", "log_level", "root", "DEBUG", env=env)
     assert set_.code == 0, set_.err
-    assert set_.out.strip() == "LOG_LEVEL root: (unset) -> DEBUG (applied)"
+    assert set_.out.strip() == "LOG_LEVEL root: (unset) -> debug (applied)"  # what the node stored
     toml = tmp_path / "node.toml"
     toml.write_text(
         f'[supervisor.client]\nnode_id = "n1"\nshared_secret = "{SECRET_HEX}"\n'
@@ -233,3 +236,69 @@ async def test_admin_commands(supervisor: Supervisor, node: NodeDaemon, tmp_path
     assert via_file.code == 0 and "n1" in via_file.out
     wrong = await supervit("ctl", "nodes", "--admin", supervisor.admin_address or "", "--admin-secret", SECRET_HEX)
     assert wrong.code == 1 and "refused the credential: invalid signature" in wrong.err
+
+
+async def test_ctl_reads_the_daemons_variable_names_and_secret_files(
+    supervisor: Supervisor, node: NodeDaemon, tmp_path: Path
+) -> None:
+    """The README's exports work as they are: ctl reads SUPERVIT_ADMIN__SECRET & co. like the
+    daemons (old names stay aliases); secrets also come from files; --admin/--node override a
+    config's port 0; addresses may be http://host:port; JSON lists are always present."""
+    assert supervisor.admin_address is not None
+    env = clean_env(SUPERVIT_ADMIN__LISTEN=supervisor.admin_address, SUPERVIT_ADMIN__SECRET=ADMIN_HEX)
+    empty = await supervit("ctl", "catalog", "list", "--json", env=env)
+    assert empty.code == 0, empty.err
+    assert json.loads(empty.out)["realms"] == []
+    assert json.loads((await supervit("ctl", "nodes", "--json", env=env)).out)["nodes"] == []
+
+    secret_file = tmp_path / "admin.secret"
+    secret_file.write_text(ADMIN_HEX + "\n")
+    secret_file.chmod(0o600)
+    env = clean_env(SUPERVIT_ADMIN__SECRET_FILE=str(secret_file))
+    quiet = await supervit("ctl", "nodes", "--admin", f"http://{supervisor.admin_address}", env=env)
+    assert quiet.code == 0 and quiet.err == "", quiet.err
+    secret_file.chmod(0o644)
+    loose = await supervit("ctl", "nodes", "--admin", supervisor.admin_address, env=env)
+    assert loose.code == 0 and f"chmod 600 {secret_file}" in loose.err
+
+    port_zero = tmp_path / "supervisor.toml"
+    port_zero.write_text(f'[admin]\nlisten = "127.0.0.1:0"\nsecret_file = "{secret_file}"\n')
+    refused = await supervit("ctl", "nodes", "--config", str(port_zero))
+    assert refused.code == 2 and "give the actual address with --admin" in refused.err
+    overridden = await supervit("ctl", "nodes", "--config", str(port_zero), "--admin", supervisor.admin_address)
+    assert overridden.code == 0, overridden.err
+
+    async with grpc.aio.insecure_channel(supervisor.address) as channel:
+        await NodeSim(channel, "n1", agent_addr=node.address).register()
+    queued = await supervit("ctl", "directive", "n1", "request-full-report", "--config", str(port_zero),
+                            "--admin", supervisor.admin_address)  # fmt: skip
+    assert queued.code == 0, queued.err
+    assert "delivered at n1's next report" in queued.out
+
+    node_env = clean_env(
+        SUPERVIT_SUPERVISOR__CLIENT__AGENT_ADDR=f"http://{node.address}",
+        SUPERVIT_SUPERVISOR__CLIENT__NODE_ID="n1",
+        SUPERVIT_SUPERVISOR__CLIENT__SHARED_SECRET=SECRET_HEX,
+    )
+    listed = await supervit("ctl", "realm", "list", "--json", env=node_env)
+    assert listed.code == 0, listed.err
+    assert json.loads(listed.out) == {"realms": [], "total_count": 0}
+    node_secret = tmp_path / "node.secret"
+    node_secret.write_text(SECRET_HEX)
+    node_secret.chmod(0o600)
+    toml = tmp_path / "node.toml"
+    toml.write_text(
+        f'[supervisor.client]\nnode_id = "n1"\nshared_secret_file = "{node_secret}"\n'
+        '[supervisor.supervisord]\nip = "0.0.0.0"\nport = 0\n'
+    )
+    refused = await supervit("ctl", "node", "info", "--config", str(toml))
+    assert refused.code == 2 and "give the node's actual address with --node" in refused.err
+    info = await supervit("ctl", "node", "info", "--json", "--config", str(toml), "--node", node.address)
+    assert info.code == 0, info.err
+    assert json.loads(info.out)["node_id"] == "n1"
+    by_file = await supervit("ctl", "node", "info", "--node", node.address, "--node-id", "n1",
+                             "--shared-secret-file", str(node_secret))  # fmt: skip
+    assert by_file.code == 0, by_file.err
+    both = await supervit("ctl", "node", "info", "--node", node.address, "--node-id", "n1",
+                          "--shared-secret-file", str(node_secret), "--shared-secret", SECRET_HEX)  # fmt: skip
+    assert both.code == 2 and "not both" in both.err

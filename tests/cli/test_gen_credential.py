@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import SECRET_HEX, VECTORS
+from tests.conftest import EXAMPLE_SECRET_HEX, SECRET_HEX, VECTORS
 
 ACTIONS_WITH_REALM = {"create_realm", "get_realm", "update_realm", "delete_realm"}
 
@@ -126,7 +126,27 @@ def test_config_type_by_name() -> None:
     """--config-type accepts the enum name as well as the number."""
     result = run_cli(
         "gen-credential", "--action", "update_config", "--node-id", "node-1", "--config-type", "log_level",
-        "--subject", "log.level", "--shared-secret", SECRET_HEX, "--timestamp", "1764201600",
+        "--subject", "log.level", "--shared-secret", EXAMPLE_SECRET_HEX, "--timestamp", "1764201600",
         "--nonce", "9b2f6c1e-3a4d-4e5f-8a7b-1c2d3e4f5a6b", "--output", "json",
     )  # fmt: skip
     assert json.loads(result.stdout)["signature"] == "peWhi3xDEG44V0QhB2KmN9mL4Qi7C7GbqxEYySLITqI="
+
+
+def test_secret_from_the_daemons_variable_and_from_a_file(tmp_path: Any) -> None:
+    """The node daemon's variable name works here too, and so does a secret file; all sign alike."""
+    import os
+
+    args = ["gen-credential", "--action", "node_info", "--node-id", "n1", "--timestamp", "1764201600",
+            "--nonce", "fixed", "--output", "json"]  # fmt: skip
+    base = {k: v for k, v in os.environ.items() if not k.startswith("SUPERVIT_")}
+    by_option = run_cli(*args, "--shared-secret", SECRET_HEX, env=base)
+    by_env = run_cli(*args, env={**base, "SUPERVIT_SUPERVISOR__CLIENT__SHARED_SECRET": SECRET_HEX})
+    path = tmp_path / "node.secret"
+    path.write_text(SECRET_HEX + "\n")
+    path.chmod(0o600)
+    by_file = run_cli(*args, "--shared-secret-file", str(path), env=base)
+    by_file_env = run_cli(*args, env={**base, "SUPERVIT_SUPERVISOR__CLIENT__SHARED_SECRET_FILE": str(path)})
+    signatures = {json.loads(r.stdout)["signature"] for r in (by_option, by_env, by_file, by_file_env)}
+    assert len(signatures) == 1
+    missing = run_cli(*args, "--shared-secret-file", str(tmp_path / "nope"), env=base)
+    assert missing.returncode == 2 and "--shared-secret-file" in missing.stderr and "not found" in missing.stderr

@@ -203,3 +203,41 @@ async def test_loop_survives_a_failing_collector(
     await client.start_status_reporting()
     await double.wait_for(lambda: len(double.reports()) >= 2, what="reports after the collector failed once")
     assert any("unexpected error" in r.getMessage() for r in caplog.records)
+
+
+async def test_outage_warns_at_first_failure_then_at_most_once_a_minute(
+    make_client: MakeClient, unused_tcp_port_addr: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """While the supervisor is unreachable: WARNING at the first failure, then at most once a
+    minute (node clock), each with the attempt count and the next retry; the rest at DEBUG."""
+    now = [1_800_000_000.0]
+    attempts: list[float] = []
+    enough = asyncio.Event()
+
+    async def sleep(delay: float) -> None:
+        attempts.append(now[0])
+        now[0] += 17.0  # each wait moves the node's clock on; the real loop does not wait
+        if len(attempts) >= 25:
+            enough.set()
+        await asyncio.sleep(0)
+
+    client = make_client(
+        fast_config(f"http://{unused_tcp_port_addr}", health_check_interval_secs=3600),
+        clock=lambda: now[0],
+        sleep=sleep,
+    )
+    caplog.set_level(logging.DEBUG, logger="supervit.client")
+    await client.start_status_reporting()
+    await asyncio.wait_for(enough.wait(), 30)
+    await client.stop()
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "unreachable" in r.getMessage()]
+    assert len(attempts) >= 25
+    assert 2 <= len(warnings) < len(attempts) // 2, [r.getMessage() for r in warnings]
+    assert "(attempt 1)" in warnings[0].getMessage() and "next retry in" in warnings[0].getMessage()
+    assert "(attempt 1)" not in warnings[1].getMessage()
+    stamps = [r.created for r in warnings]
+    assert stamps == sorted(stamps)
+    # The node clock at each warning is in the message as "unreachable for Ns": a minute apart at least.
+    seconds = [int(r.getMessage().split("unreachable for ")[1].split("s:")[0]) for r in warnings]
+    assert seconds[0] == 0 and all(b - a >= 60 for a, b in itertools.pairwise(seconds)), seconds
+    assert any(r.levelno == logging.DEBUG and "attempt" in r.getMessage() for r in caplog.records)

@@ -117,11 +117,6 @@ def test_env_overrides(tmp_path: Path) -> None:
         ({"supervisor": {"client": {"power_model": 5}}}, "supervisor.client.power_model", "string"),
         ({"supervisor": {"client": {"endpoint": "ftp://x:1"}}}, "supervisor.client.endpoint", "scheme"),
         (
-            {"supervisor": {"client": {"endpoint": "http://127.0.0.1:1"}, "supervisord": {"ip": "0.0.0.0"}}},
-            "supervisor.supervisord.advertised_ip",
-            "wildcard",
-        ),
-        (
             {
                 "supervisor": {
                     "enable_tls": True,

@@ -366,6 +366,6 @@ async def test_invalid_config_exits_2_with_one_line(tmp_path: Path, extra: str, 
     stdout, stderr = await asyncio.wait_for(proc.communicate(), 10)
     lines = stderr.decode().splitlines()
     assert proc.returncode == 2 and stdout == b""
-    assert len(lines) == 1 and lines[0].startswith("supervit: error: ") and key in lines[0], lines
+    assert len(lines) == 1 and lines[0].startswith("supervit node: error: ") and key in lines[0], lines
     assert "abc" not in lines[0] or key != "supervisor.client.shared_secret"
     assert not (tmp_path / "data").exists()

@@ -10,7 +10,7 @@ from typing import Any
 import grpc
 import pytest
 
-from supervit._exceptions import SupervitError
+from supervit._exceptions import ConfigError, SupervitError
 from supervit._version import __version__
 from supervit.config import NodeConfig, load_node_config
 from supervit.metrics import Snapshot, StaticMetricsProvider
@@ -239,5 +239,9 @@ async def test_tls_from_config(tmp_path: Path) -> None:
 def test_example_config_is_valid() -> None:
     """examples/node.toml loads and validates (it is what the README tells people to run)."""
     example = Path(__file__).resolve().parents[2] / "examples" / "node.toml"
-    config = load_node_config(example, environ={})
+    with pytest.raises(ConfigError) as info:  # the file carries no secret ...
+        load_node_config(example, environ={})
+    assert info.value.key == "supervisor.client.shared_secret"
+    # ... the README's export provides it.
+    config = load_node_config(example, environ={"SUPERVIT_SUPERVISOR__CLIENT__SHARED_SECRET": SECRET_HEX})
     assert config.node_id == "edge-1" and [s.name for s in services_from_config(config)] == ["turn-main", "stun-main"]

@@ -27,7 +27,7 @@ from supervit.auth._payloads import (
     registration_fingerprint,
     request_payload,
 )
-from supervit.auth._secret import MIN_SECRET_HEX_CHARS, SharedSecret
+from supervit.auth._secret import EXAMPLE_SECRETS_HEX, MAKE_SECRET_HINT, MIN_SECRET_HEX_CHARS, SharedSecret
 from supervit.auth._verifier import (
     DEFAULT_WINDOW_SECS,
     NONCE_TTL_EXTRA_SECS,
@@ -40,6 +40,8 @@ __all__ = [
     "BODY_MAC_MISSING",
     "CONSUME_NONCE_SQL",
     "DEFAULT_WINDOW_SECS",
+    "EXAMPLE_SECRETS_HEX",
+    "MAKE_SECRET_HINT",
     "INVALID_BODY_MAC",
     "MIN_SECRET_HEX_CHARS",
     "NONCE_CLEANUP_SQL",

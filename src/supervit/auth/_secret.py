@@ -7,9 +7,12 @@ import string
 
 from supervit._exceptions import ConfigError
 
-__all__ = ["MIN_SECRET_HEX_CHARS", "SharedSecret"]
+__all__ = ["EXAMPLE_SECRETS_HEX", "MAKE_SECRET_HINT", "MIN_SECRET_HEX_CHARS", "SharedSecret"]
 
 MIN_SECRET_HEX_CHARS = 64
+EXAMPLE_SECRETS_HEX: frozenset[str] = frozenset({"0123456789abcdef" * 4})
+"""Secrets published in the original's documentation and examples: anyone can sign with them."""
+MAKE_SECRET_HINT = "make one with: python3 -c 'import secrets; print(secrets.token_hex(32))'"
 _HEX = frozenset(string.hexdigits)
 
 
@@ -46,6 +49,19 @@ class SharedSecret:
                 field, f"is too short: {len(cleaned)} hex characters, at least {MIN_SECRET_HEX_CHARS} required"
             )
         return cls(bytes.fromhex(cleaned))
+
+    @classmethod
+    def from_bytes(cls, key: bytes | bytearray | memoryview, *, field: str = "shared_secret") -> SharedSecret:
+        """Use decoded key bytes (as the original's ``hex::decode(...)``); at least 32 bytes."""
+        raw = bytes(key)
+        if len(raw) * 2 < MIN_SECRET_HEX_CHARS:
+            raise ConfigError(field, f"is too short: {len(raw)} bytes, at least {MIN_SECRET_HEX_CHARS // 2} required")
+        return cls(raw)
+
+    @property
+    def is_published_example(self) -> bool:
+        """Whether this is a secret printed in public examples (a daemon refuses those)."""
+        return any(self == SharedSecret(bytes.fromhex(text)) for text in EXAMPLE_SECRETS_HEX)
 
     @property
     def key(self) -> bytes:

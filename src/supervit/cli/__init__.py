@@ -1,19 +1,27 @@
 """The ``supervit`` command line: one sync entry point per command, ``asyncio.run`` only here.
 
 Commands are imported lazily so ``supervit gen-credential`` does not pay for the daemon's imports.
+
+Every failure is one line on stderr in one style, ``supervit <command>: error: <what>``, where
+``<command>`` is the command as typed (``supervit ctl realm get: error: …``). Exit status 2 for
+usage and configuration errors (bad TLS files included), 1 for runtime failures, 130 on Ctrl-C.
+No traceback reaches the user for bad input; an unexpected internal error prints one line too
+(``SUPERVIT_DEBUG=1`` shows the traceback).
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+import traceback
 from collections.abc import Sequence
 
 import click
 
-from supervit._exceptions import SupervitError
+from supervit._exceptions import ConfigError, SupervitError
 
-__all__ = ["cli", "main"]
+__all__ = ["cli", "command_path", "error_line", "main"]
 
 # command name -> "module:attribute"; each module holds one command.
 _COMMANDS: dict[str, str] = {
@@ -44,26 +52,59 @@ def cli() -> None:
     """supervit: node agent and reference supervisor for the supervisor.v1 protocol."""
 
 
+def command_path(args: Sequence[str]) -> str:
+    """``supervit ctl realm get`` for ``["ctl", "realm", "get", "7", …]``: the command as typed.
+
+    Walks the command groups along the leading words; stops at the first option or argument.
+    """
+    words = ["supervit"]
+    group: click.Command | None = cli
+    ctx = click.Context(cli)
+    for arg in args:
+        if arg.startswith("-") or not isinstance(group, click.Group):
+            break
+        try:
+            sub = group.get_command(ctx, arg)
+        except Exception:  # an import problem must not hide the real error
+            sub = None
+        if sub is None:
+            break
+        words.append(arg)
+        group = sub
+    return " ".join(words)
+
+
+def error_line(where: str, message: str) -> str:
+    """The one error line every command prints: ``<where>: error: <message>``."""
+    return f"{where}: error: {str(message).strip()}"
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point: errors become one line on stderr and an exit code.
 
     Usage errors and invalid configuration exit with 2, other failures with 1.
     """
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        code = cli.main(args=list(argv) if argv is not None else None, prog_name="supervit", standalone_mode=False)
+        code = cli.main(args=args, prog_name="supervit", standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo("supervit: aborted", err=True)
+        click.echo(f"{command_path(args)}: aborted", err=True)
         sys.exit(130)
     except click.ClickException as exc:
-        where = f" {exc.ctx.command_path}" if isinstance(exc, click.UsageError) and exc.ctx else ""
-        where = where.removeprefix(" supervit")
-        click.echo(f"supervit{where}: error: {exc.format_message()}", err=True)
+        click.echo(error_line(command_path(args), exc.format_message()), err=True)
         sys.exit(exc.exit_code)
     except SupervitError as exc:
-        from supervit._exceptions import ConfigError
-
-        click.echo(f"supervit: error: {exc}", err=True)
+        click.echo(error_line(command_path(args), str(exc)), err=True)
         sys.exit(2 if isinstance(exc, ConfigError) else 1)
     except KeyboardInterrupt:
         sys.exit(130)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:
+        if os.environ.get("SUPERVIT_DEBUG"):
+            traceback.print_exc()
+        detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        hint = "" if os.environ.get("SUPERVIT_DEBUG") else " (SUPERVIT_DEBUG=1 shows the traceback)"
+        click.echo(error_line(command_path(args), f"internal error: {detail}{hint}"), err=True)
+        sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)

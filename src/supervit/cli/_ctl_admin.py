@@ -9,8 +9,6 @@ The admin service is given by ``--admin HOST:PORT --admin-secret HEX`` (environm
 from __future__ import annotations
 
 import functools
-import ipaddress
-import os
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -18,22 +16,26 @@ from typing import Any, TypeVar
 
 import click
 
-from supervit._exceptions import RpcError
+from supervit._exceptions import ConfigError, RpcError
 from supervit.auth import SharedSecret
 from supervit.cli._ctl_common import (
-    CtlError,
+    ADDRESS_FORMS,
     age,
     echo_json,
     failure,
     json_option,
     message_dict,
     parse_enum,
+    parse_target,
+    pick_secret,
     run,
     table,
 )
-from supervit.config import read_toml
+from supervit.config import apply_env, build, read_toml
+from supervit.config._secrets import read_secret_file
 from supervit.protocol import common_pb2, supervisor_pb2, supervit_admin_pb2
 from supervit.supervisor import AdminClient, split_host_port
+from supervit.supervisor._config import AdminSection
 
 __all__ = ["catalog_group", "directive", "nodes", "sync_text"]
 
@@ -43,25 +45,28 @@ _RESOURCE_TYPES = {k: int(v) for k, v in common_pb2.ResourceType.items() if v}
 _DEFAULT_ADMIN = "127.0.0.1:50052"
 
 
-def _from_config(path: Path) -> tuple[str, str | None]:
-    admin = read_toml(path).get("admin", {})
-    if not isinstance(admin, dict):
-        raise CtlError(f"{path}: [admin] must be a table")
-    listen = os.environ.get("SUPERVIT_ADMIN__LISTEN") or str(admin.get("listen", _DEFAULT_ADMIN))
-    secret = os.environ.get("SUPERVIT_ADMIN__SECRET") or admin.get("secret")
-    try:
-        host, port = split_host_port(listen)
-    except ValueError as exc:
-        raise CtlError(f"{path}: admin.listen: {exc}") from None
-    if port == 0:
-        raise click.UsageError(f"{path} has admin port 0 (any free port): give the actual address with --admin")
-    try:
-        if ipaddress.ip_address(host).is_unspecified:
-            host = "127.0.0.1" if ipaddress.ip_address(host).version == 4 else "::1"
-    except ValueError:
-        pass
-    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return address, None if secret is None else str(secret)
+def _from_config(path: Path, need_address: bool) -> tuple[str | None, str | None]:
+    """The ``[admin]`` address and secret of the supervisor's TOML file, with the environment
+    overrides and ``secret_file`` the supervisor itself would apply (only that table is read)."""
+    raw = apply_env(read_toml(path), tables={"admin"})
+    admin = build(AdminSection, raw.get("admin", {}), "admin")
+    secret = admin.secret
+    if admin.secret_file is not None:
+        if secret is not None:
+            raise ConfigError("admin.secret_file", "set either secret or secret_file, not both")
+        secret = read_secret_file(admin.secret_file, "admin.secret_file")
+    address: str | None = None
+    if need_address:
+        if not admin.listen:
+            raise click.UsageError(f"{path} has no [admin] listen address: give it with --admin")
+        try:
+            _, port = split_host_port(admin.listen)
+        except ValueError as exc:
+            raise ConfigError("admin.listen", str(exc)) from None
+        if port == 0:
+            raise click.UsageError(f"{path} has admin port 0 (any free port): give the actual address with --admin")
+        address = admin.listen
+    return address, secret
 
 
 class _Admin:
@@ -93,37 +98,54 @@ def admin_options(f: Callable[..., None]) -> Callable[..., None]:
         *args: Any,
         admin_addr: str | None,
         admin_secret: str | None,
+        admin_secret_file: Path | None,
         config_path: Path | None,
         timeout: float,
         **kwargs: Any,
     ) -> None:
+        secret_text = pick_secret(admin_secret, admin_secret_file, "--admin-secret", "--admin-secret-file")
         if config_path is not None:
-            addr, secret_text = _from_config(config_path)
-            admin_addr, admin_secret = admin_addr or addr, admin_secret or secret_text
-        if not admin_secret:
-            raise click.UsageError("missing --admin-secret (or SUPERVIT_ADMIN_SECRET, or --config supervisor.toml)")
-        secret = SharedSecret.from_hex(admin_secret, field="--admin-secret")
-        f(*args, admin=_Admin(admin_addr or _DEFAULT_ADMIN, secret, timeout), **kwargs)
+            addr, config_secret = _from_config(config_path, need_address=admin_addr is None)
+            admin_addr, secret_text = admin_addr or addr, secret_text or config_secret
+        if not secret_text:
+            raise click.UsageError(
+                "missing --admin-secret or --admin-secret-file (or SUPERVIT_ADMIN__SECRET, SUPERVIT_ADMIN__SECRET_FILE,"
+                " or --config supervisor.toml)"
+            )
+        target = parse_target(admin_addr or _DEFAULT_ADMIN, "--admin")
+        if target.tls:
+            raise click.BadParameter(
+                "the admin service speaks plaintext (loopback): use http:// or host:port", param_hint="--admin"
+            )
+        secret = SharedSecret.from_hex(secret_text, field="--admin-secret")
+        f(*args, admin=_Admin(target.address, secret, timeout), **kwargs)
 
     decorators = [
         click.option(
             "--admin",
             "admin_addr",
-            envvar="SUPERVIT_ADMIN_ADDR",
+            envvar=["SUPERVIT_ADMIN__LISTEN", "SUPERVIT_ADMIN_ADDR"],
             show_envvar=True,
-            help=f"The supervisor's admin HOST:PORT [default: {_DEFAULT_ADMIN}].",
+            help=f"The supervisor's admin address: {ADDRESS_FORMS} [default: {_DEFAULT_ADMIN}].",
         ),
         click.option(
             "--admin-secret",
-            envvar="SUPERVIT_ADMIN_SECRET",
+            envvar=["SUPERVIT_ADMIN__SECRET", "SUPERVIT_ADMIN_SECRET"],
             show_envvar=True,
-            help="The admin hex secret. Prefer the env var: command lines are visible to other users.",
+            help="The admin hex secret. Prefer the env var or a file: command lines are visible to other users.",
+        ),
+        click.option(
+            "--admin-secret-file",
+            envvar="SUPERVIT_ADMIN__SECRET_FILE",
+            show_envvar=True,
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="Read the admin hex secret from this file (mode 0600).",
         ),
         click.option(
             "--config",
             "config_path",
             type=click.Path(dir_okay=False, path_type=Path),
-            help="Take the admin address and secret from the supervisor's TOML file.",
+            help="Take the admin address and secret from the supervisor's TOML file (explicit options win).",
         ),
         click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True, help="Seconds."),
         json_option,
@@ -178,7 +200,7 @@ def nodes(admin: _Admin, as_json: bool) -> None:
 @click.argument("payload", required=False)
 @admin_options
 def directive(admin: _Admin, node_id: str, directive_type: str, payload: str | None, as_json: bool) -> None:
-    """Queue a directive for NODE_ID's next report.
+    """Queue a directive for NODE_ID; it is delivered at the node's next report.
 
     DIRECTIVE_TYPE: ADJUST_INTERVAL (PAYLOAD = seconds), REQUEST_FULL_REPORT or GRACEFUL_SHUTDOWN
     (PAYLOAD = reason); case-insensitive, "-" works for "_".
@@ -189,7 +211,10 @@ def directive(admin: _Admin, node_id: str, directive_type: str, payload: str | N
         echo_json(message_dict(queued))
     else:
         name = supervisor_pb2.DirectiveType.Name(kind)  # type: ignore[arg-type]
-        click.echo(f"queued {name} #{queued.directive_id} for {node_id} (position {queued.position})")
+        click.echo(
+            f"queued {name} #{queued.directive_id} for {node_id} (position {queued.position});"
+            f" delivered at {node_id}'s next report"
+        )
 
 
 def _servers(text: str | None) -> list[int] | None:

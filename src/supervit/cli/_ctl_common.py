@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import time
 from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import click
 import grpc
@@ -14,15 +17,20 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from supervit._exceptions import RpcError, SupervitError
+from supervit.cli._secret_options import pick_secret
 
 __all__ = [
+    "ADDRESS_FORMS",
     "CtlError",
+    "Target",
     "age",
     "echo_json",
     "failure",
     "json_option",
     "message_dict",
     "parse_enum",
+    "parse_target",
+    "pick_secret",
     "run",
     "table",
     "when",
@@ -44,8 +52,67 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (
 
 
 def message_dict(message: Message) -> dict[str, Any]:
-    """A protobuf message as a JSON-ready dict with the .proto field names (enums by name)."""
-    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+    """A protobuf message as a JSON-ready dict with the .proto field names (enums by name).
+
+    Repeated fields are always present (``[]`` when empty), so scripts see one shape.
+    """
+    return json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+
+
+ADDRESS_FORMS = "host:port, [v6]:port or http(s)://host:port"
+
+
+@dataclass(frozen=True)
+class Target:
+    """A parsed ``--node``/``--admin`` address: the grpc target and whether the scheme asked for TLS."""
+
+    address: str
+    tls: bool | None  # True for https://, False for http://, None when no scheme was given
+
+
+def parse_target(text: str, option: str) -> Target:
+    """Accept ``host:port``, ``[v6]:port`` or ``http(s)://host:port`` (the config's ``endpoint``
+    form); a missing port is an error, a wildcard host means this host's loopback address."""
+    raw = text.strip()
+    tls: bool | None = None
+    if "://" in raw:
+        parts = urlsplit(raw)
+        if parts.scheme not in ("http", "https"):
+            raise click.BadParameter(f"{text!r}: scheme must be http:// or https://", param_hint=option)
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise click.BadParameter(f"{text!r}: expected {ADDRESS_FORMS}, without a path", param_hint=option)
+        tls = parts.scheme == "https"
+        raw = parts.netloc
+    if raw.startswith("["):
+        host, sep, port = raw[1:].partition("]:")
+        if not sep:
+            close = raw.find("]")
+            missing = close == len(raw) - 1 and close > 0
+            why = "missing port" if missing else f"expected {ADDRESS_FORMS}"
+            raise click.BadParameter(f"{text!r}: {why} (e.g. [::1]:50055)", param_hint=option)
+    else:
+        host, sep, port = raw.rpartition(":")
+        if not sep or not host:
+            raise click.BadParameter(
+                f"{text!r}: missing port (expected {ADDRESS_FORMS}, e.g. 127.0.0.1:50055)", param_hint=option
+            )
+        if ":" in host:
+            raise click.BadParameter(
+                f"{text!r}: write an IPv6 address in brackets, e.g. [::1]:50055", param_hint=option
+            )
+    if not port.isdigit() or not 0 < int(port) <= 65535:
+        raise click.BadParameter(f"{text!r}: port must be a number 1-65535", param_hint=option)
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        if ip.is_unspecified:  # a listen address such as 0.0.0.0: reach it on this host
+            host = "127.0.0.1" if ip.version == 4 else "::1"
+    address = f"[{host}]:{int(port)}" if ":" in host else f"{host}:{int(port)}"
+    return Target(address, tls)
 
 
 def echo_json(document: object) -> None:

@@ -8,7 +8,6 @@ file with ``--config node.toml`` (its address, id and secret; explicit options w
 from __future__ import annotations
 
 import functools
-import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +20,15 @@ from google.protobuf.message import Message
 
 from supervit.auth import SharedSecret, Signer, body_mac_metadata, request_payload
 from supervit.cli._ctl_common import (
+    ADDRESS_FORMS,
     CtlError,
     echo_json,
     failure,
     json_option,
     message_dict,
     parse_enum,
+    parse_target,
+    pick_secret,
     run,
     table,
     when,
@@ -90,21 +92,14 @@ class NodeTarget:
         return response
 
 
-def _from_config(path: Path) -> tuple[str, str, str, grpc.ChannelCredentials | None]:
+def _from_config(path: Path, need_address: bool) -> tuple[str | None, str, str, grpc.ChannelCredentials | None]:
     config = load_node_config(path)
     sd = config.supervisord
-    if config.supervisor.client.agent_addr:
-        address = config.supervisor.client.agent_addr
-    else:
-        host = sd.advertised_ip or sd.ip
-        try:
-            if ipaddress.ip_address(host).is_unspecified:
-                host = "127.0.0.1" if ipaddress.ip_address(host).version == 4 else "::1"
-        except ValueError:
-            pass
-        if sd.port == 0:
-            raise click.UsageError(f"{path} has port 0 (any free port): give the actual address with --node")
-        address = f"[{host}]:{sd.port}" if ":" in host else f"{host}:{sd.port}"
+    address: str | None = None
+    if need_address:
+        if sd.port == 0 and not config.supervisor.client.agent_addr:
+            raise click.UsageError(f"{path} has port 0 (any free port): give the node's actual address with --node")
+        address = config.agent_addr()
     creds = None
     if sd.tls_cert is not None:
         # Without --ca-cert, trust the node's own certificate (right for a self-signed one).
@@ -117,7 +112,10 @@ def _read(path: Path | None) -> bytes | None:
 
 
 def node_options(f: Callable[..., None]) -> Callable[..., None]:
-    """Add the node connection options to a command; it receives ``target: NodeTarget`` instead."""
+    """Add the node connection options to a command; it receives ``target: NodeTarget`` instead.
+
+    Explicit options (and their environment variables) always win over ``--config``.
+    """
 
     @functools.wraps(f)
     def wrapper(
@@ -125,6 +123,7 @@ def node_options(f: Callable[..., None]) -> Callable[..., None]:
         node: str | None,
         node_id: str | None,
         shared_secret: str | None,
+        shared_secret_file: Path | None,
         config_path: Path | None,
         ca_cert: Path | None,
         tls_domain: str | None,
@@ -134,38 +133,59 @@ def node_options(f: Callable[..., None]) -> Callable[..., None]:
         **kwargs: Any,
     ) -> None:
         creds = None
+        secret_text = pick_secret(shared_secret, shared_secret_file, "--shared-secret", "--shared-secret-file")
         if config_path is not None:
-            addr, cid, secret_text, creds = _from_config(config_path)
-            node, node_id, shared_secret = node or addr, node_id or cid, shared_secret or secret_text
-        missing = [
-            n for n, v in (("--node", node), ("--node-id", node_id), ("--shared-secret", shared_secret)) if not v
-        ]
+            addr, cid, config_secret, creds = _from_config(config_path, need_address=node is None)
+            node, node_id, secret_text = node or addr, node_id or cid, secret_text or config_secret
+        missing = [n for n, v in (("--node", node), ("--node-id", node_id), ("--shared-secret", secret_text)) if not v]
         if missing:
             raise click.UsageError(f"missing {', '.join(missing)} (or give the node's --config node.toml)")
-        assert node and node_id and shared_secret
-        secret = SharedSecret.from_hex(shared_secret, field="--shared-secret")
+        assert node and node_id and secret_text
+        parsed = parse_target(node, "--node")
+        secret = SharedSecret.from_hex(secret_text, field="--shared-secret")
         if (client_cert is None) != (client_key is None):
             raise click.UsageError("--client-cert and --client-key go together")
         if ca_cert or client_cert:
             creds = grpc.ssl_channel_credentials(_read(ca_cert), _read(client_key), _read(client_cert))
+        elif parsed.tls and creds is None:
+            creds = grpc.ssl_channel_credentials()  # https:// without --ca-cert: the system's roots
+        if parsed.tls is False and creds is not None and (ca_cert or client_cert):
+            raise click.UsageError(f"--node {node} says http:// but TLS options are given; use https://")
         options = (("grpc.ssl_target_name_override", tls_domain),) if tls_domain else ()
-        target = NodeTarget(node, node_id, secret, timeout, creds, options)
+        target = NodeTarget(parsed.address, node_id, secret, timeout, creds, options)
         f(*args, target=target, **kwargs)
 
     decorators = [
-        click.option("--node", envvar="SUPERVIT_NODE", show_envvar=True, help="The node's HOST:PORT."),
-        click.option("--node-id", envvar="SUPERVIT_NODE_ID", show_envvar=True, help="The node's id (signed payloads)."),
+        click.option(
+            "--node",
+            envvar=["SUPERVIT_SUPERVISOR__CLIENT__AGENT_ADDR", "SUPERVIT_NODE"],
+            show_envvar=True,
+            help=f"The node's address: {ADDRESS_FORMS}.",
+        ),
+        click.option(
+            "--node-id",
+            envvar=["SUPERVIT_SUPERVISOR__CLIENT__NODE_ID", "SUPERVIT_NODE_ID"],
+            show_envvar=True,
+            help="The node's id (signed payloads).",
+        ),
         click.option(
             "--shared-secret",
-            envvar="SUPERVIT_SHARED_SECRET",
+            envvar=["SUPERVIT_SUPERVISOR__CLIENT__SHARED_SECRET", "SUPERVIT_SHARED_SECRET"],
             show_envvar=True,
-            help="The node's hex secret. Prefer the env var: command lines are visible to other users.",
+            help="The node's hex secret. Prefer the env var or a file: command lines are visible to other users.",
+        ),
+        click.option(
+            "--shared-secret-file",
+            envvar="SUPERVIT_SUPERVISOR__CLIENT__SHARED_SECRET_FILE",
+            show_envvar=True,
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="Read the node's hex secret from this file (mode 0600).",
         ),
         click.option(
             "--config",
             "config_path",
             type=click.Path(dir_okay=False, path_type=Path),
-            help="Take address, id and secret from the node's TOML file.",
+            help="Take address, id and secret from the node's TOML file (explicit options win).",
         ),
         click.option("--ca-cert", type=click.Path(dir_okay=False, path_type=Path), help="Use TLS, trusting this CA."),
         click.option("--tls-domain", help="Name expected in the node's certificate."),
@@ -364,14 +384,22 @@ def config_set(target: NodeTarget, config_type: str, key: str, value: str, no_ap
         config_value=value,
         apply_immediately=not no_apply,
     )
-    response = run(_one(target, "UpdateConfig", request))
+
+    async def set_and_read() -> tuple[Any, str]:
+        async with target:
+            response = await target.call("UpdateConfig", request)
+            # Echo what the node stored (it normalises values: "WARNING" is stored as "warning").
+            stored = await target.call("GetConfig", _sd.GetConfigRequest(config_type=ctype, config_key=key))  # type: ignore[arg-type]
+            return response, str(stored.config_value)
+
+    response, stored = run(set_and_read())
     old = response.old_value if response.HasField("old_value") else None
     name = _config_name(ctype)
     if as_json:
-        echo_json({"config_type": name, "key": key, "value": value, "old_value": old, "applied": not no_apply})
+        echo_json({"config_type": name, "key": key, "value": stored, "old_value": old, "applied": not no_apply})
     else:
         click.echo(
-            f"{name} {key}: {old if old is not None else '(unset)'} -> {value}{'' if no_apply else ' (applied)'}"
+            f"{name} {key}: {old if old is not None else '(unset)'} -> {stored}{'' if no_apply else ' (applied)'}"
         )
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
 from supervit.auth import Action, SharedSecret, Signer, build_payload, new_nonce
+from supervit.cli._secret_options import pick_secret
 from supervit.protocol import common_pb2
 
 __all__ = ["gen_credential"]
@@ -21,6 +23,8 @@ _SUBJECT_HELP = {
     Action.UPDATE_REALM: "the realm id",
     Action.DELETE_REALM: "the realm id",
 }
+# NonceCredential.timestamp is a uint64, ReportRequest.timestamp an int64: the common range.
+_MAX_TIMESTAMP = 2**63 - 1
 _REALM_ACTIONS = {Action.CREATE_REALM, Action.GET_REALM, Action.UPDATE_REALM, Action.DELETE_REALM}
 
 
@@ -66,20 +70,27 @@ def _subject(action: Action, subject: str | None, timestamp: int) -> str | None:
 @click.option("--node-id", required=True, help="The node id in the payload.")
 @click.option(
     "--shared-secret",
-    required=True,
-    envvar="SUPERVIT_SHARED_SECRET",
+    envvar=["SUPERVIT_SUPERVISOR__CLIENT__SHARED_SECRET", "SUPERVIT_SHARED_SECRET"],
     show_envvar=True,
-    help="Hex secret (>= 64 hex chars). Prefer the env var: command lines are visible to other users.",
+    help="Hex secret (>= 64 hex chars). Prefer the env var or a file: command lines are visible to other users.",
+)
+@click.option(
+    "--shared-secret-file",
+    envvar="SUPERVIT_SUPERVISOR__CLIENT__SHARED_SECRET_FILE",
+    show_envvar=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Read the hex secret from this file (mode 0600).",
 )
 @click.option("--subject", help="Fingerprint, report timestamp, realm id or config key (by action).")
 @click.option("--config-type", help="ConfigType number or name (update_config/get_config).")
-@click.option("--timestamp", type=click.IntRange(min=0), help="Unix seconds (default: now).")
+@click.option("--timestamp", type=click.IntRange(0, _MAX_TIMESTAMP), help="Unix seconds (default: now).")
 @click.option("--nonce", help="Nonce text (default: a fresh UUID v4).")
 @click.option("--output", type=click.Choice(["human", "json"]), default="human", show_default=True)
 def gen_credential(
     action: str,
     node_id: str,
-    shared_secret: str,
+    shared_secret: str | None,
+    shared_secret_file: Path | None,
     subject: str | None,
     config_type: str | None,
     timestamp: int | None,
@@ -93,7 +104,12 @@ def gen_credential(
     act = Action(action)
     if not node_id:
         raise click.BadParameter("must not be empty", param_hint="--node-id")
-    secret = SharedSecret.from_hex(shared_secret, field="--shared-secret")
+    secret_text = pick_secret(shared_secret, shared_secret_file, "--shared-secret", "--shared-secret-file")
+    if not secret_text:
+        raise click.UsageError(
+            "missing --shared-secret or --shared-secret-file (or SUPERVIT_SUPERVISOR__CLIENT__SHARED_SECRET)"
+        )
+    secret = SharedSecret.from_hex(secret_text, field="--shared-secret")
     signer = Signer(secret)
     ts = signer.now() if timestamp is None else timestamp
     subj = _subject(act, subject, ts)

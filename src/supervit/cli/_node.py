@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 import click
 
-from supervit.cli._runtime import setup_logging
+from supervit.cli._runtime import allow_example_secret_option, refuse_example_secrets, setup_logging
 from supervit.config import load_node_config, python_log_level
 from supervit.node import ClientWiring, NodeDaemon, ReportingClient
 
@@ -45,7 +46,8 @@ def _announce(daemon: NodeDaemon) -> None:
     show_envvar=True,
     help="The node TOML file (see docs/configuration.md).",
 )
-def node(config_path: Path) -> None:
+@allow_example_secret_option
+def node(config_path: Path, allow_example_secret: bool) -> None:
     """Run the node daemon: serve the authenticated SupervisedService until SIGTERM/SIGINT or Shutdown.
 
     With ``[supervisor.client] endpoint`` set it also registers with and reports to that supervisor.
@@ -53,6 +55,8 @@ def node(config_path: Path) -> None:
     Prints "supervit node listening on HOST:PORT" on stdout once serving (useful with port 0);
     logs go to stderr. Invalid configuration: one line naming the key, exit 2, nothing started.
     """
+    setup_logging(logging.INFO)  # configuration warnings (secret file modes, advertised address) are seen
     config = load_node_config(config_path)
+    refuse_example_secrets(config.published_example_secrets(), allow_example_secret)
     setup_logging(python_log_level(config.supervisord.log_level))
     asyncio.run(NodeDaemon(config, client_factory=_supervit_client).run(on_ready=_announce))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import click
 
 from supervit._exceptions import ConfigError
-from supervit.cli._runtime import setup_logging
+from supervit.cli._runtime import allow_example_secret_option, refuse_example_secrets, setup_logging
 from supervit.supervisor import Supervisor, SupervisorConfig, load_supervisor_config
 
 __all__ = ["ADMIN_LISTENING_PREFIX", "LISTENING_PREFIX", "supervisor"]
@@ -46,8 +47,9 @@ def _config_option(required: bool) -> Callable[[Callable[..., None]], Callable[.
 
 @click.group("supervisor", invoke_without_command=True)
 @_config_option(required=False)
+@allow_example_secret_option
 @click.pass_context
-def supervisor(ctx: click.Context, config_path: Path | None) -> None:
+def supervisor(ctx: click.Context, config_path: Path | None, allow_example_secret: bool) -> None:
     """Run the supervisor: SupervisorService for the nodes, SupervisorAdmin for `supervit ctl`.
 
     Prints "supervit supervisor listening on HOST:PORT" (and "supervit supervisor admin listening
@@ -60,7 +62,9 @@ def supervisor(ctx: click.Context, config_path: Path | None) -> None:
         return
     if config_path is None:
         raise click.UsageError("Missing option '--config'.")
+    setup_logging(logging.INFO)  # configuration warnings (secret file modes) are seen
     config = load_supervisor_config(config_path)
+    refuse_example_secrets(config.published_example_secrets(), allow_example_secret)
     setup_logging(config.python_log_level)
     asyncio.run(Supervisor(config).run(on_ready=_announce))
 

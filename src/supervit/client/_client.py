@@ -124,6 +124,7 @@ class SupervitClient(SupervisorConnection):
         self._shutdown_requested = False
         self._last_snapshot: Snapshot | None = None
         self._last_realm_version = 0
+        self._warned_agent_addr = False
 
     # -- public state --------------------------------------------------------------------
 
@@ -226,7 +227,7 @@ class SupervitClient(SupervisorConnection):
             name=self._name,
             location_tag=cfg.location_tag,
             version=cfg.version,
-            agent_addr=cfg.agent_addr,
+            agent_addr=self._agent_addr(),
             service_tags=self._service_tags,
             services=self._services.advertisements(),
         )
@@ -286,6 +287,18 @@ class SupervitClient(SupervisorConnection):
         return await self._invoke("HealthCheck", self._health_request(), health_rpc)
 
     # -- internals -------------------------------------------------------------------------
+
+    def _agent_addr(self) -> str:
+        advertised = self._config.advertised_agent_addr
+        if advertised != self._config.agent_addr and not self._warned_agent_addr:
+            self._warned_agent_addr = True
+            log.warning(
+                "agent_addr %s is a wildcard, not reachable: advertising %s (set agent_addr to this node's"
+                " reachable host:port for a supervisor on another host)",
+                self._config.agent_addr,
+                advertised,
+            )
+        return advertised
 
     @property
     def _name(self) -> str:

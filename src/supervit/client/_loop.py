@@ -22,9 +22,12 @@ from supervit.client._errors import is_auth_failure
 from supervit.config import SupervitConfig
 from supervit.protocol import supervisor_pb2
 
-__all__ = ["LoopClient", "Sleep", "StatusLoops"]
+__all__ = ["OUTAGE_WARNING_EVERY_SECS", "LoopClient", "Sleep", "StatusLoops"]
 
 log = logging.getLogger("supervit.client")
+
+OUTAGE_WARNING_EVERY_SECS = 60.0
+"""While the supervisor stays unreachable, a WARNING at the first failure and then at most this often."""
 
 Sleep = Callable[[float], Awaitable[None]]
 """An ``asyncio.sleep``-compatible coroutine function (injectable for tests)."""
@@ -34,6 +37,7 @@ class LoopClient(Protocol):
     """What the loops need from their client (``SupervitClient`` provides it; no import cycle)."""
 
     _full_report_requested: asyncio.Event
+    _clock: Callable[[], float]
 
     @property
     def config(self) -> SupervitConfig: ...
@@ -59,6 +63,9 @@ class StatusLoops:
         self.backoff = Backoff(cfg.backoff_base_secs, cfg.backoff_cap_secs, rng=rng)
         # True between a registration and the first report the supervisor accepts after it.
         self._fresh_registration = False
+        # Outage logging (node clock): when the current run of failures began, last WARNING.
+        self._failing_since: float | None = None
+        self._last_warning_at: float | None = None
 
     async def run_reports(self) -> None:
         """Register when needed, then report forever (until cancelled)."""
@@ -147,13 +154,29 @@ class StatusLoops:
                 client.signer.secret.key_id,
                 delay,
             )
-        elif self.backoff.attempts == 1:
-            log.warning("%s; retrying in %.2fs", err, delay)
         else:
-            log.debug("%s (attempt %d); retrying in %.2fs", err, self.backoff.attempts, delay)
+            now = client._clock()
+            if self.backoff.attempts == 1:
+                self._failing_since = now
+            if self._last_warning_at is None or now - self._last_warning_at >= OUTAGE_WARNING_EVERY_SECS:
+                # Loud at the first failure, then a reminder at most once a minute: an outage must
+                # stay visible at WARNING without flooding the log at every retry.
+                self._last_warning_at = now
+                log.warning(
+                    "supervisor at %s unreachable for %ds: %s (attempt %d); next retry in %.1fs",
+                    client.config.target,
+                    max(0, int(now - (self._failing_since if self._failing_since is not None else now))),
+                    err,
+                    self.backoff.attempts,
+                    delay,
+                )
+            else:
+                log.debug("%s (attempt %d); retrying in %.2fs", err, self.backoff.attempts, delay)
         await self._sleep(delay)
 
     def _recovered(self) -> None:
         if self.backoff.attempts:
-            log.info("supervisor reachable again after %d failed attempt(s)", self.backoff.attempts)
+            log.warning("supervisor reachable again after %d failed attempt(s)", self.backoff.attempts)
             self.backoff.reset()
+        self._failing_since = None
+        self._last_warning_at = None

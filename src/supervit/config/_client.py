@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -9,8 +10,13 @@ from urllib.parse import urlsplit
 from supervit._exceptions import ConfigError
 from supervit._version import __version__
 from supervit.auth import SharedSecret
+from supervit.config._tls import check_cert_and_key, check_certificates
 
-__all__ = ["SupervitConfig"]
+__all__ = ["DEFAULT_AGENT_ADDR", "SupervitConfig"]
+
+DEFAULT_AGENT_ADDR = "0.0.0.0:50055"
+"""The original's default: the node's callback server on every interface, port 50055."""
+_LOOPBACK = {4: "127.0.0.1", 6: "::1"}
 
 
 @dataclass
@@ -30,7 +36,7 @@ class SupervitConfig:
     shared_secret: str = field(repr=False)
     name: str = ""
     location_tag: str = ""
-    agent_addr: str = ""
+    agent_addr: str = DEFAULT_AGENT_ADDR
     version: str = __version__
     connect_timeout_secs: float = 30
     status_report_interval_secs: float = 60
@@ -63,6 +69,8 @@ class SupervitConfig:
         """Raise :class:`ConfigError` (its ``key`` is the field name) on the first invalid field."""
         if not self.node_id.strip():
             raise ConfigError("node_id", "must not be empty")
+        if not self.agent_addr.strip():
+            raise ConfigError("agent_addr", "must not be empty (host:port the supervisor calls back)")
         _check_endpoint(self.endpoint, "endpoint", self.enable_tls)
         for i, other in enumerate(self.endpoints):
             _check_endpoint(other, f"endpoints[{i}]", self.enable_tls)
@@ -73,10 +81,10 @@ class SupervitConfig:
             raise ConfigError(missing, "client_cert and client_key must be set together (mTLS)")
         if self.client_cert is not None and not self.enable_tls:
             raise ConfigError("enable_tls", "must be true when client_cert/client_key are set (mTLS needs TLS)")
-        for name in ("client_cert", "client_key", "ca_cert"):
-            path = getattr(self, name)
-            if path is not None and not Path(path).is_file():
-                raise ConfigError(name, f"file not found: {path}")
+        if self.client_cert is not None and self.client_key is not None:
+            check_cert_and_key(Path(self.client_cert), "client_cert", Path(self.client_key), "client_key")
+        if self.ca_cert is not None:
+            check_certificates(Path(self.ca_cert), "ca_cert")
         SharedSecret.from_hex(self.shared_secret, field="shared_secret")
         positive = (
             "connect_timeout_secs",
@@ -96,6 +104,25 @@ class SupervitConfig:
             raise ConfigError("min_report_interval_secs", "must not exceed max_report_interval_secs")
         if self.max_clock_skew_secs < 0:
             raise ConfigError("max_clock_skew_secs", "must be >= 0 (0 means 300)")
+
+    @property
+    def advertised_agent_addr(self) -> str:
+        """``agent_addr`` as sent in RegisterNode: a wildcard host (``0.0.0.0``, ``[::]``) is not
+        reachable, so it is advertised as the loopback address (as the original's default
+        ``advertised_ip`` 127.0.0.1); set a reachable ``agent_addr`` for a remote supervisor."""
+        text = self.agent_addr.strip()
+        if text.startswith("["):
+            host, sep, port = text[1:].partition("]:")
+        else:
+            host, sep, port = text.rpartition(":")
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            return text
+        if not sep or not ip.is_unspecified:
+            return text
+        loopback = _LOOPBACK[ip.version]
+        return f"[{loopback}]:{port}" if ip.version == 6 else f"{loopback}:{port}"
 
     @property
     def secret(self) -> SharedSecret:

@@ -19,9 +19,15 @@ from supervit.config._client import SupervitConfig
 from supervit.config._loader import apply_env, build, read_toml
 from supervit.config._security import SecuritySection
 from supervit.metrics import POWER_MODELS
+from supervit.config._secrets import read_secret_file
+from supervit.config._tls import check_cert_and_key, check_certificates
 from supervit.protocol import common_pb2
 
+log = logging.getLogger("supervit.config")
+
 __all__ = [
+    "DEFAULT_ADVERTISED_IP",
+    "DEFAULT_NODE_NAME",
     "ClientSection",
     "NodeConfig",
     "ServiceSection",
@@ -31,6 +37,10 @@ __all__ = [
     "python_log_level",
 ]
 
+DEFAULT_NODE_NAME = "actrix-node"
+"""The original's default ``node_name``."""
+DEFAULT_ADVERTISED_IP = "127.0.0.1"
+"""Advertised when ``ip`` is a wildcard and neither ``advertised_ip`` nor ``agent_addr`` is set (as the original)."""
 LOG_LEVELS = ("trace", "debug", "info", "warn", "warning", "error", "critical")
 SERVICE_STATES = ("healthy", "running", "error", "disabled")
 
@@ -57,7 +67,7 @@ class ServiceSection:
 class SupervisordSection:
     """``[supervisor.supervisord]``: this node's callback server."""
 
-    node_name: str = ""
+    node_name: str = DEFAULT_NODE_NAME
     ip: str = "0.0.0.0"
     port: int = 50055
     advertised_ip: str | None = None
@@ -80,7 +90,9 @@ class ClientSection:
     """``[supervisor.client]``: identity and secret, and the supervisor to report to."""
 
     node_id: str
-    shared_secret: str = field(repr=False)
+    shared_secret: str = field(default="", repr=False)
+    # Added by supervit: read the secret from this file instead (see docs/configuration.md).
+    shared_secret_file: Path | None = None
     endpoint: str | None = None
     agent_addr: str | None = None
     # Added by supervit: further supervisor replicas to fail over to (docs/deploy.md).
@@ -139,6 +151,10 @@ class NodeConfig:
     def secret(self) -> SharedSecret:
         return SharedSecret.from_hex(self.supervisor.client.shared_secret, field="supervisor.client.shared_secret")
 
+    def published_example_secrets(self) -> list[str]:
+        """The keys whose secret is a published example value (a daemon refuses those)."""
+        return ["supervisor.client.shared_secret"] if self.secret.is_published_example else []
+
     @property
     def listen_addr(self) -> str:
         ip = self.supervisord.ip
@@ -149,6 +165,8 @@ class NodeConfig:
         if self.supervisor.client.agent_addr:
             return self.supervisor.client.agent_addr
         host = self.supervisord.advertised_ip or self.supervisord.ip
+        if not self.supervisord.advertised_ip and _is_wildcard(host):
+            host = DEFAULT_ADVERTISED_IP
         port = bound_port if bound_port is not None else self.supervisord.port
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -192,6 +210,12 @@ class NodeConfig:
         pre = "supervisor.supervisord"
         if not client.node_id.strip():
             raise ConfigError("supervisor.client.node_id", "must not be empty")
+        if not client.shared_secret.strip():
+            raise ConfigError(
+                "supervisor.client.shared_secret",
+                "is required: set shared_secret_file (a 0600 file holding the hex secret) or "
+                "SUPERVIT_SUPERVISOR__CLIENT__SHARED_SECRET",
+            )
         self.secret  # noqa: B018 - parses and validates the hex secret
         if client.power_model not in POWER_MODELS:
             raise ConfigError(
@@ -212,10 +236,10 @@ class NodeConfig:
             raise ConfigError(f"{pre}.{missing}", "tls_cert and tls_key must be set together")
         if sd.tls_client_ca is not None and sd.tls_cert is None:
             raise ConfigError(f"{pre}.tls_client_ca", "mTLS needs tls_cert and tls_key too")
-        for name in ("tls_cert", "tls_key", "tls_client_ca"):
-            path = getattr(sd, name)
-            if path is not None and not path.is_file():
-                raise ConfigError(f"{pre}.{name}", f"file not found: {path}")
+        if sd.tls_cert is not None and sd.tls_key is not None:
+            check_cert_and_key(sd.tls_cert, f"{pre}.tls_cert", sd.tls_key, f"{pre}.tls_key")
+        if sd.tls_client_ca is not None:
+            check_certificates(sd.tls_client_ca, f"{pre}.tls_client_ca")
         if sd.shutdown_grace_secs < 0:
             raise ConfigError(f"{pre}.shutdown_grace_secs", "must be >= 0")
         self.supervisor.security.validate("supervisor.security")
@@ -238,11 +262,6 @@ class NodeConfig:
             client_cfg.validate()
         except ConfigError as exc:
             raise ConfigError(_client_key(exc.key), exc.reason) from None
-        if not (client.agent_addr or sd.advertised_ip) and _is_wildcard(sd.ip):
-            raise ConfigError(
-                f"{pre}.advertised_ip",
-                f"is required when ip is the wildcard {sd.ip!r} and an endpoint is set (the supervisor must call back)",
-            )
 
 
 def _client_key(field_name: str) -> str:
@@ -278,8 +297,23 @@ def load_node_config(
     raw: dict[str, Any] = dict(data or {}) if path is None else read_toml(path)
     apply_env(raw, environ, tables={"supervisor"})
     parsed = build(_NodeFile, raw)
+    client = parsed.supervisor.client
+    if client.shared_secret_file is not None:
+        if client.shared_secret:
+            raise ConfigError(
+                "supervisor.client.shared_secret_file", "set either shared_secret or shared_secret_file, not both"
+            )
+        client.shared_secret = read_secret_file(client.shared_secret_file, "supervisor.client.shared_secret_file")
     config = NodeConfig(parsed.supervisor, Path(path) if path is not None else None)
     config.validate()
+    sd = config.supervisord
+    if config.client_config() is not None and not (client.agent_addr or sd.advertised_ip) and _is_wildcard(sd.ip):
+        log.warning(
+            "supervisor.supervisord.advertised_ip is not set and ip %r is a wildcard: advertising %s to the"
+            " supervisor (only right when it runs on this host; set advertised_ip to this node's reachable address)",
+            sd.ip,
+            DEFAULT_ADVERTISED_IP,
+        )
     return config
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +48,37 @@ class ServerTLS:
             root_certificates=ca,
             require_client_auth=ca is not None,
         )
+
+
+def _bind_problem(address: str) -> str:
+    """Why grpc could not bind ``address``, in plain words (grpc only says "Failed to bind").
+
+    TLS files are checked with the configuration, so what is left is the socket itself: probe it.
+    """
+    text = address.strip()
+    if text.startswith("["):
+        host, _, port_text = text[1:].partition("]:")
+    else:
+        host, _, port_text = text.rpartition(":")
+    try:
+        port = int(port_text)
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (ValueError, OSError):
+        return "not an address this host can bind"
+    family, kind, proto, _, sockaddr = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(sockaddr)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return "address already in use (another process listens there)"
+            if exc.errno == errno.EADDRNOTAVAIL:
+                return "address not available on this host"
+            if exc.errno == errno.EACCES:
+                return "permission denied (ports below 1024 need privileges)"
+            return exc.strerror or str(exc)
+    return "the gRPC server refused the address"
 
 
 class RpcServer:
@@ -110,10 +143,10 @@ class RpcServer:
                 port = self._server.add_secure_port(address, self.tls.credentials())
             else:
                 port = self._server.add_insecure_port(address)
-        except RuntimeError as exc:
-            raise SupervitError(f"cannot listen on {address}: {exc}") from None
+        except RuntimeError:
+            raise SupervitError(f"cannot listen on {address}: {_bind_problem(address)}") from None
         if port == 0:
-            raise SupervitError(f"cannot listen on {address} (address in use or not available)")
+            raise SupervitError(f"cannot listen on {address}: {_bind_problem(address)}")
         await self._server.start()
         for name in ["", *self._service_names]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,10 +20,22 @@ from typing import Any
 
 from supervit._exceptions import ConfigError
 from supervit.auth import SharedSecret
-from supervit.config import SecuritySection, apply_env, build, read_toml
+from supervit.config import (
+    SecuritySection,
+    apply_env,
+    build,
+    check_cert_and_key,
+    check_certificates,
+    check_file_permissions,
+    read_secret_file,
+    read_toml,
+)
 from supervit.rpc import ADMIN_LIMITS, SUPERVISOR_LIMITS, ServiceLimits, with_overrides
 
+log = logging.getLogger("supervit.config")
+
 __all__ = [
+    "NODE_SECRETS_ENV",
     "AdminSection",
     "FleetSection",
     "NodeOverride",
@@ -69,6 +82,9 @@ class FleetSection:
     """``[fleet]``: the fleet-wide secret and the intervals every node is told."""
 
     shared_secret: str | None = field(default=None, repr=False)
+    shared_secret_file: Path | None = None
+    # A TOML file of `node_id = "hex"` (or a two-key list) entries, merged into [node_secrets].
+    node_secrets_file: Path | None = None
     report_interval_secs: int = 60
     heartbeat_interval_secs: int = 30
     offline_after_missed: int = 3
@@ -88,6 +104,7 @@ class AdminSection:
 
     listen: str = "127.0.0.1:50052"
     secret: str | None = field(default=None, repr=False)
+    secret_file: Path | None = None
 
 
 @dataclass
@@ -255,10 +272,22 @@ class SupervisorConfig:
             raise ConfigError(f"push.{missing}", "client_cert and client_key must be set together (mTLS)")
         if not push.enable_tls and (push.ca_cert or push.client_cert or push.tls_domain):
             raise ConfigError("push.enable_tls", "must be true when ca_cert, client_cert or tls_domain is set")
-        for name in ("ca_cert", "client_cert", "client_key"):
-            path = getattr(push, name)
-            if path is not None and not Path(path).is_file():
-                raise ConfigError(f"push.{name}", f"file not found: {path}")
+        if push.client_cert is not None and push.client_key is not None:
+            check_cert_and_key(push.client_cert, "push.client_cert", push.client_key, "push.client_key")
+        if push.ca_cert is not None:
+            check_certificates(push.ca_cert, "push.ca_cert")
+
+    def published_example_secrets(self) -> list[str]:
+        """The keys whose secret is a published example value (call after :meth:`validate`)."""
+        found = []
+        if self._fleet_secret is not None and self._fleet_secret.is_published_example:
+            found.append("fleet.shared_secret")
+        for node_id, secrets in self._node_secrets.items():
+            if any(s.is_published_example for s in secrets):
+                found.append(f"node_secrets.{node_id}")
+        if self._admin_secret is not None and self._admin_secret.is_published_example:
+            found.append("admin.secret")
+        return found
 
         self._limits = self._build_limits()
 
@@ -367,9 +396,66 @@ def _check_tls_files(cert: Path | None, key: Path | None, client_ca: Path | None
         raise ConfigError(f"{table}.{missing}", "tls_cert and tls_key must be set together")
     if client_ca is not None and cert is None:
         raise ConfigError(f"{table}.tls_client_ca", "mTLS needs tls_cert and tls_key too")
-    for name, path in (("tls_cert", cert), ("tls_key", key), ("tls_client_ca", client_ca)):
-        if path is not None and not Path(path).is_file():
-            raise ConfigError(f"{table}.{name}", f"file not found: {path}")
+    if cert is not None and key is not None:
+        check_cert_and_key(cert, f"{table}.tls_cert", key, f"{table}.tls_key")
+    if client_ca is not None:
+        check_certificates(client_ca, f"{table}.tls_client_ca")
+
+
+NODE_SECRETS_ENV = "SUPERVIT_NODE_SECRETS"
+"""The per-node secrets as one variable: ``node-id=hex[,hex];node-id=hex`` (ids with hyphens included)."""
+
+
+def _normalise_node_secrets(secrets: Mapping[str, Any]) -> dict[str, Any]:
+    # One secret is the common case; normalise to the list form the dataclass holds. Hex never
+    # contains commas, so splitting text is safe (and gives environment variables lists).
+    return {
+        str(k): [s.strip() for s in v.split(",") if s.strip()] if isinstance(v, str) else v for k, v in secrets.items()
+    }
+
+
+def _parse_node_secrets_env(text: str) -> dict[str, str]:
+    entries: dict[str, str] = {}
+    for i, part in enumerate(p for p in text.split(";") if p.strip()):
+        node_id, sep, value = part.partition("=")
+        if not sep or not node_id.strip() or not value.strip():
+            # Never echo the text: it holds secrets.
+            raise ConfigError(NODE_SECRETS_ENV, f"entry {i + 1} is not node-id=hex[,hex]")
+        entries[node_id.strip()] = value.strip()
+    return entries
+
+
+def _read_secret_files(parsed: _SupervisorFile) -> None:
+    """Fill the secrets given as files (``*_file`` keys) in place; both forms at once is an error."""
+    fleet, admin = parsed.fleet, parsed.admin
+    if fleet.shared_secret_file is not None:
+        if fleet.shared_secret is not None:
+            raise ConfigError("fleet.shared_secret_file", "set either shared_secret or shared_secret_file, not both")
+        fleet.shared_secret = read_secret_file(fleet.shared_secret_file, "fleet.shared_secret_file")
+    if admin.secret_file is not None:
+        if admin.secret is not None:
+            raise ConfigError("admin.secret_file", "set either secret or secret_file, not both")
+        admin.secret = read_secret_file(admin.secret_file, "admin.secret_file")
+    if fleet.node_secrets_file is not None:
+        key = "fleet.node_secrets_file"
+        path = fleet.node_secrets_file
+        warning = check_file_permissions(path, key)
+        if warning is not None:
+            log.warning("%s", warning)
+        try:
+            entries = read_toml(path)
+        except ConfigError as exc:
+            raise ConfigError(key, f"{path}: {exc.reason}") from None
+        from_file = build(_NodeSecretsFile, {"node_secrets": _normalise_node_secrets(entries)}, key).node_secrets
+        for node_id, texts in from_file.items():
+            if node_id in parsed.node_secrets:
+                raise ConfigError(f"node_secrets.{node_id}", f"is given both in [node_secrets] and in {path}")
+            parsed.node_secrets[node_id] = texts
+
+
+@dataclass
+class _NodeSecretsFile:
+    node_secrets: dict[str, list[str]] = field(default_factory=dict)
 
 
 def load_supervisor_config(
@@ -384,16 +470,20 @@ def load_supervisor_config(
     environment). Errors are :class:`ConfigError` naming the full key.
     """
     raw: dict[str, Any] = dict(data or {}) if path is None else read_toml(path)
-    apply_env(raw, environ, tables=_TABLES)
+    env = os.environ if environ is None else environ
+    apply_env(raw, env, tables=_TABLES)
+    if env.get(NODE_SECRETS_ENV):
+        # Node ids may hold characters an environment variable name cannot ("edge-1"), so the
+        # whole map can come as one variable: SUPERVIT_NODE_SECRETS="edge-1=hex;edge-2=old,new".
+        table = raw.setdefault("node_secrets", {})
+        if not isinstance(table, dict):
+            raise ConfigError("node_secrets", "must be a table")
+        table.update(_parse_node_secrets_env(env[NODE_SECRETS_ENV]))
     secrets = raw.get("node_secrets")
     if isinstance(secrets, Mapping):
-        # One secret is the common case; normalise to the list form the dataclass holds. Hex
-        # never contains commas, so splitting text is safe (and gives env variables lists).
-        raw["node_secrets"] = {
-            str(k): [s.strip() for s in v.split(",") if s.strip()] if isinstance(v, str) else v
-            for k, v in secrets.items()
-        }
+        raw["node_secrets"] = _normalise_node_secrets(secrets)
     parsed = build(_SupervisorFile, raw)
+    _read_secret_files(parsed)
     config = SupervisorConfig(
         server=parsed.server,
         fleet=parsed.fleet,
