@@ -25,6 +25,7 @@ from supervit._proto import (
 )
 
 __all__ = [
+    "LEAVING_METADATA_KEY",
     "NOT_REGISTERED_DETAILS",
     "SERVER_TIME_METADATA_KEY",
     "common_pb2",
@@ -38,6 +39,11 @@ __all__ = [
 
 SERVER_TIME_METADATA_KEY = "x-server-time"
 """Trailing metadata key carrying the supervisor's Unix time on refusals (supervit extension)."""
+
+LEAVING_METADATA_KEY = "supervit-leaving"
+"""Request metadata of a node's final Report before it stops on purpose (value: the reason, or
+``"stopping"``). A supervit supervisor records the node as ``stopped`` at once; an actrix
+supervisor ignores unknown metadata, so the report is an ordinary one there (supervit extension)."""
 
 NOT_REGISTERED_DETAILS = "node not registered"
 """Status details a supervisor sends with ``NOT_FOUND`` for a Report from an unknown node."""

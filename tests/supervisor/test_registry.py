@@ -190,3 +190,30 @@ async def test_schema_v1_database_is_migrated(tmp_path: Path) -> None:
         assert version == SUPERVISOR_MIGRATIONS[-1].version and "nonce_batches" in tables
     finally:
         await db.close()
+
+
+async def test_leaving_report_marks_stopped_until_the_node_returns(
+    tmp_path: Path, started: Started, channel_to: Channels
+) -> None:
+    """A report with the supervit-leaving metadata: state "stopped" at once (not "offline"), the
+    sweep leaves it alone, queued directives stay queued, and the next report brings it back."""
+    from supervit.client import LEAVING_METADATA_KEY
+
+    clock = FakeClock()
+    sup = await started(make_config(tmp_path), clock)
+    node = NodeSim(channel_to(sup.address), "n1", clock=clock)
+    await node.register()
+    await node.report()
+    await sup.directives.enqueue("n1", supervisor_pb2.REQUEST_FULL_REPORT, None)
+    answer = await node.stub.Report(node.report_request(), metadata=((LEAVING_METADATA_KEY, "SIGTERM"),))
+    assert answer.received and not answer.HasField("directive")  # kept for the node's return
+    record = await sup.registry.get("n1")
+    assert record is not None and record.state == "stopped" and record.stopped_at == int(clock.now)
+    clock.now += 3600
+    assert await sup.sweep_once() == []
+    assert (await sup.registry.get("n1")).state == "stopped"  # type: ignore[union-attr]
+    back = await node.report()
+    assert back.directive.type == supervisor_pb2.REQUEST_FULL_REPORT
+    await sup.ingest.flush()
+    record = await sup.registry.get("n1")
+    assert record is not None and record.state == "online" and record.stopped_at is None

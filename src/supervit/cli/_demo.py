@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import sys
@@ -66,11 +67,28 @@ class _Proc:
         return "\n".join(f"    {line}" for line in text)
 
 
+def _cli_prefix() -> str:
+    """How to run this supervit from a shell: ``supervit`` if that is this one, else its path."""
+    script = Path(sys.executable).parent / "supervit"
+    if not script.exists():
+        return f"{shlex.quote(sys.executable)} -m supervit"
+    on_path = shutil.which("supervit")
+    return "supervit" if on_path and Path(on_path).resolve() == script.resolve() else shlex.quote(str(script))
+
+
+def _secret_file(path: Path, text: str) -> Path:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text + "\n")
+    return path
+
+
 class _Demo:
-    def __init__(self, duration: float, interval: int, workdir: Path) -> None:
-        self.duration = duration
+    def __init__(self, duration: float, interval: int, workdir: Path, keep: bool = False) -> None:
+        self.duration = 0.0 if keep else duration
         self.interval = interval
         self.workdir = workdir
+        self.keep = keep
         self.fleet_hex = secrets.token_hex(32)
         self.admin_hex = secrets.token_hex(32)
         self.procs: list[_Proc] = []
@@ -247,6 +265,28 @@ port = {3478 + index}
                 return None
         return int(response.realm.version)
 
+    def print_ctl_commands(self, sup: _Proc, nodes: dict[str, str]) -> None:
+        """Paste-ready ``supervit ctl`` commands for the running processes (--keep)."""
+        admin_file = _secret_file(self.workdir / "admin.secret", self.admin_hex)
+        fleet_file = _secret_file(self.workdir / "fleet.secret", self.fleet_hex)
+        cli = _cli_prefix()
+        admin = sup.extra["admin"]
+        first, address = next(iter(nodes.items()))
+        lines = [
+            "the processes keep running until Ctrl-C; explore them from another shell:",
+            f"  export SUPERVIT_ADMIN__SECRET_FILE={shlex.quote(str(admin_file))}",
+            f"  {cli} ctl nodes --admin {admin}",
+            f"  {cli} ctl catalog list --admin {admin}",
+            f"  {cli} ctl catalog realm add 2 --name second --use-servers STUN --admin {admin}",
+            f"  {cli} ctl directive {first} adjust-interval 5 --admin {admin}",
+            f"  export SUPERVIT_SUPERVISOR__CLIENT__SHARED_SECRET_FILE={shlex.quote(str(fleet_file))}",
+        ]
+        for node_id, node_address in nodes.items():
+            lines.append(f"  {cli} ctl realm list --node {node_address} --node-id {node_id}")
+        lines.append(f"  {cli} ctl node info --node {address} --node-id {first}")
+        lines.append(f"configs, databases and logs: {self.workdir}")
+        self.say("\n".join(lines))
+
     async def run(self) -> None:
         sup = await self.spawn(
             "supervisor",
@@ -284,6 +324,8 @@ port = {3478 + index}
                     raise DemoError(f"realm {_REALM_ID} is not on {node_id} (GetRealm said version {version})")
                 self.say(f'realm {_REALM_ID} "{_REALM_NAME}" arrived on {node_id} (version {version})')
 
+            if self.keep:
+                self.print_ctl_commands(sup, nodes)
             until = "on Ctrl-C" if self.duration == 0 else f"{self.duration:g}s after start or on Ctrl-C"
             self.say(f"live view (refreshes every {self.interval}s; stops {until}):")
             while not self.stop.is_set():
@@ -307,7 +349,7 @@ port = {3478 + index}
 
 async def _main(duration: float, interval: int, keep: bool) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="supervit-demo-"))
-    demo_run = _Demo(duration, interval, workdir)
+    demo_run = _Demo(duration, interval, workdir, keep)
     click.echo(f"supervit demo: a supervisor and {len(_NODES)} nodes on 127.0.0.1, work dir {workdir}")
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -350,7 +392,11 @@ async def _main(duration: float, interval: int, keep: bool) -> int:
     help="Seconds to run (counted from the start; the setup steps always complete). 0 = until Ctrl-C.",
 )
 @click.option("--interval", type=click.IntRange(1, 60), default=2, show_default=True, help="Report interval (s).")
-@click.option("--keep", is_flag=True, help="Keep the work directory (configs, databases, logs) afterwards.")
+@click.option(
+    "--keep",
+    is_flag=True,
+    help="Keep the processes running until Ctrl-C (printing ctl commands to explore them) and the work directory.",
+)
 def demo(duration: float, interval: int, keep: bool) -> None:
     """Start a supervisor and two nodes on loopback and watch them work together.
 

@@ -10,6 +10,7 @@ of the wire contract: ``NOT_FOUND`` "node not registered" for re-registration an
 from supervit.client._backoff import Backoff
 from supervit.client._client import RealmVersionSource, ShutdownHandler, Sleep, SupervitClient
 from supervit.client._errors import (
+    LEAVING_METADATA_KEY,
     NOT_REGISTERED_DETAILS,
     SERVER_TIME_METADATA_KEY,
     RegistrationRejectedError,
@@ -18,6 +19,7 @@ from supervit.client._skew import ClockSkewEstimator
 from supervit.client._state import ConnectionState, ConnectionStatus
 
 __all__ = [
+    "LEAVING_METADATA_KEY",
     "NOT_REGISTERED_DETAILS",
     "SERVER_TIME_METADATA_KEY",
     "Backoff",

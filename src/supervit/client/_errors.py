@@ -19,9 +19,10 @@ from typing import Any
 import grpc
 
 from supervit._exceptions import NotRegisteredError, RpcError, TimestampOutOfRangeError
-from supervit.protocol import NOT_REGISTERED_DETAILS, SERVER_TIME_METADATA_KEY
+from supervit.protocol import LEAVING_METADATA_KEY, NOT_REGISTERED_DETAILS, SERVER_TIME_METADATA_KEY
 
 __all__ = [
+    "LEAVING_METADATA_KEY",
     "NOT_REGISTERED_DETAILS",
     "OUTAGE_CODES",
     "SERVER_TIME_METADATA_KEY",

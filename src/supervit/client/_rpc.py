@@ -170,7 +170,16 @@ class SupervisorConnection:
     def _health_request(self) -> supervisor_pb2.HealthCheckRequest:
         return supervisor_pb2.HealthCheckRequest(node_id=self._config.node_id)
 
-    async def _invoke(self, method: str, request: _Req, rpc: _Rpc[_Req, _Resp], *, refresh: bool = True) -> _Resp:
+    async def _invoke(
+        self,
+        method: str,
+        request: _Req,
+        rpc: _Rpc[_Req, _Resp],
+        *,
+        refresh: bool = True,
+        metadata: tuple[tuple[str, str], ...] | None = None,
+        deadline_secs: float | None = None,
+    ) -> _Resp:
         """Sign and send ``request``; learn the server time from the answer either way.
 
         Every attempt gets a fresh credential (new nonce, corrected timestamp). Raises
@@ -187,8 +196,12 @@ class SupervisorConnection:
             server_time: float | None = None
             try:
                 # The body MAC extension: supervit supervisors verify it (docs/security.md).
-                metadata = body_mac_metadata(self._signer.secret, request)
-                response = await rpc(stub)(request, timeout=self._config.rpc_timeout_secs, metadata=metadata)
+                call_metadata = (*body_mac_metadata(self._signer.secret, request), *(metadata or ()))
+                response = await rpc(stub)(
+                    request,
+                    timeout=self._config.rpc_timeout_secs if deadline_secs is None else deadline_secs,
+                    metadata=call_metadata,
+                )
             except grpc.aio.AioRpcError as exc:
                 received = self._clock()
                 server_time = server_time_from_metadata(exc.trailing_metadata(), exc.initial_metadata())

@@ -335,6 +335,14 @@ class NodeDaemon:
         self._stop_requested.set()
         try:
             if self._client is not None:
+                leave = getattr(self._client, "leave", None)
+                if leave is not None:
+                    # Graceful leave: one final report marked as leaving, so the supervisor shows
+                    # the node "stopped" at once (SIGTERM, Shutdown RPC or GRACEFUL_SHUTDOWN alike).
+                    try:
+                        await leave(self._stop_reason or "stopping")
+                    except Exception:
+                        log.exception("the final report before leaving failed")
                 try:
                     await self._client.stop()
                 except Exception:

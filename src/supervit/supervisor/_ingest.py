@@ -63,7 +63,7 @@ UPDATE nodes SET
     name = v.column1, location_tag = v.column2, version = v.column3, last_report = v.column4,
     last_report_at = v.column5, last_seen_at = v.column5, reports = reports + v.column9,
     power_reserve_level = v.column6, realm_sync_version = v.column7, online = 1, offline_since = NULL,
-    report_interval_secs = v.column8
+    stopped_at = NULL, report_interval_secs = v.column8
 FROM (VALUES {values}) AS v
 WHERE nodes.node_id = v.column10
 """
@@ -71,7 +71,7 @@ _ROW_UPDATE = """
 UPDATE nodes SET
     name = ?, location_tag = ?, version = ?, last_report = ?, last_report_at = ?5, last_seen_at = ?5,
     power_reserve_level = ?, realm_sync_version = ?, report_interval_secs = ?, reports = reports + ?,
-    online = 1, offline_since = NULL
+    online = 1, offline_since = NULL, stopped_at = NULL
 WHERE node_id = ?
 """
 _UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)
@@ -269,7 +269,13 @@ class ReportIngest:
         await self._log.submit((nonce, expires_at, None))
 
     async def report(
-        self, request: supervisor_pb2.ReportRequest, *, nonce: str, nonce_expires_at: int, interval_secs: int
+        self,
+        request: supervisor_pb2.ReportRequest,
+        *,
+        nonce: str,
+        nonce_expires_at: int,
+        interval_secs: int,
+        take_directive: bool = True,
     ) -> ReportOutcome | None:
         """Record a verified report and say what to answer; None if the node is not registered.
 
@@ -281,7 +287,7 @@ class ReportIngest:
         if not self.nonces.consume(nonce, nonce_expires_at, now):
             raise NonceReusedError()
         hot = self._hot.get(node_id)
-        if hot is None or node_id in self._maybe_directives:
+        if hot is None or (take_directive and node_id in self._maybe_directives):
             if self._log.busy or node_id in self._unfolded:
                 # Earlier acknowledged reports go first, so a node's rows are written in order.
                 await self.flush()
@@ -312,6 +318,11 @@ class ReportIngest:
 
         await self._log.submit((nonce, nonce_expires_at, params))
         return ReportOutcome(interval, None, hot.agent_addr, hot.pushed_catalog_version, hot.interval_override)
+
+    async def node_left(self, node_id: str) -> bool:
+        """Record that ``node_id`` stopped on purpose, after its final report is in its row."""
+        await self.flush()  # a later fold of that report must not mark the node online again
+        return await self.registry.mark_stopped(node_id)
 
     def _logged(self, accepted: list[_Accepted], batch_id: int | None) -> None:
         # The batch is committed: its reports now wait for the next fold.

@@ -47,8 +47,8 @@ _ADJUST_INTERVAL = int(supervisor_pb2.ADJUST_INTERVAL)
 _INPUT = """
 input AS (
     SELECT * FROM unnest($1::int[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[],
-                         $8::bytea[], $9::int[], $10::numeric[], $11::int[])
-        AS t(i, nonce, expires_at, node_id, name, location_tag, version, last_report, power, realm, interval)
+                         $8::bytea[], $9::int[], $10::numeric[], $11::int[], $12::bool[])
+        AS t(i, nonce, expires_at, node_id, name, location_tag, version, last_report, power, realm, interval, take)
 )"""
 _FRESH_PG = """
 fresh AS (
@@ -62,14 +62,14 @@ r AS (SELECT input.* FROM input JOIN fresh USING (nonce) WHERE input.node_id IS 
 taken AS (
     DELETE FROM directives WHERE directive_id IN (
         SELECT DISTINCT ON (node_id) directive_id FROM directives
-        WHERE node_id IN (SELECT node_id FROM r) ORDER BY node_id, directive_id)
+        WHERE node_id IN (SELECT node_id FROM r WHERE r.take) ORDER BY node_id, directive_id)
     RETURNING directive_id, node_id, type, payload, created_at
 ),
 upd AS (
     UPDATE nodes n SET
         name = r.name, location_tag = r.location_tag, version = r.version, last_report = r.last_report,
-        last_report_at = $12, last_seen_at = $12, reports = n.reports + 1, power_reserve_level = r.power,
-        realm_sync_version = r.realm, online = TRUE, offline_since = NULL,
+        last_report_at = $13, last_seen_at = $13, reports = n.reports + 1, power_reserve_level = r.power,
+        realm_sync_version = r.realm, online = TRUE, offline_since = NULL, stopped_at = NULL,
         interval_override = COALESCE(CASE WHEN t.type = {_ADJUST_INTERVAL} THEN t.payload::int END,
                                      n.interval_override),
         report_interval_secs = COALESCE(CASE WHEN t.type = {_ADJUST_INTERVAL} THEN t.payload::int END,
@@ -86,8 +86,9 @@ FROM input LEFT JOIN fresh USING (nonce) LEFT JOIN upd ON upd.i = input.i
 _SQL_PG_NONCES = f"WITH {_INPUT},{_FRESH_PG},{_REPORT}"
 _SQL_REDIS_NONCES = f"WITH {_INPUT},{_FRESH_ALL},{_REPORT}"
 
-_Report = tuple[str, str, str, str, bytes, int, int, int]
-"""node_id, name, location_tag, version, last_report, power, realm_sync_version, configured interval."""
+_Report = tuple[str, str, str, str, bytes, int, int, int, bool]
+"""node_id, name, location_tag, version, last_report, power, realm_sync_version, configured interval,
+whether to take a queued directive (not for a leaving node's final report)."""
 _Result = tuple[bool, ReportOutcome | None]
 """(nonce was fresh, outcome: None for a health check or an unknown node)."""
 
@@ -143,6 +144,11 @@ class PgIngest:
         while self._running:
             await asyncio.gather(*list(self._running), return_exceptions=True)
 
+    async def node_left(self, node_id: str) -> bool:
+        """Record that ``node_id`` stopped on purpose (its final report is already in its row)."""
+        await self.flush()
+        return await self._registry.mark_stopped(node_id)
+
     async def consume_nonce(self, nonce: str, expires_at: int) -> None:
         """Consume a HealthCheck nonce; :class:`NonceReusedError` if any replica consumed it."""
         fresh, _ = await self._submit(nonce, expires_at, None)
@@ -150,7 +156,13 @@ class PgIngest:
             raise NonceReusedError()
 
     async def report(
-        self, request: supervisor_pb2.ReportRequest, *, nonce: str, nonce_expires_at: int, interval_secs: int
+        self,
+        request: supervisor_pb2.ReportRequest,
+        *,
+        nonce: str,
+        nonce_expires_at: int,
+        interval_secs: int,
+        take_directive: bool = True,
     ) -> ReportOutcome | None:
         """Consume the nonce, record the report and take a directive: committed before returning."""
         report: _Report = (
@@ -162,6 +174,7 @@ class PgIngest:
             request.power_reserve_level,
             request.realm_sync_version,
             interval_secs,
+            take_directive,
         )
         fresh, outcome = await self._submit(nonce, nonce_expires_at, report)
         if not fresh:
@@ -254,10 +267,10 @@ class PgIngest:
 
     async def _statement(self, items: list[_Item]) -> None:
         now = int(self._clock())
-        columns: list[list[Any]] = [[] for _ in range(11)]
+        columns: list[list[Any]] = [[] for _ in range(12)]
         for i, item in enumerate(items):
             report = item.report
-            row = (i, item.nonce, item.expires_at, *(report if report is not None else (None,) * 8))
+            row = (i, item.nonce, item.expires_at, *(report if report is not None else (None,) * 9))
             for column, value in zip(columns, row, strict=True):
                 column.append(value)
         async with self._db.connection("store reports") as conn:

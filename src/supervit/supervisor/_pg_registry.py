@@ -26,7 +26,7 @@ _COLUMNS = (
     "node_id, name, location_tag, version, agent_addr, fingerprint, registration, first_registered_at, "
     "registered_at, registrations, last_seen_at, online, offline_since, report_interval_secs, interval_override, "
     "last_report_at, last_report, reports, power_reserve_level, realm_sync_version, pushed_catalog_version, "
-    "last_push_at, last_push_error, (SELECT COUNT(*) FROM directives d WHERE d.node_id = nodes.node_id)"
+    "last_push_at, last_push_error, stopped_at, (SELECT COUNT(*) FROM directives d WHERE d.node_id = nodes.node_id)"
 )
 
 # A re-registration keeps first_registered_at, the report history, the push bookkeeping and an
@@ -40,7 +40,7 @@ ON CONFLICT (node_id) DO UPDATE SET
     agent_addr = excluded.agent_addr, fingerprint = excluded.fingerprint,
     registration = excluded.registration, registered_at = excluded.registered_at,
     registrations = nodes.registrations + 1, last_seen_at = excluded.last_seen_at,
-    online = TRUE, offline_since = NULL,
+    online = TRUE, offline_since = NULL, stopped_at = NULL,
     report_interval_secs = COALESCE(nodes.interval_override, excluded.report_interval_secs)
 RETURNING first_registered_at, COALESCE(interval_override, report_interval_secs), interval_override,
           pushed_catalog_version
@@ -98,6 +98,15 @@ class PgRegistry:
         async with self._db.connection("offline sweep") as conn:
             rows = await conn.fetch(_OFFLINE_SQL, now, missed)
         return sorted(str(row[0]) for row in rows)
+
+    async def mark_stopped(self, node_id: str) -> bool:
+        """Record that the node left on purpose: ``stopped`` until it registers or reports again."""
+        now = int(self._clock())
+        async with self._db.connection("mark node stopped") as conn:
+            status = await conn.execute(
+                "UPDATE nodes SET online = FALSE, offline_since = $1, stopped_at = $1 WHERE node_id = $2", now, node_id
+            )
+        return str(status).endswith(" 1")
 
     async def record_push(self, node_id: str, *, pushed_version: int | None, error: str | None) -> None:
         """Note a catalog push outcome: success advances ``pushed_catalog_version``, failure keeps it."""

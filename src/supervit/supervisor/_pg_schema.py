@@ -87,7 +87,13 @@ CREATE TABLE nonces (
 CREATE INDEX nonces_expires_at ON nonces (expires_at);
 """
 
-PG_MIGRATIONS: tuple[Migration, ...] = (Migration(1, _V1),)
+# A node that left on purpose (its final report carried the supervit-leaving marker) is
+# "stopped" rather than "offline"; its next registration or report clears the mark.
+_V2 = """
+ALTER TABLE nodes ADD COLUMN stopped_at BIGINT;
+"""
+
+PG_MIGRATIONS: tuple[Migration, ...] = (Migration(1, _V1), Migration(2, _V2))
 """Every schema step of the PostgreSQL backend, oldest first (a published one is never edited)."""
 
 

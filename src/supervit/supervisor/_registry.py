@@ -41,7 +41,7 @@ _COLUMNS = (
     "node_id, name, location_tag, version, agent_addr, fingerprint, registration, first_registered_at, "
     "registered_at, registrations, last_seen_at, online, offline_since, report_interval_secs, interval_override, "
     "last_report_at, last_report, reports, power_reserve_level, realm_sync_version, pushed_catalog_version, "
-    "last_push_at, last_push_error"
+    "last_push_at, last_push_error, stopped_at"
 )
 _PENDING = "(SELECT COUNT(*) FROM directives d WHERE d.node_id = nodes.node_id)"
 
@@ -56,7 +56,7 @@ ON CONFLICT (node_id) DO UPDATE SET
     agent_addr = excluded.agent_addr, fingerprint = excluded.fingerprint,
     registration = excluded.registration, registered_at = excluded.registered_at,
     registrations = registrations + 1, last_seen_at = excluded.last_seen_at,
-    online = 1, offline_since = NULL,
+    online = 1, offline_since = NULL, stopped_at = NULL,
     report_interval_secs = COALESCE(interval_override, excluded.report_interval_secs)
 RETURNING first_registered_at, COALESCE(interval_override, report_interval_secs), interval_override,
           pushed_catalog_version
@@ -66,7 +66,7 @@ _REPORT_SQL = """
 UPDATE nodes SET
     name = ?, location_tag = ?, version = ?, last_report = ?, last_report_at = ?, last_seen_at = ?,
     reports = reports + 1, power_reserve_level = ?, realm_sync_version = ?, online = 1,
-    offline_since = NULL, interval_override = ?, report_interval_secs = ?
+    offline_since = NULL, stopped_at = NULL, interval_override = ?, report_interval_secs = ?
 WHERE node_id = ?
 RETURNING agent_addr, pushed_catalog_version
 """
@@ -119,11 +119,15 @@ class NodeRecord:
     last_push_at: int | None
     last_push_error: str | None
     pending_directives: int
+    stopped_at: int | None = None
+    """When the node left on purpose (its final report said so); None otherwise."""
 
     @property
     def state(self) -> str:
-        """``"online"`` or ``"offline"``."""
-        return "online" if self.online else "offline"
+        """``"online"``, ``"stopped"`` (it said it was leaving) or ``"offline"`` (missed reports)."""
+        if self.online:
+            return "online"
+        return "stopped" if self.stopped_at is not None else "offline"
 
     @property
     def metrics(self) -> common_pb2.SystemMetrics | None:
@@ -241,6 +245,7 @@ def _record(row: Any) -> NodeRecord:
         pushed_catalog_version,
         last_push_at,
         last_push_error,
+        stopped_at,
         pending,
     ) = row
     reg = supervisor_pb2.RegisterNodeRequest()
@@ -274,6 +279,7 @@ def _record(row: Any) -> NodeRecord:
         last_push_at=None if last_push_at is None else int(last_push_at),
         last_push_error=None if last_push_error is None else str(last_push_error),
         pending_directives=int(pending),
+        stopped_at=None if stopped_at is None else int(stopped_at),
     )
 
 
@@ -396,6 +402,19 @@ class NodeRegistry:
             return [(str(a), str(b), int(c), int(d)) for a, b, c, d in rows]
 
         return await self._db.read(run)
+
+    async def mark_stopped(self, node_id: str) -> bool:
+        """Record that the node left on purpose: state ``stopped`` until it registers or reports again.
+
+        Returns False if the node is not registered.
+        """
+        now = int(self._clock())
+
+        def run(conn: sqlite3.Connection) -> bool:
+            sql = "UPDATE nodes SET online = 0, offline_since = ?, stopped_at = ? WHERE node_id = ?"
+            return conn.execute(sql, (now, now, node_id)).rowcount == 1
+
+        return await self._db.write(run, single_statement=True)
 
     async def record_push(self, node_id: str, *, pushed_version: int | None, error: str | None) -> None:
         """Note a catalog push outcome: success advances ``pushed_catalog_version``, failure keeps it."""

@@ -108,7 +108,18 @@ ALTER TABLE nonce_batches ADD COLUMN reports TEXT;
 INSERT INTO meta (key, value) VALUES ('reports_folded_through', 0);
 """
 
-SUPERVISOR_MIGRATIONS: tuple[Migration, ...] = (Migration(1, _V1), Migration(2, _V2), Migration(3, _V3))
+# A node that left on purpose (its final report carried the supervit leaving marker) is
+# "stopped" rather than "offline"; its next registration or report clears the mark.
+_V4 = """
+ALTER TABLE nodes ADD COLUMN stopped_at INTEGER;
+"""
+
+SUPERVISOR_MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, _V1),
+    Migration(2, _V2),
+    Migration(3, _V3),
+    Migration(4, _V4),
+)
 """Every schema step of the supervisor database, oldest first."""
 
 

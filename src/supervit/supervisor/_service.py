@@ -41,7 +41,13 @@ from supervit.auth import (
     request_payload,
 )
 from supervit.metrics import MAX_POWER_RESERVE_LEVEL
-from supervit.protocol import NOT_REGISTERED_DETAILS, SERVER_TIME_METADATA_KEY, supervisor_pb2, supervisor_pb2_grpc
+from supervit.protocol import (
+    LEAVING_METADATA_KEY,
+    NOT_REGISTERED_DETAILS,
+    SERVER_TIME_METADATA_KEY,
+    supervisor_pb2,
+    supervisor_pb2_grpc,
+)
 from supervit.rpc import RefusalLog, abort, abort_for, current_request_bytes
 from supervit.supervisor._config import SupervisorConfig, split_host_port
 from supervit.supervisor._push import CatalogPusher
@@ -210,11 +216,14 @@ class SupervisorService(supervisor_pb2_grpc.SupervisorServiceServicer):
                     grpc.StatusCode.INVALID_ARGUMENT,
                     f"power_reserve_level must be 0-{MAX_POWER_RESERVE_LEVEL}, got {request.power_reserve_level}",
                 )
+            leaving = _leaving_reason(context)
             outcome = await self.ingest.report(
                 request,
                 nonce=credential.nonce,
                 nonce_expires_at=self._nonce_expiry(credential, now),
                 interval_secs=self.config.report_interval(node_id),
+                # A leaving node would never act on a directive: leave it queued for its return.
+                take_directive=leaving is None,
             )
         except (AuthError, StorageError) as exc:
             if isinstance(exc, AuthError):
@@ -223,8 +232,17 @@ class SupervisorService(supervisor_pb2_grpc.SupervisorServiceServicer):
         if outcome is None:
             log.info("report from unregistered node %r: asking it to register", node_id)
             await self._refuse(context, grpc.StatusCode.NOT_FOUND, NOT_REGISTERED_DETAILS)
+        if leaving is not None:
+            try:
+                await self.ingest.node_left(node_id)
+            except StorageError as exc:
+                await self._refuse_for(context, exc)
+            log.info("node %s is leaving (%s): marked stopped", node_id, leaving)
         self.pusher.prefer_secret(node_id, secret)
-        self.pusher.on_report(node_id, outcome.agent_addr, request.realm_sync_version, outcome.pushed_catalog_version)
+        if leaving is None:  # no catalog push to a node on its way out
+            self.pusher.on_report(
+                node_id, outcome.agent_addr, request.realm_sync_version, outcome.pushed_catalog_version
+            )
         response = supervisor_pb2.ReportResponse(
             received=True, server_timestamp=now, next_report_interval_secs=outcome.interval_secs
         )
@@ -255,6 +273,15 @@ class SupervisorService(supervisor_pb2_grpc.SupervisorServiceServicer):
             await self._refuse_for(context, exc)
         latency_ms = int((time.perf_counter() - started) * 1000)
         return supervisor_pb2.HealthCheckResponse(healthy=True, server_timestamp=now, latency_ms=latency_ms)
+
+
+def _leaving_reason(context: Ctx) -> str | None:
+    """The reason of a final report (the ``supervit-leaving`` request metadata), else None."""
+    for key, value in context.invocation_metadata() or ():
+        if key == LEAVING_METADATA_KEY:
+            text = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+            return text[:200] or "stopping"
+    return None
 
 
 def _registration_problem(request: supervisor_pb2.RegisterNodeRequest) -> str | None:

@@ -67,6 +67,10 @@ class RegistryStore(Protocol):
         """Online nodes whose reported or pushed catalog position is behind the catalog."""
         ...
 
+    async def mark_stopped(self, node_id: str) -> bool:
+        """Record that the node left on purpose (state ``stopped``); False for an unknown node."""
+        ...
+
 
 class DirectiveStore(Protocol):
     """Per-node directive queues (see :class:`~supervit.supervisor.DirectiveQueue`)."""
@@ -174,9 +178,20 @@ class IngestStore(Protocol):
         ...
 
     async def report(
-        self, request: supervisor_pb2.ReportRequest, *, nonce: str, nonce_expires_at: int, interval_secs: int
+        self,
+        request: supervisor_pb2.ReportRequest,
+        *,
+        nonce: str,
+        nonce_expires_at: int,
+        interval_secs: int,
+        take_directive: bool = True,
     ) -> ReportOutcome | None:
-        """Consume the nonce, record the report, take the next directive; None for an unknown node."""
+        """Consume the nonce, record the report, take the next directive (unless ``take_directive``
+        is False: a leaving node's final report); None for an unknown node."""
+        ...
+
+    async def node_left(self, node_id: str) -> bool:
+        """After a leaving node's final report: mark it ``stopped``; False for an unknown node."""
         ...
 
     async def flush(self) -> None:
