@@ -98,8 +98,8 @@ def main(argv: list[str]) -> None:
     elif command == "demo":
         run([str(BIN / "supervit"), "demo", *rest])
     elif command == "check":
-        run([str(PY), "-m", "ruff", "check", "src", "tests", "scripts", "bench"])
-        run([str(PY), "-m", "ruff", "format", "--check", "src", "tests", "scripts", "bench"])
+        run([str(PY), "-m", "ruff", "check", "src", "tests", "scripts", "bench", "examples"])
+        run([str(PY), "-m", "ruff", "format", "--check", "src", "tests", "scripts", "bench", "examples"])
         run([str(PY), "-m", "mypy"])
         run([str(PY), "scripts/check_protos.py"])
         run([str(PY), "scripts/check_tree.py"])

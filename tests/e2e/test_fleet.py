@@ -51,7 +51,7 @@ class Proc:
         self.lines: dict[str, str] = {}
         self._log: IO[bytes] | None = None
 
-    async def start(self, *prefixes: str) -> Proc:
+    async def start(self, *prefixes: str, env: dict[str, str] | None = None) -> Proc:
         self._log = self.log_path.open("ab")
         self.process = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -60,7 +60,7 @@ class Proc:
             *self.args,
             stdout=asyncio.subprocess.PIPE,
             stderr=self._log,
-            env=clean_env(),
+            env=clean_env() if env is None else env,
         )
         assert self.process.stdout is not None
         for prefix in prefixes:

@@ -12,6 +12,7 @@ import pytest
 from supervit.config import load_node_config
 from supervit.metrics import StaticMetricsProvider
 from supervit.node import NodeDaemon
+from tests.conftest import SECRET_HEX
 from tests.supervisor.conftest import NodeSim, make_config
 from tests.supervisor.test_push import METRICS
 from tests.tls_certs import generate_tls_files
@@ -56,7 +57,7 @@ async def test_push_to_a_tls_node(tmp_path: Path, started: Started) -> None:
     sup = await started(make_config(tmp_path, push=push))
     node_data = {
         "supervisor": {
-            "client": {"node_id": "a", "shared_secret": "0123456789abcdef" * 4},
+            "client": {"node_id": "a", "shared_secret": SECRET_HEX},
             "supervisord": {
                 "ip": "127.0.0.1",
                 "port": 0,

@@ -41,13 +41,26 @@ SUPERVISED_SERVICE = supervised_pb2.DESCRIPTOR.services_by_name["SupervisedServi
 Ctx = grpc.aio.ServicerContext[Any, Any]
 _Resp = TypeVar("_Resp", bound=Message)
 
-SecretSpec = str | SharedSecret | Sequence[str | SharedSecret]
-"""One secret (hex text or :class:`SharedSecret`) or several during a key rotation."""
+SecretSpec = str | bytes | SharedSecret | Sequence[str | bytes | SharedSecret]
+"""One secret (hex text, the decoded key bytes, or a :class:`SharedSecret`) or several during a key rotation."""
+
+
+def _secret(item: str | bytes | SharedSecret) -> SharedSecret:
+    if isinstance(item, SharedSecret):
+        return item
+    if isinstance(item, bytes):
+        # The original passes hex::decode(...) output: the key itself.
+        return SharedSecret.from_bytes(item)
+    return SharedSecret.from_hex(item)
 
 
 def _secrets(spec: SecretSpec) -> list[SharedSecret]:
-    items: Sequence[str | SharedSecret] = [spec] if isinstance(spec, (str, SharedSecret)) else spec
-    secrets = [s if isinstance(s, SharedSecret) else SharedSecret.from_hex(s) for s in items]
+    items: Sequence[str | bytes | SharedSecret]
+    if isinstance(spec, (str, bytes, SharedSecret)):
+        items = [spec]
+    else:
+        items = spec
+    secrets = [_secret(s) for s in items]
     if not secrets:
         raise ValueError("at least one shared secret is required")
     return secrets
@@ -64,10 +77,10 @@ class AuthService(supervised_pb2_grpc.SupervisedServiceServicer):
     """Wraps any SupervisedService implementation with credential verification.
 
     ``node_id`` is this node's id (part of every signed payload); ``shared_secret`` is hex text,
-    a :class:`SharedSecret`, or a list of them (all accepted, for key rotation);
-    ``max_clock_skew_secs`` is the accepted clock difference (0 means 300). An
-    ``x-supervit-body-mac`` header is verified when present; with ``require_body_mac`` a request
-    without one is refused (see :mod:`supervit.auth._body_mac`).
+    the decoded key bytes (as the original's ``hex::decode(...)``), a :class:`SharedSecret`, or a
+    list of them (all accepted, for key rotation); ``max_clock_skew_secs`` is the accepted clock
+    difference (0 means 300). An ``x-supervit-body-mac`` header is verified when present; with
+    ``require_body_mac`` a request without one is refused (see :mod:`supervit.auth._body_mac`).
     """
 
     def __init__(

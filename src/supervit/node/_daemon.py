@@ -2,7 +2,8 @@
 
 Start-up order: the node database (``actrix.db``) and the nonce store (``nonce.db``) in
 ``data_dir``, the service registry from ``[[supervisor.supervisord.services]]``, the metrics
-provider, Supervisord wrapped in AuthService, the gRPC server (health, reflection, optional
+provider, Supervisord (re-applying values stored by UpdateConfig that are newer than the TOML
+file), wrapped in AuthService, the gRPC server (health, reflection, optional
 TLS/mTLS) and finally the optional reporting client. Stopping runs the other way round: the
 client stops, the server stops accepting RPCs and lets in-flight ones finish within the grace
 period, then the stores close (every acknowledged write is already committed).
@@ -30,6 +31,7 @@ from supervit.config import NodeConfig, SupervitConfig
 from supervit.inventory import ServiceCollector, ServiceInfo, ServiceState
 from supervit.metrics import MetricsProvider, SystemMetricsCollector
 from supervit.node._auth_service import AuthService, add_supervised_service
+from supervit.node._reapply import reapply_stored_config, toml_changed_at
 from supervit.node._supervisord import DEFAULT_MAX_RESPONSE_BYTES, Supervisord
 from supervit.rpc import SUPERVISED_LIMITS, RpcServer, ServerTLS, StorageHealth, tune_for_serving, with_overrides
 from supervit.storage import ConfigStore, Database, DataDirLock, RealmStore, open_node_database
@@ -129,6 +131,8 @@ class NodeDaemon:
         self._rpc: RpcServer | None = None
         self._client: ReportingClient | None = None
         self.supervisord: Supervisord | None = None
+        self.stored_config_decisions: list[str] = []
+        """What start-up did with values stored by UpdateConfig (see :mod:`supervit.node._reapply`)."""
         self.port: int | None = None
         self._stop_requested = asyncio.Event()
         self._stop_grace: float | None = None
@@ -190,6 +194,14 @@ class NodeDaemon:
                 )
                 .with_metrics_provider(metrics)
                 .with_shutdown_handler(self._on_shutdown_rpc)
+            )
+            # Values set through UpdateConfig survive a restart unless the file changed since.
+            self.stored_config_decisions = await reapply_stored_config(
+                self.config,
+                self.supervisord.config_store,
+                self.supervisord.appliers,
+                self.service_collector,
+                file_time=toml_changed_at(self.config),
             )
             secret = self.config.secret
             service = AuthService(

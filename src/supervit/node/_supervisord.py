@@ -32,9 +32,12 @@ from supervit.metrics import MetricsProvider, SystemMetricsCollector
 from supervit.node._appliers import ConfigAppliers, default_appliers
 from supervit.protocol import common_pb2, supervised_pb2, supervised_pb2_grpc
 from supervit.rpc import abort, abort_for
-from supervit.storage import ConfigStore, RealmStore, validate_config_value
+from supervit.storage import ConfigStore, Database, RealmStore, open_node_database, validate_config_value
 
-__all__ = ["ShutdownHandler", "Supervisord"]
+__all__ = ["DEFAULT_DATA_DIR", "ShutdownHandler", "Supervisord"]
+
+DEFAULT_DATA_DIR = Path("./supervit-data")
+"""Where a Supervisord built without stores keeps ``actrix.db`` (as ``supervit node``'s default)."""
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +87,9 @@ def _config_type_name(config_type: int) -> str:
 class Supervisord(supervised_pb2_grpc.SupervisedServiceServicer):
     """Serves realms, configuration, node information and shutdown for one node.
 
-    ``realm_store`` and ``config_store`` persist realms and config values. Node information
+    ``realm_store`` and ``config_store`` persist realms and config values; left out (the original's
+    five-argument form), they are SQLite stores in ``data_dir/actrix.db`` (default
+    ``./supervit-data``), opened by :meth:`open` or the first RPC and closed by :meth:`close`. Node information
     reports ``node_id``, ``name``, ``version``, ``location_tag``, the uptime (from ``clock``), the
     metrics of :meth:`with_metrics_provider` (default: a :class:`SystemMetricsCollector` on
     ``data_dir``'s filesystem, created on first use) and the services of ``service_collector``.
@@ -102,9 +107,9 @@ class Supervisord(supervised_pb2_grpc.SupervisedServiceServicer):
         version: str,
         service_collector: ServiceCollector,
         *,
-        realm_store: RealmStore,
-        config_store: ConfigStore,
-        data_dir: Path | str = ".",
+        realm_store: RealmStore | None = None,
+        config_store: ConfigStore | None = None,
+        data_dir: Path | str = DEFAULT_DATA_DIR,
         clock: Callable[[], float] = time.time,
         appliers: ConfigAppliers | None = None,
         default_shutdown_timeout_secs: int = 10,
@@ -115,8 +120,10 @@ class Supervisord(supervised_pb2_grpc.SupervisedServiceServicer):
         self.location_tag = location_tag
         self.version = version
         self.service_collector = service_collector
-        self.realm_store = realm_store
-        self.config_store = config_store
+        self._realm_store = realm_store
+        self._config_store = config_store
+        self._own_db: Database | None = None
+        self._stores_lock = asyncio.Lock()
         self.appliers = default_appliers(service_collector) if appliers is None else appliers
         self.default_shutdown_timeout_secs = default_shutdown_timeout_secs
         self.max_response_bytes = max_response_bytes
@@ -130,6 +137,55 @@ class Supervisord(supervised_pb2_grpc.SupervisedServiceServicer):
         # updates of one key cannot interleave apply(A), apply(B), store(B), store(A) and leave the
         # live state and the stored value disagreeing. Weak values: idle locks disappear.
         self._config_locks: weakref.WeakValueDictionary[tuple[int, str], asyncio.Lock] = weakref.WeakValueDictionary()
+
+    # -- stores ---------------------------------------------------------------------------------
+
+    @property
+    def realm_store(self) -> RealmStore:
+        """The realm store (given, or the default one once :meth:`open` or a first RPC opened it)."""
+        if self._realm_store is None:
+            raise RuntimeError("the default stores are not open yet: await supervisord.open()")
+        return self._realm_store
+
+    @property
+    def config_store(self) -> ConfigStore:
+        """The config store (given, or the default one once opened)."""
+        if self._config_store is None:
+            raise RuntimeError("the default stores are not open yet: await supervisord.open()")
+        return self._config_store
+
+    async def open(self) -> Supervisord:
+        """Open the default SQLite stores (``actrix.db`` in ``data_dir``) for the stores not given.
+
+        Called by the first RPC that needs a store; call it first to fail early. Returns self.
+        """
+        async with self._stores_lock:
+            if self._realm_store is None or self._config_store is None:
+                self._own_db = await open_node_database(self._data_dir)
+                log.info("realms and config values in %s", self._data_dir)
+                if self._realm_store is None:
+                    self._realm_store = RealmStore(self._own_db, clock=self._clock)
+                if self._config_store is None:
+                    self._config_store = ConfigStore(self._own_db, clock=self._clock)
+        return self
+
+    async def close(self) -> None:
+        """Close the default database if this Supervisord opened one (given stores are the caller's)."""
+        db, self._own_db = self._own_db, None
+        if db is not None:
+            await db.close()
+
+    async def _realms(self) -> RealmStore:
+        if self._realm_store is None:
+            await self.open()
+        assert self._realm_store is not None
+        return self._realm_store
+
+    async def _configs(self) -> ConfigStore:
+        if self._config_store is None:
+            await self.open()
+        assert self._config_store is not None
+        return self._config_store
 
     # -- set-up ---------------------------------------------------------------------------------
 
@@ -191,7 +247,7 @@ class Supervisord(supervised_pb2_grpc.SupervisedServiceServicer):
                 if undo is None:
                     log.info("%s has no live applier; %r is stored only", type_name, key)
             try:
-                old = await self.config_store.set(config_type, key, value)
+                old = await (await self._configs()).set(config_type, key, value)
             except BaseException:
                 # Not stored: put the live state back so both still agree.
                 if undo is not None:
@@ -208,7 +264,7 @@ class Supervisord(supervised_pb2_grpc.SupervisedServiceServicer):
         self, request: supervised_pb2.GetConfigRequest, context: Ctx
     ) -> supervised_pb2.GetConfigResponse:
         """The stored value of ``(config_type, config_key)``, or ``success=false`` "Config not found"."""
-        value = await self.config_store.get(int(request.config_type), request.config_key)
+        value = await (await self._configs()).get(int(request.config_type), request.config_key)
         if value is None:
             return supervised_pb2.GetConfigResponse(success=False, error_message=CONFIG_NOT_FOUND)
         return supervised_pb2.GetConfigResponse(success=True, config_value=value)
@@ -220,7 +276,7 @@ class Supervisord(supervised_pb2_grpc.SupervisedServiceServicer):
         self, request: supervised_pb2.CreateRealmRequest, context: Ctx
     ) -> supervised_pb2.CreateRealmResponse:
         """Store a new realm (status ``Normal``); a duplicate ``realm_id`` is a business failure."""
-        realm = await self.realm_store.create(
+        realm = await (await self._realms()).create(
             request.realm_id,
             request.name,
             request.enabled,
@@ -238,7 +294,7 @@ class Supervisord(supervised_pb2_grpc.SupervisedServiceServicer):
     @_store_errors
     async def GetRealm(self, request: supervised_pb2.GetRealmRequest, context: Ctx) -> supervised_pb2.GetRealmResponse:
         """The realm, or ``success=false`` if it does not exist."""
-        realm = await self.realm_store.get(request.realm_id)
+        realm = await (await self._realms()).get(request.realm_id)
         if realm is None:
             return supervised_pb2.GetRealmResponse(success=False, error_message=_realm_not_found(request.realm_id))
         return supervised_pb2.GetRealmResponse(success=True, realm=realm.to_proto())
@@ -248,7 +304,7 @@ class Supervisord(supervised_pb2_grpc.SupervisedServiceServicer):
         self, request: supervised_pb2.UpdateRealmRequest, context: Ctx
     ) -> supervised_pb2.UpdateRealmResponse:
         """Change only the fields present in the request; ``updated_at`` becomes now."""
-        realm = await self.realm_store.update(
+        realm = await (await self._realms()).update(
             request.realm_id,
             name=request.name if request.HasField("name") else None,
             enabled=request.enabled if request.HasField("enabled") else None,
@@ -263,7 +319,7 @@ class Supervisord(supervised_pb2_grpc.SupervisedServiceServicer):
         self, request: supervised_pb2.DeleteRealmRequest, context: Ctx
     ) -> supervised_pb2.DeleteRealmResponse:
         """Remove the realm, or ``success=false`` if it does not exist."""
-        if not await self.realm_store.delete(request.realm_id):
+        if not await (await self._realms()).delete(request.realm_id):
             return supervised_pb2.DeleteRealmResponse(success=False, error_message=_realm_not_found(request.realm_id))
         log.info("realm %d deleted", request.realm_id)
         return supervised_pb2.DeleteRealmResponse(success=True)
@@ -279,7 +335,7 @@ class Supervisord(supervised_pb2_grpc.SupervisedServiceServicer):
 
         A ``page_token`` this node did not issue is ``INVALID_ARGUMENT``.
         """
-        page = await self.realm_store.list_page(
+        page = await (await self._realms()).list_page(
             request.page_size if request.HasField("page_size") else None,
             request.page_token if request.HasField("page_token") else None,
         )

@@ -118,6 +118,15 @@ class ConfigStore:
 
         return await self._db.read(run)
 
+    async def entries(self, config_type: int) -> list[tuple[str, str, int]]:
+        """Every stored ``(key, value, updated_at)`` of ``config_type``, oldest change first."""
+
+        def run(conn: sqlite3.Connection) -> list[tuple[str, str, int]]:
+            sql = "SELECT key, value, updated_at FROM config WHERE config_type = ? ORDER BY updated_at, key"
+            return [(str(k), str(v), int(t)) for k, v, t in conn.execute(sql, (config_type,))]
+
+        return await self._db.read(run)
+
     async def set(self, config_type: int, key: str, value: str) -> str | None:
         """Validate and store ``value`` (normalised); return the previous value or None.
 
