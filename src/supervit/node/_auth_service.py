@@ -55,11 +55,7 @@ def _secret(item: str | bytes | SharedSecret) -> SharedSecret:
 
 
 def _secrets(spec: SecretSpec) -> list[SharedSecret]:
-    items: Sequence[str | bytes | SharedSecret]
-    if isinstance(spec, (str, bytes, SharedSecret)):
-        items = [spec]
-    else:
-        items = spec
+    items: Sequence[str | bytes | SharedSecret] = [spec] if isinstance(spec, (str, bytes, SharedSecret)) else spec
     secrets = [_secret(s) for s in items]
     if not secrets:
         raise ValueError("at least one shared secret is required")

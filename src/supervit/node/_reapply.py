@@ -19,8 +19,8 @@ import logging
 from pathlib import Path
 
 from supervit.config import NodeConfig
-from supervit.node._appliers import ConfigAppliers
 from supervit.inventory import ServiceCollector, ServiceState
+from supervit.node._appliers import ConfigAppliers
 from supervit.protocol import common_pb2
 from supervit.storage import ConfigStore
 
