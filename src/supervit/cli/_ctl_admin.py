@@ -31,11 +31,9 @@ from supervit.cli._ctl_common import (
     run,
     table,
 )
-from supervit.config import apply_env, build, read_toml
-from supervit.config._secrets import read_secret_file
+from supervit.config import apply_env, build, read_secret_file, read_toml
 from supervit.protocol import common_pb2, supervisor_pb2, supervit_admin_pb2
-from supervit.supervisor import AdminClient, split_host_port
-from supervit.supervisor._config import AdminSection
+from supervit.supervisor import AdminClient, AdminSection, split_host_port
 
 __all__ = ["catalog_group", "directive", "nodes", "sync_text"]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from supervit._exceptions import ConfigError
-from supervit.config._secrets import read_secret_file
+from supervit.config import read_secret_file
 
 __all__ = ["pick_secret"]
 

@@ -11,7 +11,9 @@ from supervit.config._node import (
     load_node_config,
     python_log_level,
 )
+from supervit.config._secrets import check_file_permissions, read_secret_file
 from supervit.config._security import SecuritySection
+from supervit.config._tls import check_cert_and_key, check_certificates
 
 __all__ = [
     "ENV_PREFIX",
@@ -24,8 +26,12 @@ __all__ = [
     "SupervitConfig",
     "apply_env",
     "build",
+    "check_cert_and_key",
+    "check_certificates",
+    "check_file_permissions",
     "endpoint_target",
     "load_node_config",
     "python_log_level",
+    "read_secret_file",
     "read_toml",
 ]

@@ -17,8 +17,8 @@ from supervit._exceptions import ConfigError
 from supervit.auth import SharedSecret
 from supervit.config._client import SupervitConfig
 from supervit.config._loader import apply_env, build, read_toml
-from supervit.config._security import SecuritySection
 from supervit.config._secrets import read_secret_file
+from supervit.config._security import SecuritySection
 from supervit.config._tls import check_cert_and_key, check_certificates
 from supervit.metrics import POWER_MODELS
 from supervit.protocol import common_pb2
