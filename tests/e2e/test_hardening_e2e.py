@@ -43,7 +43,7 @@ async def test_a_second_node_on_the_same_data_dir_refuses_to_start(tmp_path: Pat
     code, err = await _run_to_exit(write_config(second_dir, data_dir=shared))
     assert code == 2
     assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.startswith("supervit: error:")]
+    lines = [line for line in err.splitlines() if line.startswith("supervit node: error:")]
     assert len(lines) == 1, err
     assert "supervisor.supervisord.data_dir" in lines[0] and "in use by another supervit process" in lines[0]
     assert str(first.proc.pid if first.proc else "") in lines[0]

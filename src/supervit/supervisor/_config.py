@@ -276,6 +276,7 @@ class SupervisorConfig:
             check_cert_and_key(push.client_cert, "push.client_cert", push.client_key, "push.client_key")
         if push.ca_cert is not None:
             check_certificates(push.ca_cert, "push.ca_cert")
+        self._limits = self._build_limits()
 
     def published_example_secrets(self) -> list[str]:
         """The keys whose secret is a published example value (call after :meth:`validate`)."""
@@ -288,8 +289,6 @@ class SupervisorConfig:
         if self._admin_secret is not None and self._admin_secret.is_published_example:
             found.append("admin.secret")
         return found
-
-        self._limits = self._build_limits()
 
     def _build_limits(self) -> tuple[ServiceLimits, ServiceLimits]:
         sec = self.security
