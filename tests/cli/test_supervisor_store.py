@@ -53,11 +53,11 @@ async def test_export_from_sqlite_import_into_postgres(tmp_path: Path, stores: S
     assert "exported 2 node(s), 2 catalog entr(y/ies), 1 directive(s)" in result.out
 
     result = await supervit("supervisor", "migrate", "--config", str(pg_toml), "--check", env=env)
-    assert result.code == 1 and "not applied: v1" in result.out, result
+    assert result.code == 1 and "not applied: v1, v2" in result.out, result
     result = await supervit("supervisor", "migrate", "--config", str(pg_toml), env=env)
-    assert result.code == 0 and "migrated from v0 to v1" in result.out, result
+    assert result.code == 0 and "migrated from v0 to v2" in result.out, result
     result = await supervit("supervisor", "migrate", "--config", str(pg_toml), "--check", env=env)
-    assert result.code == 0 and "schema is current (v1)" in result.out, result
+    assert result.code == 0 and "schema is current (v2)" in result.out, result
     result = await supervit("supervisor", "migrate", "--config", str(sqlite_toml), "--check", env=env)
     assert result.code == 0 and "schema is current" in result.out, result
 

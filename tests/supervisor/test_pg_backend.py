@@ -274,3 +274,26 @@ async def test_migrate_check_and_config_errors(tmp_path: Path, stores: SharedSto
         make_config(tmp_path, server={"nonce_store_url": "redis://127.0.0.1"})
     with pytest.raises(ConfigError, match=r"server\.database_schema"):
         make_config(tmp_path, server={"database_url": "postgresql://x", "database_schema": "Bad-Name"})
+
+
+async def test_leaving_report_marks_stopped_on_postgres(
+    tmp_path: Path, stores: SharedStores, started: Started, channel_to: Channels
+) -> None:
+    """Graceful leave on the shared store: "stopped" at once (seen by every replica), the queued
+    directive stays queued, the next report brings the node back online."""
+    from supervit.protocol import LEAVING_METADATA_KEY
+
+    first = await started(replica_config(tmp_path, stores, "a"))
+    second = await started(replica_config(tmp_path, stores, "b"))
+    node = NodeSim(channel_to(first.address), "n1")
+    await node.register()
+    await node.report()
+    await first.directives.enqueue("n1", supervisor_pb2.REQUEST_FULL_REPORT, None)
+    answer = await node.stub.Report(node.report_request(), metadata=((LEAVING_METADATA_KEY, "SIGTERM"),))
+    assert answer.received and not answer.HasField("directive")
+    record = await second.registry.get("n1")
+    assert record is not None and record.state == "stopped" and record.stopped_at is not None
+    back = await node.report()
+    assert back.directive.type == supervisor_pb2.REQUEST_FULL_REPORT
+    record = await second.registry.get("n1")
+    assert record is not None and record.state == "online" and record.stopped_at is None

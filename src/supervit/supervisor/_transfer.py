@@ -49,6 +49,7 @@ _NODE_COLUMNS = (
     "pushed_catalog_version",
     "last_push_at",
     "last_push_error",
+    "stopped_at",  # absent from files written before graceful leave: imported as NULL
 )
 _BLOBS = ("registration", "last_report")
 _BOOLS = ("online", "enabled", "deleted")
