@@ -260,6 +260,7 @@ async def test_ctl_reads_the_daemons_variable_names_and_secret_files(
     secret_file.chmod(0o644)
     loose = await supervit("ctl", "nodes", "--admin", supervisor.admin_address, env=env)
     assert loose.code == 0 and f"chmod 600 {secret_file}" in loose.err
+    assert loose.err.startswith("supervit ctl nodes: warning: --admin-secret-file: secret file ")
 
     port_zero = tmp_path / "supervisor.toml"
     port_zero.write_text(f'[admin]\nlisten = "127.0.0.1:0"\nsecret_file = "{secret_file}"\n')

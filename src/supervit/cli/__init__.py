@@ -12,6 +12,7 @@ No traceback reaches the user for bad input; an unexpected internal error prints
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import sys
 import traceback
@@ -79,12 +80,25 @@ def error_line(where: str, message: str) -> str:
     return f"{where}: error: {str(message).strip()}"
 
 
+def _warnings_to_stderr(where: str) -> None:
+    """Until a daemon sets up its logs: warnings (e.g. a secret file readable by others) as one
+    ``supervit <command>: warning: …`` line each, in the style of the error lines."""
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter(f"{where}: warning: %(message)s"))
+    root.addHandler(handler)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point: errors become one line on stderr and an exit code.
 
     Usage errors and invalid configuration exit with 2, other failures with 1.
     """
     args = list(sys.argv[1:] if argv is None else argv)
+    _warnings_to_stderr(command_path(args))
     try:
         code = cli.main(args=args, prog_name="supervit", standalone_mode=False)
     except click.exceptions.Abort:

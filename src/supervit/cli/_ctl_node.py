@@ -187,10 +187,16 @@ def node_options(f: Callable[..., None]) -> Callable[..., None]:
             type=click.Path(dir_okay=False, path_type=Path),
             help="Take address, id and secret from the node's TOML file (explicit options win).",
         ),
-        click.option("--ca-cert", type=click.Path(dir_okay=False, path_type=Path), help="Use TLS, trusting this CA."),
+        click.option(
+            "--ca-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Use TLS, trusting this CA."
+        ),
         click.option("--tls-domain", help="Name expected in the node's certificate."),
-        click.option("--client-cert", type=click.Path(dir_okay=False, path_type=Path), help="Client cert (mTLS)."),
-        click.option("--client-key", type=click.Path(dir_okay=False, path_type=Path), help="Client key (mTLS)."),
+        click.option(
+            "--client-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Client cert (mTLS)."
+        ),
+        click.option(
+            "--client-key", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Client key (mTLS)."
+        ),
         click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True, help="Seconds."),
         json_option,
     ]

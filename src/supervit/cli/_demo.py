@@ -378,7 +378,7 @@ async def _main(duration: float, interval: int, keep: bool) -> int:
         else:
             click.echo(f"supervit demo: configs, databases and logs kept in {workdir}")
         return 130 if interrupted else 0
-    click.echo(f"supervit demo: FAILED: {failure}", err=True)
+    click.echo(f"supervit demo: error: {failure}", err=True)
     click.echo(f"supervit demo: configs and logs kept in {workdir}", err=True)
     return 1
 
