@@ -24,8 +24,7 @@ def pick_secret(value: str | None, file: Path | None, option: str, file_option: 
             if source_value == command_line and source_file != command_line:
                 return value
             if source_file == command_line and source_value != command_line:
-                file_text = _read_secret(file, file_option)
-                return file_text
+                return _read_secret(file, file_option)
         raise click.UsageError(f"give either {option} or {file_option}, not both")
     if file is not None:
         return _read_secret(file, file_option)
