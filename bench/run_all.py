@@ -23,6 +23,7 @@ FULL: dict[str, list[str]] = {
     "bench_supervisor_ingest": ["--duration", "8", "--rounds", "5", "--client-mode", "stub,raw"],
     "bench_fleet": ["--nodes", "10000", "--interval", "10", "--duration", "5m"],
     "bench_footprint": ["--duration", "60"],
+    "bench_hostile": [],
 }
 QUICK: dict[str, list[str]] = {
     "bench_verify": ["--count", "200"],
@@ -42,6 +43,7 @@ QUICK: dict[str, list[str]] = {
     ],
     "bench_fleet": ["--nodes", "50", "--interval", "1", "--duration", "2", "--window", "1", "--processes", "1"],
     "bench_footprint": ["--duration", "2", "--settle", "1"],
+    "bench_hostile": ["--count", "5", "--flood", "20", "--settle", "0.5"],
 }
 
 

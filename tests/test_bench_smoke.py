@@ -32,6 +32,7 @@ def test_bench_suite_quick(tmp_path: Path) -> None:
         "bench_supervisor_ingest",
         "bench_fleet",
         "bench_footprint",
+        "bench_hostile",
     }
     for path in tmp_path.glob("*.json"):
         doc = json.loads(path.read_text())

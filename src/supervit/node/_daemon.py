@@ -33,7 +33,15 @@ from supervit.metrics import MetricsProvider, SystemMetricsCollector
 from supervit.node._auth_service import AuthService, add_supervised_service
 from supervit.node._reapply import reapply_stored_config, toml_changed_at
 from supervit.node._supervisord import DEFAULT_MAX_RESPONSE_BYTES, Supervisord
-from supervit.rpc import SUPERVISED_LIMITS, RpcServer, ServerTLS, StorageHealth, tune_for_serving, with_overrides
+from supervit.rpc import (
+    SUPERVISED_LIMITS,
+    MemoryTrimmer,
+    RpcServer,
+    ServerTLS,
+    StorageHealth,
+    tune_for_serving,
+    with_overrides,
+)
 from supervit.storage import ConfigStore, Database, DataDirLock, RealmStore, open_node_database
 
 __all__ = ["ClientWiring", "NodeDaemon", "ReportingClient", "ReportingClientFactory", "services_from_config"]
@@ -127,6 +135,7 @@ class NodeDaemon:
         self._db: Database | None = None
         self._lock: DataDirLock | None = None
         self._health: StorageHealth | None = None
+        self._trimmer = MemoryTrimmer()
         self._nonces: NonceStorage | None = None
         self._rpc: RpcServer | None = None
         self._client: ReportingClient | None = None
@@ -234,6 +243,7 @@ class NodeDaemon:
             # Health turns NOT_SERVING while the stores cannot write (probed with a throwaway nonce).
             self._health = StorageHealth(self._probe_storage)
             self._health.attach(self._rpc)
+            self._trimmer.start()  # memory a burst of large requests left behind goes back to the OS
             self.port = await self._rpc.start(self.config.listen_addr)
             mode = "plaintext" if tls is None else ("mTLS" if tls.client_ca else "TLS")
             log.info(
@@ -372,6 +382,7 @@ class NodeDaemon:
         health, self._health = self._health, None
         if health is not None:
             await health.close()
+        await self._trimmer.close()
         nonces, self._nonces = self._nonces, None
         db, self._db = self._db, None
         try:

@@ -12,6 +12,7 @@ from supervit.rpc._limits import (
     default_limits,
     with_overrides,
 )
+from supervit.rpc._memory import MemoryTrimmer, resident_bytes
 from supervit.rpc._refusals import RefusalLog
 from supervit.rpc._server import DEFAULT_MAX_CONCURRENT_RPCS, DEFAULT_MAX_MESSAGE_BYTES, RpcServer, ServerTLS
 from supervit.rpc._tuning import SERVER_SWITCH_INTERVAL_SECS, tune_for_serving
@@ -24,6 +25,7 @@ __all__ = [
     "SERVER_SWITCH_INTERVAL_SECS",
     "SUPERVISED_LIMITS",
     "SUPERVISOR_LIMITS",
+    "MemoryTrimmer",
     "RefusalLog",
     "RequestValidator",
     "RpcServer",
@@ -35,6 +37,7 @@ __all__ = [
     "abort_for",
     "current_request_bytes",
     "default_limits",
+    "resident_bytes",
     "service_handler",
     "tune_for_serving",
     "with_overrides",

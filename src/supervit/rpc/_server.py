@@ -110,6 +110,11 @@ class RpcServer:
                 ("grpc.http2.min_ping_interval_without_data_ms", 1_000),
                 # grpc shares ports by default; a second daemon on a taken port must fail, not co-listen.
                 ("grpc.so_reuseport", 0),
+                # No BDP probing: the per-stream window stays small, so grpc-core refuses a message
+                # larger than the receive limit from its length prefix instead of buffering it
+                # whole (400 concurrent 4 MB requests: node peak RSS ~50 MB instead of ~400-600 MB,
+                # bench/bench_hostile.py). Our messages are small; window growth buys nothing.
+                ("grpc.http2.bdp_probe", 0),
                 *options,
             ],
         )

@@ -13,7 +13,7 @@ from dataclasses import replace
 
 from supervit._exceptions import StorageError
 from supervit.auth import CredentialVerifier
-from supervit.rpc import RpcServer, ServerTLS, StorageHealth, tune_for_serving
+from supervit.rpc import MemoryTrimmer, RpcServer, ServerTLS, StorageHealth, tune_for_serving
 from supervit.supervisor._admin import ADMIN_SERVICE, AdminService
 from supervit.supervisor._backends import open_store
 from supervit.supervisor._config import SupervisorConfig, split_host_port
@@ -72,6 +72,7 @@ class Supervisor:
         self._sweeper: asyncio.Task[None] | None = None
         self._prober: asyncio.Task[None] | None = None
         self._storage_health: StorageHealth | None = None
+        self._trimmer = MemoryTrimmer()
         self._pusher: CatalogPusher | None = None
         self._serving = True
         self._stop_event = asyncio.Event()
@@ -188,6 +189,7 @@ class Supervisor:
             raise
         loop = asyncio.get_running_loop()
         self._sweeper = loop.create_task(self._sweep_loop(), name="supervisor-sweep")
+        self._trimmer.start()  # memory a burst of large requests left behind goes back to the OS
         if store.shared:
             self._prober = loop.create_task(self._probe_loop(), name="supervisor-store-probe")
         else:
@@ -314,6 +316,7 @@ class Supervisor:
         health, self._storage_health = self._storage_health, None
         if health is not None:
             await health.close()
+        await self._trimmer.close()
         for task in (self._sweeper, self._prober):
             if task is not None:
                 task.cancel()
