@@ -23,8 +23,12 @@ def git(*args: str, cwd: Path) -> str:
 
 
 def env_without_ours() -> dict[str, str]:
-    """This process's environment minus what points at this checkout (venv, supervit variables)."""
-    drop = ("SUPERVIT_", "VIRTUAL_ENV", "PYTHONPATH", "PYTHONDONTWRITEBYTECODE", "PYTHONHOME")
+    """This process's environment minus what points at this checkout (venv, supervit variables).
+
+    Coverage's subprocess measurement goes too: the clone's copy of supervit is not the code under
+    test, and its data would be reported against files that vanish with the temp dir.
+    """
+    drop = ("SUPERVIT_", "VIRTUAL_ENV", "PYTHONPATH", "PYTHONDONTWRITEBYTECODE", "PYTHONHOME", "COVERAGE_")
     return {k: v for k, v in os.environ.items() if not k.startswith(drop)}
 
 
