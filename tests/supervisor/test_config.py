@@ -89,3 +89,13 @@ def test_example_file_loads() -> None:
     env = {"SUPERVIT_FLEET__SHARED_SECRET": SECRET_HEX, "SUPERVIT_ADMIN__SECRET": ADMIN_HEX}
     config = load_supervisor_config(EXAMPLE, environ=env)
     assert config.source == EXAMPLE and config.admin_enabled
+
+
+def test_supervisor_allows_a_fleets_burst_of_concurrent_calls() -> None:
+    """The supervisor's default concurrency cap is sized for a fleet's bursts; [security] still overrides it."""
+    base = {"fleet": {"shared_secret": SECRET_HEX}}
+    assert load_supervisor_config(data=base, environ={}).security.max_concurrent_rpcs == 4096
+    partial = {**base, "security": {"require_body_mac": True}}
+    assert load_supervisor_config(data=partial, environ={}).security.max_concurrent_rpcs == 4096
+    tuned = {**base, "security": {"max_concurrent_rpcs": 64}}
+    assert load_supervisor_config(data=tuned, environ={}).security.max_concurrent_rpcs == 64

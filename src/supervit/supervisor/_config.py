@@ -122,6 +122,20 @@ class PushSection:
 
 
 @dataclass
+class SupervisorSecuritySection(SecuritySection):
+    """``[security]`` of the supervisor: as the node's, with room for a fleet's bursts.
+
+    A fleet reports open-loop: 10,000 nodes at a 10 s interval keep ~1,000 reports/s coming, and a
+    200 ms pause (a PostgreSQL failover, a GC pause) means ~200 calls in flight at once. The node's
+    256 would refuse part of that burst with RESOURCE_EXHAUSTED; 4,096 calls of at most the Report
+    limit stay far below the process's memory budget (gRPC refuses an oversize message from its
+    length prefix, before buffering it).
+    """
+
+    max_concurrent_rpcs: int = 4096
+
+
+@dataclass
 class _SupervisorFile:
     server: ServerSection = field(default_factory=ServerSection)
     fleet: FleetSection = field(default_factory=FleetSection)
@@ -130,7 +144,7 @@ class _SupervisorFile:
     admin: AdminSection = field(default_factory=AdminSection)
     push: PushSection = field(default_factory=PushSection)
     # Trust boundary (issue 10, docs/security.md).
-    security: SecuritySection = field(default_factory=SecuritySection)
+    security: SupervisorSecuritySection = field(default_factory=SupervisorSecuritySection)
 
 
 @dataclass
@@ -146,7 +160,7 @@ class SupervisorConfig:
     nodes: dict[str, NodeOverride] = field(default_factory=dict)
     admin: AdminSection = field(default_factory=AdminSection)
     push: PushSection = field(default_factory=PushSection)
-    security: SecuritySection = field(default_factory=SecuritySection)
+    security: SecuritySection = field(default_factory=SupervisorSecuritySection)
     source: Path | None = None
     _fleet_secret: SharedSecret | None = field(default=None, init=False, repr=False)
     _node_secrets: dict[str, tuple[SharedSecret, ...]] = field(default_factory=dict, init=False, repr=False)
