@@ -115,3 +115,14 @@ async def test_health_turns_not_serving_while_the_nonce_store_cannot_write(tmp_p
             assert (await client.call(sd.GetRealmRequest(realm_id=1))).success is False  # answered again
     finally:
         await daemon.stop(0)
+
+
+async def test_a_long_nonce_is_refused_before_it_is_stored(node: RunningNode) -> None:
+    """40 x 3 MB nonces used to grow nonce.db by 133 MB; a nonce is at most 64 bytes now."""
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await node.client.call(sd.GetRealmRequest(realm_id=1), nonce="n" * 65)
+    assert status_of(info) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "GetRealmRequest.credential.nonce is longer than 64 bytes",
+    )
+    assert (await node.client.call(sd.GetRealmRequest(realm_id=1), nonce="n" * 64)).success is False  # answered

@@ -14,7 +14,7 @@ _SCHEMA = (Migration(1, "CREATE TABLE batches (id INTEGER PRIMARY KEY, items TEX
 
 def _append(conn: sqlite3.Connection, items: list[str]) -> int | None:
     if "boom" in items:
-        raise sqlite3.OperationalError("disk on fire")
+        raise sqlite3.IntegrityError("item refused")
     return conn.execute("INSERT INTO batches (items) VALUES (?)", (",".join(items),)).lastrowid
 
 

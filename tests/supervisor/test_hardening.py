@@ -295,3 +295,37 @@ async def test_security_overrides_apply_and_unknown_keys_are_refused(
     with pytest.raises(ConfigError) as refused:
         make_config(tmp_path, security={"max_concurrent_rpcs": 0})
     assert refused.value.key == "security.max_concurrent_rpcs"
+
+
+async def test_health_turns_not_serving_while_the_database_cannot_write(
+    tmp_path: Path, started: Started, channel_to: Channels
+) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    sup = await started(make_config(tmp_path))
+    channel = channel_to(sup.address)
+    health = health_pb2_grpc.HealthStub(channel)
+
+    async def status() -> int:
+        return int((await health.Check(health_pb2.HealthCheckRequest(service=""))).status)
+
+    node = NodeSim(channel, "n1")
+    await node.register()
+    conn = sup.store.database._conn
+    (pages,) = conn.execute("PRAGMA page_count").fetchone()
+    conn.execute(f"PRAGMA max_page_count = {pages}")  # SQLITE_FULL, as on a full disk
+    failed = None
+    for _ in range(3000):
+        try:
+            await node.health()
+        except grpc.aio.AioRpcError as exc:
+            failed = exc
+            break
+    assert failed is not None and failed.code() == grpc.StatusCode.INTERNAL
+    assert await status() == health_pb2.HealthCheckResponse.NOT_SERVING
+    conn.execute("PRAGMA max_page_count = 1073741823")
+    deadline = asyncio.get_running_loop().time() + 10
+    while await status() != health_pb2.HealthCheckResponse.SERVING:
+        assert asyncio.get_running_loop().time() < deadline, "health did not recover"
+        await asyncio.sleep(0.1)
+    assert (await node.report()).received

@@ -164,5 +164,7 @@ class WriteBatcher(Generic[Item, R]):
     def _call_write(self, conn: sqlite3.Connection, items: list[Item]) -> R:
         try:
             return self._write(conn, items)
+        except sqlite3.OperationalError:
+            raise  # the database itself (disk full, I/O, read-only): splitting would not help
         except Exception as exc:
             raise _Rejected(exc) from exc
