@@ -30,6 +30,8 @@ def _section(title: str) -> str:
 def test_the_doc_table_matches_the_code(title: str, limits: ServiceLimits) -> None:
     section = _section(title)
     assert f"max request {limits.max_request_bytes} bytes" in section
+    for key in limits.integer_columns:
+        assert f"`{key}`" in DOC
     documented: dict[str, tuple[int | None, int | None]] = {}
     for key, text in re.findall(r"^\| `([A-Za-z]+\.[a-z_]+)` \| ([^|]+) \|$", section, re.M):
         size = re.search(r"(\d+) bytes", text)

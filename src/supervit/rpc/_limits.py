@@ -7,16 +7,18 @@ or computed expensively (the registration fingerprint, the HMAC):
 * every ``string`` field is valid UTF-8 (the Python runtime does not check this for proto2: an
   invalid one decodes as ``bytes``) and at most its byte limit long;
 * every ``repeated`` field holds at most its count limit;
-* every ``uint64`` field fits a signed 64-bit integer (what SQLite stores), plus any explicit
-  integer range of the table.
+* every ``uint64`` field stored in an integer column fits a signed 64-bit integer (what SQLite
+  stores), plus any explicit integer range of the table (values kept inside stored protobuf
+  messages, such as a report's metrics, are stored losslessly whatever they are).
 
 Fields missing from a table get the defaults (:data:`DEFAULT_STRING_BYTES`,
 :data:`DEFAULT_REPEATED`), so a field added to a message later is bounded too. The tables are
 documented in ``docs/security.md``; operators override single entries in the configuration.
 Violations raise :class:`~supervit.InvalidRequestError` naming the field path and the limit.
 
-Checks are compiled once per message type into a dict keyed by field descriptor, and a request
-is walked with ``ListFields()`` (set fields only), so the hot path does no reflection.
+Checks are compiled once per message type into a list of (field, check), and a request
+reads only the fields that have a check (sub-messages without anything to check, such as
+``SystemMetrics``, are skipped), so the hot path does no reflection and formats nothing.
 """
 
 from __future__ import annotations
@@ -62,7 +64,9 @@ class ServiceLimits:
     """The limits of one gRPC service.
 
     ``max_bytes`` and ``max_count`` are keyed ``"Message.field"`` (the message's short name);
-    ``ranges`` gives inclusive integer bounds beyond the storage ceiling.
+    ``ranges`` gives inclusive integer bounds; ``integer_columns`` names the ``uint64`` fields
+    whose value is stored in an integer column, bounded by ``max_uint64`` (the other ``uint64``
+    fields are kept inside stored protobuf messages, which hold any value).
     """
 
     service: str
@@ -70,6 +74,7 @@ class ServiceLimits:
     max_bytes: Mapping[str, int] = field(default_factory=dict)
     max_count: Mapping[str, int] = field(default_factory=dict)
     ranges: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    integer_columns: frozenset[str] = frozenset()
     default_string_bytes: int = DEFAULT_STRING_BYTES
     default_repeated: int = DEFAULT_REPEATED
     max_uint64: int = MAX_STORABLE_INT
@@ -79,6 +84,8 @@ class ServiceLimits:
 # -- the tables (docs/security.md mirrors them) --------------------------------------------------
 
 _CREDENTIAL = {"NonceCredential.nonce": 64, "NonceCredential.signature": 64}
+# Checked against the uint64 ceiling in every service: it becomes a nonce expiry (an integer column).
+_CREDENTIAL_INTEGERS = frozenset({"NonceCredential.timestamp"})
 _SERVICE_STATUS = {"ServiceStatus.name": 128, "ServiceStatus.url": 512, "ServiceStatus.domain": 256}
 
 SUPERVISOR_LIMITS = ServiceLimits(
@@ -112,6 +119,7 @@ SUPERVISOR_LIMITS = ServiceLimits(
         "ServiceAdvertisement.tags": 32,
         "ReportRequest.services": 64,
     },
+    integer_columns=_CREDENTIAL_INTEGERS | {"ReportRequest.realm_sync_version"},
 )
 """``supervisor.v1.SupervisorService`` (served by the supervisor)."""
 
@@ -129,6 +137,7 @@ SUPERVISED_LIMITS = ServiceLimits(
         "ShutdownRequest.reason": 1024,
     },
     max_count={"CreateRealmRequest.use_servers": 16},
+    integer_columns=_CREDENTIAL_INTEGERS | {"CreateRealmRequest.version", "CreateRealmRequest.expires_at"},
 )
 """``supervisor.v1.SupervisedService`` (served by every node)."""
 
@@ -143,6 +152,7 @@ ADMIN_LIMITS = ServiceLimits(
         "PutCatalogRealmRequest.name": 256,
     },
     max_count={"PutCatalogRealmRequest.use_servers": 16},
+    integer_columns=_CREDENTIAL_INTEGERS | {"PutCatalogRealmRequest.expires_at"},
 )
 """``supervit.admin.v1.SupervisorAdmin`` (the supervisor's operator API)."""
 
@@ -189,46 +199,61 @@ def default_limits(service: str) -> ServiceLimits | None:
 
 # -- compiled validators -------------------------------------------------------------------------
 
-_Check = Callable[[Any, str], None]
+# A check takes a field's value and raises _Violation (without the path: the hot path formats
+# nothing unless something is wrong; the walk prefixes the path on the way out).
+_Check = Callable[[Any], None]
+_Checks = list[tuple[str, _Check]]  # (field name, check) of every field that has one
 
 
-def _too_long(value: str, limit: int) -> bool:
-    # Cheap first: a string of n characters is at most 4n UTF-8 bytes, exactly n if ASCII.
-    n = len(value)
-    if n * 4 <= limit:
-        return False
-    if n > limit:
-        return True
-    return len(value.encode()) > limit if not value.isascii() else False
+class _Violation(Exception):
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(problem)
+        self.path = path
+        self.problem = problem
 
 
 def _string_check(limit: int) -> _Check:
-    def check(value: Any, path: str) -> None:
+    quick = limit // 4  # n characters are at most 4n UTF-8 bytes
+
+    def check(value: Any) -> None:
         if type(value) is not str:
-            raise InvalidRequestError(f"{path} is not valid UTF-8")
-        if _too_long(value, limit):
-            raise InvalidRequestError(f"{path} is longer than {limit} bytes")
+            raise _Violation("", "is not valid UTF-8")
+        n = len(value)
+        if n > quick and (n > limit or (not value.isascii() and len(value.encode()) > limit)):
+            raise _Violation("", f"is longer than {limit} bytes")
 
     return check
 
 
 def _range_check(low: int, high: int) -> _Check:
-    def check(value: Any, path: str) -> None:
+    def check(value: Any) -> None:
         if not low <= value <= high:
-            raise InvalidRequestError(f"{path} must be between {low} and {high} (got {value})")
+            raise _Violation("", f"must be between {low} and {high} (got {value})")
 
     return check
 
 
 def _repeated_check(limit: int, item: _Check | None) -> _Check:
-    def check(values: Any, path: str) -> None:
+    def check(values: Any) -> None:
         if len(values) > limit:
-            raise InvalidRequestError(f"{path} has more than {limit} items (got {len(values)})")
+            raise _Violation("", f"has more than {limit} items (got {len(values)})")
         if item is not None:
             for i, value in enumerate(values):
-                item(value, f"{path}[{i}]")
+                try:
+                    item(value)
+                except _Violation as violation:
+                    raise _Violation(f"[{i}]{violation.path}", violation.problem) from None
 
     return check
+
+
+def _walk(checks: _Checks, message: Any) -> None:
+    # Only the fields that have a check are read; an unset one reads as its (valid) default.
+    for name, check in checks:
+        try:
+            check(getattr(message, name))
+        except _Violation as violation:
+            raise _Violation(f".{name}{violation.path}", violation.problem) from None
 
 
 class RequestValidator:
@@ -242,25 +267,17 @@ class RequestValidator:
 
     def validate(self, message: Message) -> None:
         """Raise :class:`InvalidRequestError` naming the first field beyond its limit."""
-        _walk(self._checks, message, self.name)
+        try:
+            _walk(self._checks, message)
+        except _Violation as violation:
+            raise InvalidRequestError(f"{self.name}{violation.path} {violation.problem}") from None
 
 
-def _walk(checks: dict[Any, tuple[str, _Check | None]], message: Message, path: str) -> None:
-    for fd, value in message.ListFields():
-        entry = checks.get(fd)
-        if entry is not None and entry[1] is not None:
-            entry[1](value, f"{path}.{entry[0]}")
-
-
-def _compile(
-    descriptor: _descriptor.Descriptor,
-    limits: ServiceLimits,
-    memo: dict[str, dict[Any, tuple[str, _Check | None]]],
-) -> dict[Any, tuple[str, _Check | None]]:
+def _compile(descriptor: _descriptor.Descriptor, limits: ServiceLimits, memo: dict[str, _Checks]) -> _Checks:
     known = memo.get(descriptor.full_name)
     if known is not None:
         return known
-    checks: dict[Any, tuple[str, _Check | None]] = {}
+    checks: _Checks = []
     memo[descriptor.full_name] = checks  # before recursing: recursive messages terminate
     for fd in descriptor.fields:
         key = f"{descriptor.name}.{fd.name}"
@@ -270,18 +287,19 @@ def _compile(
         elif fd.type == _MESSAGE:
             assert fd.message_type is not None
             nested = _compile(fd.message_type, limits, memo)
+            if nested or fd.message_type.full_name == descriptor.full_name:  # nothing to check: not walked
 
-            def item(value: Any, path: str, nested: dict[Any, tuple[str, _Check | None]] = nested) -> None:
-                _walk(nested, value, path)
+                def item(value: Any, nested: _Checks = nested) -> None:
+                    _walk(nested, value)
 
         elif key in limits.ranges:
             item = _range_check(*limits.ranges[key])
-        elif fd.type in _UINT64_TYPES:
+        elif fd.type in _UINT64_TYPES and key in limits.integer_columns:
             item = _range_check(0, limits.max_uint64)
         if fd.is_repeated:
-            checks[fd] = (fd.name, _repeated_check(limits.max_count.get(key, limits.default_repeated), item))
-        else:
-            checks[fd] = (fd.name, item)
+            checks.append((fd.name, _repeated_check(limits.max_count.get(key, limits.default_repeated), item)))
+        elif item is not None:  # fields without a check are not even read
+            checks.append((fd.name, item))
     return checks
 
 
