@@ -24,6 +24,7 @@ FULL: dict[str, list[str]] = {
     "bench_fleet": ["--nodes", "10000", "--interval", "10", "--duration", "5m"],
     "bench_footprint": ["--duration", "60"],
     "bench_hostile": [],
+    "bench_replicas": ["--duration", "8", "--rounds", "2"],
 }
 QUICK: dict[str, list[str]] = {
     "bench_verify": ["--count", "200"],
@@ -44,6 +45,7 @@ QUICK: dict[str, list[str]] = {
     "bench_fleet": ["--nodes", "50", "--interval", "1", "--duration", "2", "--window", "1", "--processes", "1"],
     "bench_footprint": ["--duration", "2", "--settle", "1"],
     "bench_hostile": ["--count", "5", "--flood", "20", "--settle", "0.5"],
+    "bench_replicas": ["--duration", "0.5", "--warmup", "0.2", "--rounds", "1", "--nodes", "20", "--concurrency", "4"],
 }
 
 

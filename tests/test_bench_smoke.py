@@ -33,6 +33,7 @@ def test_bench_suite_quick(tmp_path: Path) -> None:
         "bench_fleet",
         "bench_footprint",
         "bench_hostile",
+        "bench_replicas",
     }
     for path in tmp_path.glob("*.json"):
         doc = json.loads(path.read_text())
