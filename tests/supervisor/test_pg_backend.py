@@ -297,3 +297,14 @@ async def test_leaving_report_marks_stopped_on_postgres(
     assert back.directive.type == supervisor_pb2.REQUEST_FULL_REPORT
     record = await second.registry.get("n1")
     assert record is not None and record.state == "online" and record.stopped_at is None
+
+
+async def test_burst_of_registrations_waits_for_pooled_connections(
+    tmp_path: Path, stores: SharedStores, started: Started, channel_to: Channels
+) -> None:
+    """More concurrent RegisterNode calls than pooled connections: they queue, none is refused."""
+    sup = await started(replica_config(tmp_path, stores, "a", database_pool_size=2))
+    channel = channel_to(sup.address)
+    outcomes = await asyncio.gather(*(NodeSim(channel, f"n{i}").register() for i in range(40)), return_exceptions=True)
+    assert all(not isinstance(o, BaseException) and o.success for o in outcomes), outcomes
+    assert len(await sup.registry.nodes()) == 40

@@ -115,12 +115,16 @@ class PgStore:
         redis_nonces: RedisNonceStorage | None = None
         try:
             if srv.nonce_store_url is not None:
-                client = redis.asyncio.Redis.from_url(
+                # A blocking pool: a burst of RegisterNode/admin calls waits for a connection
+                # (up to the timeout) instead of failing with "too many connections".
+                redis_pool = redis.asyncio.BlockingConnectionPool.from_url(
                     srv.nonce_store_url,
+                    max_connections=srv.database_pool_size * 2,
+                    timeout=srv.database_timeout_secs,
                     socket_timeout=srv.database_timeout_secs,
                     socket_connect_timeout=srv.database_timeout_secs,
-                    max_connections=srv.database_pool_size * 4,
                 )
+                client = redis.asyncio.Redis.from_pool(redis_pool)  # owns (and closes) the pool
                 redis_nonces = RedisNonceStorage(client, srv.nonce_key_prefix)
                 await redis_nonces.ping()
             store = cls(config, pool, redis_nonces, clock=clock)
