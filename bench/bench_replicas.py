@@ -75,13 +75,18 @@ def _named(*names: str) -> list[psutil.Process]:
     return procs
 
 
-def _cpu(procs: list[psutil.Process]) -> float:
-    total = 0.0
+def _cpu(procs: list[psutil.Process]) -> dict[int, float]:
+    found = {}
     for proc in procs:
         with contextlib.suppress(psutil.Error):
             times = proc.cpu_times()
-            total += times.user + times.system
-    return total
+            found[proc.pid] = times.user + times.system
+    return found
+
+
+def _used(before: dict[int, float], after: dict[int, float]) -> float:
+    # Per process, so one that exits meanwhile (another user's backend) cannot make it negative.
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
 
 
 def _load(targets: list[str], args: argparse.Namespace, pids: list[int]) -> dict[str, Any]:
@@ -101,16 +106,19 @@ def _load(targets: list[str], args: argparse.Namespace, pids: list[int]) -> dict
     supervisors = [psutil.Process(pid) for pid in pids]
     postgres, redis = _named("postgres"), _named("redis-server")
     time.sleep(max(0.0, start_at + args.warmup - time.time()))
-    before = (_cpu(supervisors), _cpu(postgres), _cpu(redis), time.monotonic())
+    before = [_cpu(supervisors), _cpu(postgres), _cpu(redis)]
+    began = time.monotonic()
     time.sleep(max(0.0, start_at + args.warmup + args.duration - time.time()))
-    after = (_cpu(supervisors), _cpu(postgres), _cpu(redis), time.monotonic())
+    postgres = _named("postgres")  # backends opened during the window count from zero
+    after = [_cpu(supervisors), _cpu(postgres), _cpu(redis)]
+    seconds = time.monotonic() - began
+    used = [_used(b, a) for b, a in zip(before, after, strict=True)]
     parts = [out.get(timeout=args.duration + args.warmup + 120) for _ in procs]
     for p in procs:
         p.join()
     latencies = sorted(ns / 1000 for part in parts for ns in part["latencies"])
     calls = len(latencies)
     errors = sum(part["errors"] for part in parts)
-    seconds = after[3] - before[3]
 
     def per_call(cpu: float) -> float | None:
         return round(cpu * 1e6 / calls, 1) if calls else None
@@ -121,13 +129,13 @@ def _load(targets: list[str], args: argparse.Namespace, pids: list[int]) -> dict
         "error_samples": [s for part in parts for s in part["samples"]][:3],
         "p50_us": round(_common.percentile(latencies, 50), 1) if latencies else None,
         "p99_us": round(_common.percentile(latencies, 99), 1) if latencies else None,
-        "supervisor_cpu_pct": round(100 * (after[0] - before[0]) / seconds, 1),
-        "postgres_cpu_pct": round(100 * (after[1] - before[1]) / seconds, 1),
-        "redis_cpu_pct": round(100 * (after[2] - before[2]) / seconds, 1),
-        "supervisor_us_per_report": per_call(after[0] - before[0]),
-        "postgres_us_per_report": per_call(after[1] - before[1]),
-        "redis_us_per_report": per_call(after[2] - before[2]),
-        "total_us_per_report": per_call(sum(a - b for a, b in zip(after[:3], before[:3], strict=True))),
+        "supervisor_cpu_pct": round(100 * used[0] / seconds, 1),
+        "postgres_cpu_pct": round(100 * used[1] / seconds, 1),
+        "redis_cpu_pct": round(100 * used[2] / seconds, 1),
+        "supervisor_us_per_report": per_call(used[0]),
+        "postgres_us_per_report": per_call(used[1]),
+        "redis_us_per_report": per_call(used[2]),
+        "total_us_per_report": per_call(sum(used)),
     }
 
 
@@ -169,9 +177,10 @@ async def _drop(schema: str, prefix: str) -> None:
 
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
-    setups = [("sqlite", 1, False), ("pg+redis", 1, True), ("pg+redis", 2, True)]
     results: list[dict[str, Any]] = []
-    for backend, count, shared in setups:
+    for setup in args.setups.split(","):
+        name, _, replicas = setup.partition(":")
+        backend, count, shared = {"sqlite": "sqlite", "pg": "pg+redis"}[name], int(replicas or 1), name == "pg"
         tag = uuid.uuid4().hex[:8]
         schema, prefix = f"bench_{tag}", f"bench:{tag}:"
         store = (
@@ -208,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=32, help="reports in flight per generator process")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--client-mode", default="raw", help="raw (cheaper generator) or stub")
+    parser.add_argument("--setups", default="sqlite:1,pg:1,pg:2", help="backend:replicas, comma-separated")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args(argv)
     missing = asyncio.run(_stores_missing())

@@ -1,4 +1,5 @@
-"""Consumed nonces shared by every replica: Redis (``SET NX EXAT``) or a PostgreSQL unique key.
+"""Consumed nonces shared by every replica: Redis (``SET NX EXAT``, a group per script call) or a
+PostgreSQL unique key.
 
 Either way the store decides atomically: of several replicas offered the same nonce at the same
 instant, exactly one is told it is fresh. Redis forgets a nonce by itself when it expires;
@@ -20,6 +21,17 @@ from supervit.supervisor._pg_pool import PgPool
 __all__ = ["PgNonceStorage", "RedisNonceStorage"]
 
 _CLEANUP_CHUNK = 5000
+
+# SET NX EXAT for each key (KEYS[i] expires at ARGV[i]); 1 where the key was absent (consumed now).
+# Redis runs a script atomically, so duplicate keys in one call come out fresh once. All keys of a
+# call are on one server (a Redis Cluster would need them in one hash slot).
+_CONSUME_SCRIPT = """
+local fresh = {}
+for i, key in ipairs(KEYS) do
+    fresh[i] = redis.call('SET', key, '1', 'NX', 'EXAT', ARGV[i]) and 1 or 0
+end
+return fresh
+"""
 
 
 def _storage_failure(exc: StorageError) -> StorageError:
@@ -73,22 +85,20 @@ class RedisNonceStorage(NonceStorage):
     def __init__(self, client: Any, prefix: str) -> None:
         self._client = client
         self._prefix = prefix
+        # One command per group instead of one per nonce: far less client CPU than a pipeline.
+        self._consume = client.register_script(_CONSUME_SCRIPT)
 
     async def consume(self, nonce: str, expires_at: float) -> bool:
         """True if ``nonce`` was fresh (now consumed), False if already consumed."""
         return (await self.consume_many([(nonce, int(expires_at))]))[0]
 
     async def consume_many(self, items: Sequence[tuple[str, int]]) -> list[bool]:
-        """Consume several nonces in one round trip (a pipeline); one freshness flag per item.
-
-        Redis runs each ``SET NX`` atomically, so duplicates within ``items`` come out once fresh.
-        """
+        """Consume several nonces in one round trip (one script call); a freshness flag per item."""
+        keys = [self._prefix + nonce for nonce, _ in items]
+        expiries = [int(expires_at) for _, expires_at in items]
         try:
             with store_errors("consume nonces in Redis"):
-                pipe = self._client.pipeline(transaction=False)
-                for nonce, expires_at in items:
-                    pipe.set(self._prefix + nonce, b"1", nx=True, exat=int(expires_at))
-                results = await pipe.execute()
+                results = await self._consume(keys=keys, args=expiries)
         except StorageError as exc:
             raise _storage_failure(exc) from exc
         return [bool(result) for result in results]
