@@ -82,8 +82,7 @@ def migrate(config_path: Path, check: bool) -> None:
 
     With --check nothing is changed: exit 0 when the schema is current, 1 when steps are pending.
     """
-    from supervit.supervisor._pg_schema import PendingMigrations
-    from supervit.supervisor._transfer import check_sqlite_schema, migrate_postgres
+    from supervit.supervisor import PendingMigrations, check_sqlite_schema, migrate_postgres
 
     config = load_supervisor_config(config_path)
     where = _store_name(config)
@@ -116,7 +115,7 @@ def _report_schema(where: str, current: int, pending: list[int], check: bool) ->
 
 
 async def _open_and_close_sqlite(config: SupervisorConfig) -> None:
-    from supervit.supervisor._sqlite_store import SqliteStore
+    from supervit.supervisor import SqliteStore
 
     store = await SqliteStore.open(config)
     await store.close()
@@ -132,7 +131,7 @@ def export(config_path: Path, out: Path) -> None:
 
     Run it while that supervisor is stopped; load the file with `supervit supervisor import`.
     """
-    from supervit.supervisor._transfer import export_sqlite
+    from supervit.supervisor import export_sqlite
 
     config = load_supervisor_config(config_path)
     if config.server.database_url is not None:
@@ -152,7 +151,7 @@ def export(config_path: Path, out: Path) -> None:
 )
 def import_(config_path: Path, source: Path) -> None:
     """Load an export file into the configured PostgreSQL schema (which must be empty)."""
-    from supervit.supervisor._transfer import import_postgres
+    from supervit.supervisor import import_postgres
 
     config = load_supervisor_config(config_path)
     if config.server.database_url is None:

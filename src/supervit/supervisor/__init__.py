@@ -12,6 +12,7 @@ embed it::
 
 from supervit.supervisor._admin import ADMIN_SERVICE, AdminService, admin_payload, node_summary
 from supervit.supervisor._admin_client import AdminClient
+from supervit.supervisor._backends import open_store
 from supervit.supervisor._catalog import (
     CatalogChanges,
     CatalogError,
@@ -32,6 +33,7 @@ from supervit.supervisor._config import (
 )
 from supervit.supervisor._directives import DirectiveQueue, QueuedDirective, validate_directive
 from supervit.supervisor._ingest import IngestNonceStorage, RecentNonces, ReportIngest
+from supervit.supervisor._pg_schema import PG_MIGRATIONS, PendingMigrations
 from supervit.supervisor._push import CatalogPusher, PushError, PushResult
 from supervit.supervisor._registry import NodeRecord, NodeRegistry, Registration, RegistryNonceStorage, ReportOutcome
 from supervit.supervisor._schema import SUPERVISOR_DB_FILENAME, SUPERVISOR_MIGRATIONS, open_supervisor_database
@@ -42,10 +44,20 @@ from supervit.supervisor._service import (
     SUPERVISOR_SERVICE,
     SupervisorService,
 )
+from supervit.supervisor._sqlite_store import SqliteStore
+from supervit.supervisor._store import (
+    CatalogStore,
+    DirectiveStore,
+    IngestStore,
+    RegistryStore,
+    SupervisorStore,
+)
+from supervit.supervisor._transfer import check_sqlite_schema, export_sqlite, import_postgres, migrate_postgres
 
 __all__ = [
     "ADMIN_SERVICE",
     "NOT_REGISTERED_DETAILS",
+    "PG_MIGRATIONS",
     "SERVER_TIME_METADATA_KEY",
     "SUPERVISOR_DB_FILENAME",
     "SUPERVISOR_MIGRATIONS",
@@ -57,12 +69,16 @@ __all__ = [
     "CatalogError",
     "CatalogPusher",
     "CatalogRealm",
+    "CatalogStore",
     "DirectiveQueue",
+    "DirectiveStore",
     "FleetSection",
     "IngestNonceStorage",
+    "IngestStore",
     "NodeOverride",
     "NodeRecord",
     "NodeRegistry",
+    "PendingMigrations",
     "PushError",
     "PushResult",
     "PushSection",
@@ -73,15 +89,23 @@ __all__ = [
     "RecentNonces",
     "Registration",
     "RegistryNonceStorage",
+    "RegistryStore",
     "ReportIngest",
     "ReportOutcome",
     "ServerSection",
+    "SqliteStore",
     "Supervisor",
     "SupervisorConfig",
     "SupervisorService",
+    "SupervisorStore",
     "admin_payload",
+    "check_sqlite_schema",
+    "export_sqlite",
+    "import_postgres",
     "load_supervisor_config",
+    "migrate_postgres",
     "node_summary",
+    "open_store",
     "open_supervisor_database",
     "split_host_port",
     "validate_directive",
