@@ -211,13 +211,21 @@ async def test_store_outage_fails_closed_and_recovers(
     proxied = urlunsplit(url._replace(netloc=f"{url.username}@127.0.0.1:{gate.port}"))
     try:
         config = make_config(
-            tmp_path, server={**stores.server_table(redis=False), "database_url": proxied, "database_timeout_secs": 1}
+            tmp_path, server={**stores.server_table(redis=False), "database_url": proxied, "database_timeout_secs": 2}
         )
         sup = await started(config)
         channel = channel_to(sup.address)
         node = NodeSim(channel, "n1")
         await node.register()
-        assert (await node.report()).received
+
+        async def reports() -> bool:
+            try:
+                return bool((await node.report()).received)
+            except grpc.aio.AioRpcError as exc:
+                assert exc.code() == grpc.StatusCode.UNAVAILABLE  # a slow machine: the 2 s bound
+                return False
+
+        await eventually(reports)
         health = health_pb2_grpc.HealthStub(channel)
 
         async def status() -> Any:
@@ -238,14 +246,6 @@ async def test_store_outage_fails_closed_and_recovers(
             return await status() == health_pb2.HealthCheckResponse.SERVING
 
         await eventually(serving)
-
-        async def reports() -> bool:
-            try:
-                return bool((await node.report()).received)
-            except grpc.aio.AioRpcError as exc:
-                assert exc.code() == grpc.StatusCode.UNAVAILABLE
-                return False
-
         await eventually(reports)
         record = await sup.registry.get("n1")
         assert record is not None and record.reports >= 2
