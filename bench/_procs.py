@@ -59,11 +59,24 @@ def bare_server() -> Iterator[tuple[str, int]]:
         yield found
 
 
-def write_node_config(directory: Path, node_id: str = "bench-node", endpoint: str | None = None, **extra: str) -> Path:
-    """A node TOML for a benchmark: loopback, port 0, data in ``directory``."""
+def write_node_config(
+    directory: Path,
+    node_id: str = "bench-node",
+    endpoint: str | None = None,
+    *,
+    metrics_listen: str = "",
+    **extra: str,
+) -> Path:
+    """A node TOML for a benchmark: loopback, port 0, data in ``directory``.
+
+    Metrics are off unless ``metrics_listen`` is given (never the default port: benchmarks run
+    several daemons on one machine).
+    """
     lines = [
         "[supervisor]",
         *(f"{k} = {v}" for k, v in extra.items()),
+        "[supervisor.metrics]",
+        f'listen = "{metrics_listen}"',
         "[supervisor.client]",
         f'node_id = "{node_id}"',
         f'shared_secret = "{SECRET_HEX}"',
@@ -80,11 +93,14 @@ def write_node_config(directory: Path, node_id: str = "bench-node", endpoint: st
 
 
 @contextmanager
-def node_daemon(directory: Path, **kwargs: str) -> Iterator[tuple[str, int]]:
-    """A real ``supervit node`` subprocess."""
+def node_daemon(directory: Path, *, also: dict[str, str] | None = None, **kwargs: str) -> Iterator[tuple[str, int]]:
+    """A real ``supervit node`` subprocess; ``also`` as for :func:`started` (e.g. the metrics line)."""
     config = write_node_config(directory, **kwargs)
     cmd = [sys.executable, "-m", "supervit", "node", "--config", str(config)]
-    with started(cmd, "supervit node listening on ") as found:
+    extra = {"supervit node metrics listening on ": ""} if also is not None else None
+    with started(cmd, "supervit node listening on ", also=extra) as found:
+        if also is not None and extra is not None:
+            also.update(extra)
         yield found
 
 
@@ -96,9 +112,12 @@ def cpu_and_rss(pid: int) -> tuple[float, int]:
 
 
 def write_supervisor_config(
-    directory: Path, *, report_interval_secs: int = 60, admin_secret: str | None = None
+    directory: Path, *, report_interval_secs: int = 60, admin_secret: str | None = None, metrics_listen: str = ""
 ) -> Path:
-    """A supervisor TOML for a benchmark: loopback, port 0, fleet secret, data in ``directory``."""
+    """A supervisor TOML for a benchmark: loopback, port 0, fleet secret, data in ``directory``.
+
+    Metrics are off unless ``metrics_listen`` is given.
+    """
     lines = [
         "[server]",
         'listen = "127.0.0.1:0"',
@@ -110,6 +129,8 @@ def write_supervisor_config(
         "[admin]",
         'listen = "127.0.0.1:0"',
         *([f'secret = "{admin_secret}"'] if admin_secret else []),
+        "[metrics]",
+        f'listen = "{metrics_listen}"',
     ]
     path = directory / "supervisor.toml"
     path.write_text("\n".join(lines) + "\n")
@@ -117,11 +138,19 @@ def write_supervisor_config(
 
 
 @contextmanager
-def supervisor_daemon(directory: Path, **kwargs: object) -> Iterator[tuple[str, int]]:
-    """A real ``supervit supervisor`` subprocess (yields its SupervisorService address and pid)."""
+def supervisor_daemon(
+    directory: Path, *, also: dict[str, str] | None = None, **kwargs: object
+) -> Iterator[tuple[str, int]]:
+    """A real ``supervit supervisor`` subprocess (yields its SupervisorService address and pid).
+
+    With ``also`` (a dict, filled in place) the metrics line is read too (no admin secret given).
+    """
     config = write_supervisor_config(directory, **kwargs)  # type: ignore[arg-type]
     cmd = [sys.executable, "-m", "supervit", "supervisor", "--config", str(config)]
-    with started(cmd, "supervit supervisor listening on ") as found:
+    extra = {"supervit supervisor metrics listening on ": ""} if also is not None else None
+    with started(cmd, "supervit supervisor listening on ", also=extra) as found:
+        if also is not None and extra is not None:
+            also.update(extra)
         yield found
 
 

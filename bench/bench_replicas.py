@@ -50,6 +50,8 @@ def _config(directory: Path, name: str, shared: dict[str, str] | None) -> Path:
         "report_interval_secs = 60",
         "[admin]",
         'listen = ""',
+        "[metrics]",
+        'listen = ""',  # several replicas on one machine: never the default port
     ]
     path = directory / f"{name}.toml"
     path.write_text("\n".join(lines) + "\n")

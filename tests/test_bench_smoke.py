@@ -30,6 +30,7 @@ def test_bench_suite_quick(tmp_path: Path) -> None:
         "bench_realm_paging",
         "bench_node_rpc",
         "bench_supervisor_ingest",
+        "bench_metrics_overhead",
         "bench_fleet",
         "bench_footprint",
         "bench_hostile",

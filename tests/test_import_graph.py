@@ -23,16 +23,20 @@ ALLOWED: dict[str, set[str]] = {
     "storage": BASE,
     "metrics": BASE,
     "inventory": BASE,
-    "rpc": BASE,
+    "telemetry": BASE,
+    "rpc": BASE | {"telemetry"},
     "auth": BASE | {"storage"},
     "config": BASE | {"auth", "metrics"},
     "client": BASE | {"auth", "config", "metrics", "inventory"},
-    "node": BASE | {"auth", "config", "metrics", "inventory", "rpc", "storage"},
-    "supervisor": BASE | {"auth", "config", "metrics", "inventory", "rpc", "storage"},
-    "testing": BASE | {"auth", "config", "metrics", "inventory", "rpc", "storage", "client", "node", "supervisor"},
-    "cli": BASE | {"auth", "config", "metrics", "inventory", "rpc", "storage", "client", "node", "supervisor"},
+    "node": BASE | {"auth", "config", "metrics", "inventory", "rpc", "storage", "telemetry"},
+    "supervisor": BASE | {"auth", "config", "metrics", "inventory", "rpc", "storage", "telemetry"},
+    "testing": BASE
+    | {"auth", "config", "metrics", "inventory", "rpc", "storage", "telemetry", "client", "node", "supervisor"},
+    "cli": BASE
+    | {"auth", "config", "metrics", "inventory", "rpc", "storage", "telemetry", "client", "node", "supervisor"},
     # The package root re-exports the public surface; __main__ starts the CLI.
-    "__init__": BASE | {"auth", "config", "metrics", "inventory", "rpc", "storage", "client", "node", "supervisor"},
+    "__init__": BASE
+    | {"auth", "config", "metrics", "inventory", "rpc", "storage", "telemetry", "client", "node", "supervisor"},
     "__main__": {"cli"},
 }
 

@@ -69,6 +69,7 @@ async def supervit(*args: str, env: dict[str, str] | None = None) -> Result:
 async def node(tmp_path: Path) -> AsyncIterator[NodeDaemon]:
     data = {
         "supervisor": {
+            "metrics": {"listen": "127.0.0.1:0"},
             "client": {"node_id": "n1", "shared_secret": SECRET_HEX},
             "supervisord": {
                 "ip": "127.0.0.1",
@@ -192,6 +193,7 @@ async def supervisor(tmp_path: Path) -> AsyncIterator[Supervisor]:
         "server": {"listen": "127.0.0.1:0", "data_dir": str(tmp_path / "sup"), "shutdown_grace_secs": 0},
         "fleet": {"shared_secret": SECRET_HEX, "report_interval_secs": 2},
         "admin": {"listen": "127.0.0.1:0", "secret": ADMIN_HEX},
+        "metrics": {"listen": "127.0.0.1:0"},
     }
     sup = Supervisor(load_supervisor_config(data=data, environ={}))
     await sup.start()

@@ -61,7 +61,10 @@ def taken_port() -> Iterator[int]:
 def node_toml(tmp_path: Path, *, port: int = 0, extra: str = "", secret: str = SECRET_HEX) -> Path:
     path = tmp_path / "node.toml"
     path.write_text(
-        f"""[supervisor.client]
+        f"""[supervisor.metrics]
+listen = ""
+
+[supervisor.client]
 node_id = "edge-1"
 shared_secret = "{secret}"
 
@@ -89,6 +92,9 @@ shared_secret = "{fleet}"
 [admin]
 listen = "127.0.0.1:0"
 secret = "{ADMIN_HEX}"
+
+[metrics]
+listen = ""
 """
     )
     return path

@@ -20,7 +20,7 @@ def write_config(path: Path, data_dir: Path, server: dict[str, Any] | None = Non
     for key, value in (server or {}).items():
         lines.append(f"{key} = {value!r}".replace("'", '"'))
     lines += ["[fleet]", f'shared_secret = "{SECRET_HEX}"', "report_interval_secs = 5"]
-    lines += ["[admin]", 'listen = ""']
+    lines += ["[admin]", 'listen = ""', "[metrics]", 'listen = ""']
     path.write_text("\n".join(lines) + "\n")
     return path
 

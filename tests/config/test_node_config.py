@@ -102,6 +102,11 @@ def test_env_overrides(tmp_path: Path) -> None:
         ({"supervisor": {"supervisord": {"ip": "not-an-ip"}}}, "supervisor.supervisord.ip", "IP address"),
         ({"supervisor": {"supervisord": {"prot": 1}}}, "supervisor.supervisord.prot", "unknown key"),
         ({"supervisor": {"supervisord": {"log_level": "loud"}}}, "supervisor.supervisord.log_level", "one of"),
+        ({"supervisor": {"supervisord": {"log_format": "xml"}}}, "supervisor.supervisord.log_format", "text, json"),
+        ({"supervisor": {"metrics": {"listen": "9464"}}}, "supervisor.metrics.listen", "host:port"),
+        ({"supervisor": {"metrics": {"listen": "example.org:9464"}}}, "supervisor.metrics.listen", "IP address"),
+        ({"supervisor": {"metrics": {"listen": "[::1]:99999"}}}, "supervisor.metrics.listen", "65535"),
+        ({"supervisor": {"metrics": {"port": 1}}}, "supervisor.metrics.port", "unknown key"),
         (
             {"supervisor": {"supervisord": {"tls_cert": "/nonexistent.pem"}}},
             "supervisor.supervisord.tls_key",
@@ -180,3 +185,17 @@ def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     for k, v in patch.items():
         out[k] = _merge(out.get(k, {}), v) if isinstance(v, dict) else v
     return out
+
+
+def test_metrics_and_log_format_defaults_and_overrides() -> None:
+    """[supervisor.metrics] listen defaults to 127.0.0.1:9464; "" disables; the environment overrides it."""
+    base: dict[str, Any] = {"supervisor": {"client": {"node_id": "edge-1", "shared_secret": SECRET_HEX}}}
+    config = load_node_config(data=base, environ={})
+    assert config.supervisor.metrics.listen == "127.0.0.1:9464"
+    assert config.supervisord.log_format == "text"
+    env = {"SUPERVIT_SUPERVISOR__METRICS__LISTEN": "", "SUPERVIT_SUPERVISOR__SUPERVISORD__LOG_FORMAT": "json"}
+    config = load_node_config(data=base, environ=env)
+    assert config.supervisor.metrics.listen == ""
+    assert config.supervisord.log_format == "json"
+    config = load_node_config(data=_merge(base, {"supervisor": {"metrics": {"listen": "[::1]:0"}}}), environ={})
+    assert config.supervisor.metrics.listen == "[::1]:0"

@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pytest
 
@@ -33,6 +33,8 @@ NEW_HEX = "a2" * 32
 SUP_LISTENING = "supervit supervisor listening on "
 SUP_ADMIN = "supervit supervisor admin listening on "
 NODE_LISTENING = "supervit node listening on "
+SUP_METRICS = "supervit supervisor metrics listening on "
+NODE_METRICS = "supervit node metrics listening on "
 Listing = supervit_admin_pb2.ListNodesResponse
 
 
@@ -117,6 +119,8 @@ class Fleet:
             "[admin]",
             f'listen = "127.0.0.1:{self.admin_port}"',
             f'secret = "{ADMIN_HEX}"',
+            "[metrics]",
+            'listen = "127.0.0.1:0"',
             "[push]",
             "timeout_secs = 3",
             "backoff_base_secs = 0.2",
@@ -133,7 +137,7 @@ class Fleet:
         config = self.write_supervisor(**kwargs)  # type: ignore[arg-type]
         proc = Proc("supervisor", ["supervisor", "--config", str(config)], self.root / "supervisor.log")
         self.procs.append(proc)
-        await proc.start(SUP_LISTENING, SUP_ADMIN)
+        await proc.start(SUP_LISTENING, SUP_ADMIN, SUP_METRICS)
         # Restarts keep the ports, so nodes find the supervisor again at the same endpoint.
         self.sup_port = int(proc.lines[SUP_LISTENING].rsplit(":", 1)[1])
         self.admin_port = int(proc.lines[SUP_ADMIN].rsplit(":", 1)[1])
@@ -141,16 +145,19 @@ class Fleet:
             self._admin = AdminClient(f"127.0.0.1:{self.admin_port}", SharedSecret.from_hex(ADMIN_HEX), timeout_secs=3)
         return proc
 
-    def write_node(self, node_id: str, secret: str) -> Path:
+    def write_node(self, node_id: str, secret: str, *, health_check_interval_secs: float = 2, extra: str = "") -> Path:
         path = self.root / f"{node_id}.toml"
         path.write_text(
             f"""[supervisor]
 status_report_interval_secs = 1
-health_check_interval_secs = 2
+health_check_interval_secs = {health_check_interval_secs}
 min_report_interval_secs = 1
 backoff_cap_secs = 1
 connect_timeout_secs = 3
 rpc_timeout_secs = 3
+
+[supervisor.metrics]
+listen = "127.0.0.1:0"
 
 [supervisor.client]
 node_id = "{node_id}"
@@ -163,15 +170,18 @@ port = 0
 data_dir = "{self.root / node_id}"
 log_level = "debug"
 shutdown_grace_secs = 1
+{extra}
 """
         )
         return path
 
-    async def start_node(self, node_id: str, secret: str = SECRET_HEX) -> Proc:
-        config = self.write_node(node_id, secret)
-        proc = Proc(node_id, ["node", "--config", str(config)], self.root / f"{node_id}.log")
+    async def start_node(
+        self, node_id: str, secret: str = SECRET_HEX, *, args: tuple[str, ...] = (), **kwargs: Any
+    ) -> Proc:
+        config = self.write_node(node_id, secret, **kwargs)
+        proc = Proc(node_id, ["node", "--config", str(config), *args], self.root / f"{node_id}.log")
         self.procs.append(proc)
-        return await proc.start(NODE_LISTENING)
+        return await proc.start(NODE_LISTENING, NODE_METRICS)
 
     @property
     def admin(self) -> AdminClient:

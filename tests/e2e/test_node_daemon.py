@@ -37,6 +37,9 @@ def write_config(
 [supervisor]
 status_report_interval_secs = 1
 
+[supervisor.metrics]
+listen = "127.0.0.1:0"
+
 [supervisor.client]
 node_id = "{NODE}"
 shared_secret = "{SECRET_HEX}"

@@ -174,6 +174,8 @@ class Cluster:
                     "[admin]",
                     'listen = "127.0.0.1:0"',
                     f'secret = "{ADMIN_HEX}"',
+                    "[metrics]",
+                    'listen = ""',  # never the default port: several daemons on one machine
                     "[push]",
                     "timeout_secs = 3",
                     "backoff_base_secs = 0.2",
@@ -202,6 +204,9 @@ backoff_base_secs = 0.2
 backoff_cap_secs = 1
 connect_timeout_secs = 3
 rpc_timeout_secs = 2
+
+[supervisor.metrics]
+listen = ""
 
 [supervisor.client]
 node_id = "{node_id}"

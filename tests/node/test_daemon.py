@@ -41,7 +41,8 @@ def make_config(data_dir: Path, **supervisord: Any) -> NodeConfig:
         ],
     }
     section.update(supervisord)
-    return load_node_config(data={"supervisor": {"client": client, "supervisord": section}}, environ={})
+    supervisor = {"client": client, "supervisord": section, "metrics": {"listen": "127.0.0.1:0"}}
+    return load_node_config(data={"supervisor": supervisor}, environ={})
 
 
 class SlowMetrics:

@@ -26,6 +26,8 @@ def config_data(tmp_path: Path, **tables: dict[str, Any]) -> dict[str, Any]:
         "fleet": {"shared_secret": SECRET_HEX, "report_interval_secs": 2, "heartbeat_interval_secs": 3},
         "admin": {"listen": "127.0.0.1:0", "secret": ADMIN_HEX},
         "push": {"timeout_secs": 2, "backoff_base_secs": 0.05, "backoff_cap_secs": 0.2},
+        # Never the default port: tests run many daemons at once on one machine.
+        "metrics": {"listen": "127.0.0.1:0"},
     }
     for name, table in tables.items():
         data[name] = {**data.get(name, {}), **table} if isinstance(data.get(name), dict) else table

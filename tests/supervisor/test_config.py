@@ -74,6 +74,9 @@ def test_environment_overrides_only_own_tables() -> None:
             "server.sqlite_synchronous",
         ),
         ({"fleet": {"shared_secret": SECRET_HEX}, "server": {"tls_cert": "/nope"}}, "server.tls_key"),
+        ({"fleet": {"shared_secret": SECRET_HEX}, "server": {"log_format": "logfmt"}}, "server.log_format"),
+        ({"fleet": {"shared_secret": SECRET_HEX}, "metrics": {"listen": "localhost"}}, "metrics.listen"),
+        ({"fleet": {"shared_secret": SECRET_HEX}, "metrics": {"path": "/m"}}, "metrics.path"),
     ],
 )
 def test_errors_name_the_key(data: dict[str, object], key: str) -> None:
@@ -99,3 +102,11 @@ def test_supervisor_allows_a_fleets_burst_of_concurrent_calls() -> None:
     assert load_supervisor_config(data=partial, environ={}).security.max_concurrent_rpcs == 4096
     tuned = {**base, "security": {"max_concurrent_rpcs": 64}}
     assert load_supervisor_config(data=tuned, environ={}).security.max_concurrent_rpcs == 64
+
+
+def test_metrics_listen_default_and_environment() -> None:
+    config = load_supervisor_config(data={"fleet": {"shared_secret": SECRET_HEX}}, environ={})
+    assert config.metrics.listen == "127.0.0.1:9465" and config.server.log_format == "text"
+    env = {"SUPERVIT_METRICS__LISTEN": "0.0.0.0:0", "SUPERVIT_SERVER__LOG_FORMAT": "json"}
+    config = load_supervisor_config(data={"fleet": {"shared_secret": SECRET_HEX}}, environ=env)
+    assert config.metrics.listen == "0.0.0.0:0" and config.server.log_format == "json"

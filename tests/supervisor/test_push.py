@@ -43,6 +43,7 @@ async def node_server(tmp_path: Path) -> AsyncIterator[NodeFactory]:
     async def start(node_id: str, secret_hex: str = SECRET_HEX, name: str | None = None) -> NodeDaemon:
         data = {
             "supervisor": {
+                "metrics": {"listen": "127.0.0.1:0"},
                 "client": {"node_id": node_id, "shared_secret": secret_hex},
                 "supervisord": {
                     "ip": "127.0.0.1",

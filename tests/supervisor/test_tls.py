@@ -57,6 +57,7 @@ async def test_push_to_a_tls_node(tmp_path: Path, started: Started) -> None:
     sup = await started(make_config(tmp_path, push=push))
     node_data = {
         "supervisor": {
+            "metrics": {"listen": "127.0.0.1:0"},
             "client": {"node_id": "a", "shared_secret": SECRET_HEX},
             "supervisord": {
                 "ip": "127.0.0.1",

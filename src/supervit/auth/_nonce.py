@@ -210,6 +210,19 @@ class SqliteNonceStorage(NonceStorage):
     def path(self) -> Path:
         return self._db.path
 
+    @property
+    def database(self) -> Database:
+        """The nonce database (for commit metrics and readiness checks)."""
+        return self._db
+
+    @property
+    def remembered(self) -> int | None:
+        """Nonces held in memory (expired ones until the next consume); None in shared-file mode,
+        where only :meth:`count` knows."""
+        if self._shared or self._window is None:
+            return None
+        return len(self._window)
+
     async def consume(self, nonce: str, expires_at: float) -> bool:
         now = int(self._clock())
         expiry = int(expires_at)

@@ -207,6 +207,9 @@ secret = "{self.admin_hex}"
 timeout_secs = 5
 backoff_base_secs = 0.5
 backoff_cap_secs = 5
+
+[metrics]
+listen = "127.0.0.1:0"
 """
         )
         return path
@@ -218,6 +221,9 @@ backoff_cap_secs = 5
 status_report_interval_secs = {self.interval}
 health_check_interval_secs = {self.interval * 2}
 min_report_interval_secs = 1
+
+[supervisor.metrics]
+listen = "127.0.0.1:0"
 
 [supervisor.client]
 node_id = "{node_id}"
@@ -292,15 +298,29 @@ port = {3478 + index}
             "supervisor",
             ["supervisor", "--config", str(self.write_supervisor_config())],
             "supervit supervisor listening on ",
-            {"supervit supervisor admin listening on ": "admin"},
+            {
+                "supervit supervisor admin listening on ": "admin",
+                "supervit supervisor metrics listening on ": "metrics",
+            },
         )
-        self.say(f"supervisor up: SupervisorService on {sup.address}, admin on {sup.extra['admin']}")
+        self.say(
+            f"supervisor up: SupervisorService on {sup.address}, admin on {sup.extra['admin']},"
+            f" metrics on http://{sup.extra['metrics']}/metrics"
+        )
         nodes: dict[str, str] = {}
         for index, node_id in enumerate(_NODES, start=1):
             config = self.write_node_config(node_id, index, f"http://{sup.address}")
-            proc = await self.spawn(node_id, ["node", "--config", str(config)], "supervit node listening on ")
+            proc = await self.spawn(
+                node_id,
+                ["node", "--config", str(config)],
+                "supervit node listening on ",
+                {"supervit node metrics listening on ": "metrics"},
+            )
             nodes[node_id] = proc.address
-            self.say(f"node {node_id} up: SupervisedService on {proc.address}")
+            self.say(
+                f"node {node_id} up: SupervisedService on {proc.address},"
+                f" metrics on http://{proc.extra['metrics']}/metrics"
+            )
 
         async with AdminClient(sup.extra["admin"], SharedSecret.from_hex(self.admin_hex)) as admin:
 

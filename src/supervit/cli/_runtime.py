@@ -1,4 +1,5 @@
-"""Logging set-up shared by the daemons (``supervit node``, ``supervit supervisor``).
+"""Process set-up shared by the daemons (``supervit node``, ``supervit supervisor``): logging, metrics,
+the example-secret guard.
 
 Process tuning (the GIL switch interval) is applied by the daemons themselves: see
 :func:`supervit.rpc.tune_for_serving`.
@@ -7,15 +8,17 @@ Process tuning (the GIL switch interval) is applied by the daemons themselves: s
 from __future__ import annotations
 
 import logging
-import sys
 
 import click
+from prometheus_client import disable_created_metrics
 
 from supervit._exceptions import ConfigError
 from supervit.auth import MAKE_SECRET_HINT
+from supervit.telemetry import configure_logging
 
 __all__ = [
     "ALLOW_EXAMPLE_SECRET_ENV",
+    "LOG_LEVEL_OPTION",
     "allow_example_secret_option",
     "refuse_example_secrets",
     "setup_logging",
@@ -49,18 +52,23 @@ def refuse_example_secrets(keys: list[str], allowed: bool) -> None:
     )
 
 
-_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
-
-def setup_logging(level: int) -> None:
-    """Log to stderr (stdout carries only the daemons' machine-readable lines) at ``level``.
+def setup_logging(level: int, log_format: str = "text") -> None:
+    """Log to stderr (stdout carries only the daemons' machine-readable lines) at ``level``, as
+    ``text`` or ``json`` lines (:func:`supervit.telemetry.configure_logging`); trim the metrics.
 
     The handler passes everything: logger levels alone decide, so a live LOG_LEVEL change
     (UpdateConfig) takes effect without touching handlers.
     """
-    logging.addLevelName(5, "TRACE")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(_LOG_FORMAT))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
+    configure_logging(level, log_format)
+    # No `*_created` series next to every counter and histogram: they double the series count and
+    # the gRPC dashboards do not use them (process-wide, hence here and not in the library).
+    disable_created_metrics()  # type: ignore[no-untyped-call]
+
+
+LOG_LEVEL_OPTION = click.option(
+    "--log-level",
+    type=click.Choice(["trace", "debug", "info", "warn", "warning", "error", "critical"], case_sensitive=False),
+    default=None,
+    help="Override the configured log level.",
+)
+"""``--log-level`` for the daemon commands (overrides the configuration file)."""

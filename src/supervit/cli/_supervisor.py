@@ -11,15 +11,23 @@ from pathlib import Path
 import click
 
 from supervit._exceptions import ConfigError
-from supervit.cli._runtime import allow_example_secret_option, refuse_example_secrets, setup_logging
+from supervit.cli._runtime import (
+    LOG_LEVEL_OPTION,
+    allow_example_secret_option,
+    refuse_example_secrets,
+    setup_logging,
+)
+from supervit.config import python_log_level
 from supervit.supervisor import Supervisor, SupervisorConfig, load_supervisor_config
 
-__all__ = ["ADMIN_LISTENING_PREFIX", "LISTENING_PREFIX", "supervisor"]
+__all__ = ["ADMIN_LISTENING_PREFIX", "LISTENING_PREFIX", "METRICS_LISTENING_PREFIX", "supervisor"]
 
 LISTENING_PREFIX = "supervit supervisor listening on "
 """Start of the stdout line printed once SupervisorService is bound: ``<prefix>host:port``."""
 ADMIN_LISTENING_PREFIX = "supervit supervisor admin listening on "
 """Start of the stdout line printed once the admin service is bound (only when it is enabled)."""
+METRICS_LISTENING_PREFIX = "supervit supervisor metrics listening on "
+"""Start of the last stdout line, when metrics are enabled: ``<prefix>host:port`` of /metrics."""
 
 
 def _announce(running: Supervisor) -> None:
@@ -27,6 +35,8 @@ def _announce(running: Supervisor) -> None:
     click.echo(f"{LISTENING_PREFIX}{running.address}")
     if running.admin_address is not None:
         click.echo(f"{ADMIN_LISTENING_PREFIX}{running.admin_address}")
+    if running.metrics_address is not None:
+        click.echo(f"{METRICS_LISTENING_PREFIX}{running.metrics_address}")
     sys.stdout.flush()
 
 
@@ -48,12 +58,14 @@ def _config_option(required: bool) -> Callable[[Callable[..., None]], Callable[.
 @click.group("supervisor", invoke_without_command=True)
 @_config_option(required=False)
 @allow_example_secret_option
+@LOG_LEVEL_OPTION
 @click.pass_context
-def supervisor(ctx: click.Context, config_path: Path | None, allow_example_secret: bool) -> None:
+def supervisor(ctx: click.Context, config_path: Path | None, allow_example_secret: bool, log_level: str | None) -> None:
     """Run the supervisor: SupervisorService for the nodes, SupervisorAdmin for `supervit ctl`.
 
     Prints "supervit supervisor listening on HOST:PORT" (and "supervit supervisor admin listening
-    on HOST:PORT" when [admin] secret is set) on stdout once serving; logs go to stderr. Stops
+    on HOST:PORT" when [admin] secret is set, then "supervit supervisor metrics listening on
+    HOST:PORT" when [metrics] listen is set) on stdout once serving; logs go to stderr. Stops
     cleanly on SIGTERM/SIGINT. Invalid configuration: one line naming the key, exit 2.
 
     The subcommands manage its store: migrate (schema), export and import (SQLite to PostgreSQL).
@@ -65,7 +77,8 @@ def supervisor(ctx: click.Context, config_path: Path | None, allow_example_secre
     setup_logging(logging.INFO)  # configuration warnings (secret file modes) are seen
     config = load_supervisor_config(config_path)
     refuse_example_secrets(config.published_example_secrets(), allow_example_secret)
-    setup_logging(config.python_log_level)
+    level = python_log_level(log_level) if log_level else config.python_log_level
+    setup_logging(level, config.server.log_format)
     asyncio.run(Supervisor(config).run(on_ready=_announce))
 
 

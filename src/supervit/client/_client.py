@@ -304,10 +304,15 @@ class SupervitClient(SupervisorConnection):
                 request.metrics.CopyFrom(snapshot.metrics)
             request.services.extend(self._services.statuses())
         metadata = None if leaving is None else ((LEAVING_METADATA_KEY, leaving),)
-        response = await self._invoke("Report", request, report_rpc, metadata=metadata, deadline_secs=timeout_secs)
-        if not response.received:
-            self._state.failure()
-            raise RpcError("Report", grpc.StatusCode.FAILED_PRECONDITION, "supervisor answered received=false")
+        try:
+            response = await self._invoke("Report", request, report_rpc, metadata=metadata, deadline_secs=timeout_secs)
+            if not response.received:
+                self._state.failure()
+                raise RpcError("Report", grpc.StatusCode.FAILED_PRECONDITION, "supervisor answered received=false")
+        except RpcError as err:
+            self._state.report_failed(getattr(err.code, "name", str(err.code)))
+            raise
+        self._state.reports_succeeded += 1
         self._state.last_report_at = self._clock()
         if leaving is None:  # a leaving node acts on nothing the answer says
             self._apply_report_response(response)

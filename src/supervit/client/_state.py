@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 __all__ = ["ConnectionState", "ConnectionStatus", "StateTracker"]
@@ -38,6 +39,10 @@ class ConnectionState:
     """The reporting interval in force (configured, then steered by the supervisor)."""
     registered_at: float | None
     """When the current registration succeeded; ``None`` while not registered."""
+    reports_succeeded: int = 0
+    """Reports the supervisor acknowledged since the client was created."""
+    report_failures: Mapping[str, int] = field(default_factory=dict)
+    """Failed reports since the client was created, by gRPC status code name (e.g. ``UNAVAILABLE``)."""
 
 
 class StateTracker:
@@ -51,6 +56,8 @@ class StateTracker:
         "last_report_at",
         "last_success",
         "registered_at",
+        "report_failures",
+        "reports_succeeded",
     )
 
     def __init__(self, interval_secs: float) -> None:
@@ -61,6 +68,8 @@ class StateTracker:
         self.last_report_at: float | None = None
         self.current_interval_secs = interval_secs
         self.registered_at: float | None = None
+        self.reports_succeeded = 0
+        self.report_failures: dict[str, int] = {}
 
     @property
     def registered(self) -> bool:
@@ -92,4 +101,9 @@ class StateTracker:
             last_report_at=self.last_report_at,
             current_interval_secs=self.current_interval_secs,
             registered_at=self.registered_at,
+            reports_succeeded=self.reports_succeeded,
+            report_failures=dict(self.report_failures),
         )
+
+    def report_failed(self, code_name: str) -> None:
+        self.report_failures[code_name] = self.report_failures.get(code_name, 0) + 1

@@ -16,6 +16,7 @@ from typing import Any
 from supervit._exceptions import ConfigError
 from supervit.auth import SharedSecret
 from supervit.config._client import SupervitConfig
+from supervit.config._listen import check_listen
 from supervit.config._loader import apply_env, build, read_toml
 from supervit.config._secrets import read_secret_file
 from supervit.config._security import SecuritySection
@@ -29,6 +30,7 @@ __all__ = [
     "DEFAULT_ADVERTISED_IP",
     "DEFAULT_NODE_NAME",
     "ClientSection",
+    "MetricsSection",
     "NodeConfig",
     "ServiceSection",
     "SupervisorSection",
@@ -42,6 +44,8 @@ DEFAULT_NODE_NAME = "actrix-node"
 DEFAULT_ADVERTISED_IP = "127.0.0.1"
 """Advertised when ``ip`` is a wildcard and neither ``advertised_ip`` nor ``agent_addr`` is set (as the original)."""
 LOG_LEVELS = ("trace", "debug", "info", "warn", "warning", "error", "critical")
+LOG_FORMATS = ("text", "json")
+DEFAULT_NODE_METRICS_LISTEN = "127.0.0.1:9464"
 SERVICE_STATES = ("healthy", "running", "error", "disabled")
 
 
@@ -77,6 +81,7 @@ class SupervisordSection:
     location: str | None = None
     service_tags: list[str] = field(default_factory=list)
     log_level: str = "info"
+    log_format: str = "text"
     max_message_bytes: int = 4 * 1024 * 1024
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -102,11 +107,20 @@ class ClientSection:
 
 
 @dataclass
+class MetricsSection:
+    """``[supervisor.metrics]``: the HTTP endpoint for Prometheus (``/metrics``) and the probes."""
+
+    listen: str = DEFAULT_NODE_METRICS_LISTEN
+    """``host:port`` (port 0: any free port); ``""`` disables metrics and probes."""
+
+
+@dataclass
 class SupervisorSection:
     """``[supervisor]``: connection settings towards the supervisor, plus the two sub-tables."""
 
     client: ClientSection
     supervisord: SupervisordSection = field(default_factory=SupervisordSection)
+    metrics: MetricsSection = field(default_factory=MetricsSection)
     connect_timeout_secs: float = 30
     status_report_interval_secs: float = 60
     health_check_interval_secs: float = 30
@@ -229,6 +243,9 @@ class NodeConfig:
             raise ConfigError(f"{pre}.advertised_ip", "must not be empty when set")
         if sd.log_level.lower() not in LOG_LEVELS:
             raise ConfigError(f"{pre}.log_level", f"must be one of {', '.join(LOG_LEVELS)}, got {sd.log_level!r}")
+        if sd.log_format not in LOG_FORMATS:
+            raise ConfigError(f"{pre}.log_format", f"must be one of {', '.join(LOG_FORMATS)}, got {sd.log_format!r}")
+        check_listen(self.supervisor.metrics.listen, "supervisor.metrics.listen")
         if sd.max_message_bytes < 1024:
             raise ConfigError(f"{pre}.max_message_bytes", "must be at least 1024")
         if (sd.tls_cert is None) != (sd.tls_key is None):

@@ -30,6 +30,7 @@ from supervit.auth import (
 )
 from supervit.protocol import supervised_pb2, supervised_pb2_grpc
 from supervit.rpc import RefusalLog, RpcServer, ServiceLimits, abort_for, current_request_bytes, service_handler
+from supervit.telemetry import refusal_reason_for
 
 __all__ = ["SUPERVISED_SERVICE", "AuthService", "add_supervised_service"]
 
@@ -114,7 +115,16 @@ class AuthService(supervised_pb2_grpc.SupervisedServiceServicer):
         except (AuthError, StorageError) as exc:
             # Log the refusal without the credential itself: the nonce is harmless but the
             # peer and the reason are what an operator needs.
-            self._refusals.note(str(exc), "refused %s from %s: %s", type(request).__name__, context.peer(), exc)
+            peer = context.peer()
+            rpc = type(request).__name__.removesuffix("Request")
+            self._refusals.note(
+                str(exc),
+                "refused %s from %s: %s",
+                type(request).__name__,
+                peer,
+                exc,
+                extra={"node_id": self.node_id, "peer": peer, "rpc": rpc, "reason": refusal_reason_for(exc)},
+            )
             await abort_for(context, exc)
 
     async def UpdateConfig(

@@ -4,7 +4,9 @@ Start-up order: the node database (``actrix.db``) and the nonce store (``nonce.d
 ``data_dir``, the service registry from ``[[supervisor.supervisord.services]]``, the metrics
 provider, Supervisord (re-applying values stored by UpdateConfig that are newer than the TOML
 file), wrapped in AuthService, the gRPC server (health, reflection, optional
-TLS/mTLS) and finally the optional reporting client. Stopping runs the other way round: the
+TLS/mTLS) and finally the optional reporting client. The metrics/probe HTTP endpoint
+(``[supervisor.metrics] listen``) is bound first, so a taken port fails before anything opens, and
+answers ``/readyz`` with 503 until the rest is up. Stopping runs the other way round: the
 client stops, the server stops accepting RPCs and lets in-flight ones finish within the grace
 period, then the stores close (every acknowledged write is already committed).
 
@@ -26,13 +28,14 @@ from typing import Protocol
 
 from supervit._exceptions import StorageError
 from supervit._version import __version__
-from supervit.auth import NonceStorage, SqliteNonceStorage
-from supervit.config import NodeConfig, SupervitConfig
+from supervit.auth import SqliteNonceStorage
+from supervit.config import NodeConfig, SupervitConfig, format_host_port, split_listen
 from supervit.inventory import ServiceCollector, ServiceInfo, ServiceState
 from supervit.metrics import MetricsProvider, SystemMetricsCollector
 from supervit.node._auth_service import AuthService, add_supervised_service
 from supervit.node._reapply import reapply_stored_config, toml_changed_at
 from supervit.node._supervisord import DEFAULT_MAX_RESPONSE_BYTES, Supervisord
+from supervit.node._telemetry import NodeSampler
 from supervit.rpc import (
     SUPERVISED_LIMITS,
     MemoryTrimmer,
@@ -43,6 +46,7 @@ from supervit.rpc import (
     with_overrides,
 )
 from supervit.storage import ConfigStore, Database, DataDirLock, RealmStore, open_node_database
+from supervit.telemetry import DaemonMetrics, MetricsServer, ReadinessCheck
 
 __all__ = ["ClientWiring", "NodeDaemon", "ReportingClient", "ReportingClientFactory", "services_from_config"]
 
@@ -136,7 +140,7 @@ class NodeDaemon:
         self._lock: DataDirLock | None = None
         self._health: StorageHealth | None = None
         self._trimmer = MemoryTrimmer()
-        self._nonces: NonceStorage | None = None
+        self._nonces: SqliteNonceStorage | None = None
         self._rpc: RpcServer | None = None
         self._client: ReportingClient | None = None
         self.supervisord: Supervisord | None = None
@@ -147,6 +151,11 @@ class NodeDaemon:
         self._stop_grace: float | None = None
         self._stop_reason = ""
         self._stopping: asyncio.Task[None] | None = None
+        self.telemetry: DaemonMetrics | None = None
+        """This daemon's metrics (None when ``[supervisor.metrics] listen`` is "")."""
+        self._http: MetricsServer | None = None
+        self.metrics_address: str | None = None
+        """``host:port`` of ``/metrics``, ``/healthz`` and ``/readyz`` (None when disabled)."""
 
     @property
     def address(self) -> str:
@@ -178,9 +187,14 @@ class NodeDaemon:
             tune_for_serving()
         sd = self.config.supervisord
         try:
+            await self._start_metrics()
             self._lock = DataDirLock.acquire(sd.data_dir, key="supervisor.supervisord.data_dir")
             self._db = await open_node_database(sd.data_dir)
             self._nonces = await SqliteNonceStorage.open(sd.data_dir)
+            telemetry = self.telemetry
+            if telemetry is not None:
+                self._db.commit_observer = telemetry.commit_observer(self._db.path.name)
+                self._nonces.database.commit_observer = telemetry.commit_observer(self._nonces.path.name)
             realms = RealmStore(self._db, clock=self._clock)
             metrics = self._metrics or await SystemMetricsCollector.create(
                 sd.data_dir, power_model=self.config.supervisor.client.power_model
@@ -238,6 +252,7 @@ class NodeDaemon:
                 max_receive_bytes=limits.max_request_bytes,
                 maximum_concurrent_rpcs=security.max_concurrent_rpcs,
                 tls=tls,
+                metrics=telemetry.grpc_server if telemetry is not None else None,
             )
             add_supervised_service(self._rpc, service, limits)
             # Health turns NOT_SERVING while the stores cannot write (probed with a throwaway nonce).
@@ -255,6 +270,17 @@ class NodeDaemon:
                 sd.data_dir,
             )
             await self._start_client(realms)
+            if telemetry is not None:
+                telemetry.add_sampler(
+                    "node",
+                    NodeSampler(
+                        realms=realms,
+                        nonces=self._nonces,
+                        provider=metrics,
+                        services=self.service_collector,
+                        client=lambda: self._client,
+                    ),
+                )
         except BaseException:
             await self._close()
             raise
@@ -265,6 +291,40 @@ class NodeDaemon:
         if self._nonces is None:
             raise StorageError("the node is stopping")
         await self._nonces.consume(f"health-probe:{uuid.uuid4()}", self._clock())
+
+    async def _start_metrics(self) -> None:
+        listen = self.config.supervisor.metrics.listen
+        if not listen:
+            return
+        self.telemetry = DaemonMetrics("node")
+        checks: dict[str, ReadinessCheck] = {"storage": self._storage_ready}
+        if self.config.client_config() is not None:
+            checks["supervisor"] = self._supervisor_ready
+        self._http = MetricsServer(self.telemetry, checks)
+        host, port = split_listen(listen)
+        self.metrics_address = format_host_port(host, await self._http.start(host, port))
+        log.info("metrics and probes on http://%s/metrics (/healthz, /readyz)", self.metrics_address)
+
+    async def _storage_ready(self) -> str | None:
+        db, nonces = self._db, self._nonces
+        if self.port is None or db is None or nonces is None:
+            return "starting"
+        if self._stop_requested.is_set():
+            return "stopping"
+        if self._health is not None and not self._health.serving:
+            return "storage cannot write (health NOT_SERVING)"
+        await db.check_writable()
+        await nonces.database.check_writable()
+        return None
+
+    async def _supervisor_ready(self) -> str | None:
+        client = self._client
+        if client is None:
+            return "starting"
+        state = getattr(client, "state", None)
+        if getattr(state, "registered_at", None) is None:
+            return "not registered with the supervisor"
+        return None
 
     async def _start_client(self, realms: RealmStore) -> None:
         assert self.port is not None and self._metrics is not None
@@ -385,6 +445,7 @@ class NodeDaemon:
         await self._trimmer.close()
         nonces, self._nonces = self._nonces, None
         db, self._db = self._db, None
+        http, self._http = self._http, None
         try:
             if rpc is not None:
                 await rpc.stop(0)  # only reached when start failed half-way: nothing to wait for
@@ -397,6 +458,10 @@ class NodeDaemon:
                     if db is not None:
                         await db.close()
                 finally:
-                    lock, self._lock = self._lock, None
-                    if lock is not None:
-                        lock.release()
+                    try:
+                        lock, self._lock = self._lock, None
+                        if lock is not None:
+                            lock.release()
+                    finally:
+                        if http is not None:
+                            await http.stop()

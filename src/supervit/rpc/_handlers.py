@@ -33,6 +33,7 @@ from google.protobuf.message import DecodeError, Message
 from supervit._exceptions import AuthError, InvalidRequestError, NonceStorageError, StorageError, StoreUnavailableError
 from supervit.rpc._limits import RequestValidator, ServiceLimits, default_limits
 from supervit.rpc._refusals import RefusalLog
+from supervit.telemetry import GrpcServerMetrics
 
 __all__ = ["StorageObserver", "abort", "abort_for", "current_request_bytes", "service_handler"]
 
@@ -189,12 +190,14 @@ def service_handler(
     limits: ServiceLimits | None = None,
     *,
     observer: Callable[[], StorageObserver | None] | None = None,
+    metrics: GrpcServerMetrics | None = None,
 ) -> grpc.GenericRpcHandler[Any, Any]:
     """A handler serving every method of ``service`` from ``servicer``'s same-named coroutines.
 
     Requests are checked against ``limits`` (default: supervit's table for the service, if it has
     one). ``observer()`` (if given) is told of storage failures and of successful requests.
-    Register it with ``server.add_generic_rpc_handlers((handler,))``.
+    Register it with ``server.add_generic_rpc_handlers((handler,))``. With ``metrics`` every call
+    is counted and timed (``grpc_server_*``) and refusals counted by reason, around all of the above.
     """
     if limits is None:
         limits = default_limits(service.full_name)
@@ -203,5 +206,8 @@ def service_handler(
         behavior = getattr(servicer, method.name, None)
         if behavior is None:
             raise TypeError(f"{type(servicer).__name__} does not implement {method.name}")
-        handlers[method.name] = _unary(method, behavior, limits, observer)
+        handler = _unary(method, behavior, limits, observer)
+        if metrics is not None:
+            handler = metrics.instrument(handler, service.full_name, method.name, refusals=True)
+        handlers[method.name] = handler
     return grpc.method_handlers_generic_handler(service.full_name, handlers)

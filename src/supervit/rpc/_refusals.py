@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 __all__ = ["RefusalLog"]
 
@@ -39,8 +39,9 @@ class RefusalLog:
         self._logged = 0
         self._suppressed: Counter[str] = Counter()
 
-    def note(self, reason: str, message: str, *args: object) -> None:
-        """Record one refusal; ``reason`` groups it in the summary, ``message % args`` is the full line."""
+    def note(self, reason: str, message: str, *args: object, extra: Mapping[str, object] | None = None) -> None:
+        """Record one refusal; ``reason`` groups it in the summary, ``message % args`` is the full line
+        (``extra``: structured fields for the log record, e.g. node_id, peer, rpc, reason)."""
         now = self._clock()
         if now - self._started >= self._period:
             self._summarise()
@@ -48,7 +49,7 @@ class RefusalLog:
             self._logged = 0
         if self._logged < self.burst:
             self._logged += 1
-            self._logger.log(self._level, message, *args)
+            self._logger.log(self._level, message, *args, extra=extra)
         else:
             self._suppressed[reason] += 1
 

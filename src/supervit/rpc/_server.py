@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import logging
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,11 +13,12 @@ from typing import Any
 import grpc
 from google.protobuf import descriptor as _descriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from supervit._exceptions import ConfigError, SupervitError
 from supervit.rpc._handlers import StorageObserver, service_handler
 from supervit.rpc._limits import ServiceLimits
+from supervit.telemetry import GrpcServerMetrics
 
 __all__ = ["DEFAULT_MAX_CONCURRENT_RPCS", "DEFAULT_MAX_MESSAGE_BYTES", "RpcServer", "ServerTLS"]
 
@@ -87,6 +88,7 @@ class RpcServer:
     Messages larger than ``max_message_bytes`` (requests: ``max_receive_bytes`` when given, the
     service's limit) are refused by gRPC with ``RESOURCE_EXHAUSTED``, before they are buffered
     whole; more than ``maximum_concurrent_rpcs`` calls at once are refused the same way.
+    With ``metrics`` every service, health and reflection included, is counted and timed.
     """
 
     def __init__(
@@ -97,9 +99,11 @@ class RpcServer:
         maximum_concurrent_rpcs: int | None = DEFAULT_MAX_CONCURRENT_RPCS,
         tls: ServerTLS | None = None,
         options: Sequence[tuple[str, Any]] = (),
+        metrics: GrpcServerMetrics | None = None,
     ) -> None:
         self.tls = tls
         receive = max_message_bytes if max_receive_bytes is None else min(max_receive_bytes, max_message_bytes)
+        self._metrics = metrics
         self._server = grpc.aio.server(
             maximum_concurrent_rpcs=maximum_concurrent_rpcs,
             options=[
@@ -119,7 +123,7 @@ class RpcServer:
             ],
         )
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        self._add_standard(health_pb2_grpc.add_HealthServicer_to_server, self.health)
         self._service_names: list[str] = []
         self.port: int | None = None
         self.storage_health: StorageObserver | None = None
@@ -135,14 +139,28 @@ class RpcServer:
     ) -> None:
         """Serve ``service`` from ``servicer`` with precise INVALID_ARGUMENT handling and ``limits``
         (default: supervit's table for the service)."""
-        handler = service_handler(service, servicer, limits, observer=lambda: self.storage_health)
+        handler = service_handler(
+            service, servicer, limits, observer=lambda: self.storage_health, metrics=self._metrics
+        )
         self._server.add_generic_rpc_handlers((handler,))
         self._service_names.append(service.full_name)
+
+    def _add_standard(self, add: Callable[[Any, Any], None], servicer: object) -> None:
+        """Register a grpc-generated servicer (health, reflection), instrumented when metrics are on."""
+        if self._metrics is None:
+            add(servicer, self._server)
+            return
+        capture = _Capture()
+        add(servicer, capture)
+        self._server.add_generic_rpc_handlers(tuple(self._metrics.generic(h) for h in capture.generic))
 
     async def start(self, address: str) -> int:
         """Bind ``host:port`` (port 0 = any), start serving, return the bound port."""
         names = [*self._service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
-        reflection.enable_server_reflection(names, self._server)
+        self._add_standard(
+            reflection_pb2_grpc.add_ServerReflectionServicer_to_server,
+            reflection.aio.ReflectionServicer(names),  # type: ignore[attr-defined]
+        )
         try:
             if self.tls is not None:
                 port = self._server.add_secure_port(address, self.tls.credentials())
@@ -171,3 +189,16 @@ class RpcServer:
 
     async def wait_for_termination(self) -> None:
         await self._server.wait_for_termination()
+
+
+class _Capture:
+    """Stands in for the server when grpc-generated code registers a servicer, keeping its handlers."""
+
+    def __init__(self) -> None:
+        self.generic: list[grpc.GenericRpcHandler[Any, Any]] = []
+
+    def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler[Any, Any]]) -> None:
+        self.generic.extend(handlers)
+
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, Any]) -> None:
+        """Ignored: the same methods also arrive through :meth:`add_generic_rpc_handlers`."""

@@ -1,4 +1,5 @@
-"""The supervisor's TOML file: ``[server]``, ``[fleet]``, ``[node_secrets]``, ``[nodes.<id>]``, ``[admin]``, ``[push]``.
+"""The supervisor's TOML file: ``[server]``, ``[fleet]``, ``[node_secrets]``, ``[nodes.<id>]``, ``[admin]``, ``[push]``,
+``[metrics]``.
 
 See ``docs/supervisor.md`` and ``examples/supervisor.toml`` for every key. Environment variables
 override keys with the shared loader's rule (``SUPERVIT_<TABLE>__<KEY>``), e.g.
@@ -27,6 +28,7 @@ from supervit.config import (
     check_cert_and_key,
     check_certificates,
     check_file_permissions,
+    check_listen,
     read_secret_file,
     read_toml,
 )
@@ -38,6 +40,7 @@ __all__ = [
     "NODE_SECRETS_ENV",
     "AdminSection",
     "FleetSection",
+    "MetricsSection",
     "NodeOverride",
     "PushSection",
     "ServerSection",
@@ -48,7 +51,9 @@ __all__ = [
 _LOG_LEVELS = ("trace", "debug", "info", "warn", "warning", "error", "critical")
 _SYNCHRONOUS = ("FULL", "NORMAL")
 _MAX_INTERVAL_SECS = 86_400
-_TABLES = ("server", "fleet", "node_secrets", "nodes", "admin", "push", "security")
+_LOG_FORMATS = ("text", "json")
+_TABLES = ("server", "fleet", "node_secrets", "nodes", "admin", "push", "security", "metrics")
+DEFAULT_SUPERVISOR_METRICS_LISTEN = "127.0.0.1:9465"
 
 
 @dataclass
@@ -58,6 +63,7 @@ class ServerSection:
     listen: str = "0.0.0.0:50051"
     data_dir: Path = Path("./supervit-supervisor-data")
     log_level: str = "info"
+    log_format: str = "text"
     max_message_bytes: int = 4 * 1024 * 1024
     max_clock_skew_secs: int = 300
     # FULL: every commit is fsynced (nothing acknowledged is lost on power failure). NORMAL (WAL):
@@ -136,6 +142,14 @@ class SupervisorSecuritySection(SecuritySection):
 
 
 @dataclass
+class MetricsSection:
+    """``[metrics]``: the HTTP endpoint for Prometheus (``/metrics``) and the probes."""
+
+    listen: str = DEFAULT_SUPERVISOR_METRICS_LISTEN
+    """``host:port`` (port 0: any free port); ``""`` disables metrics and probes."""
+
+
+@dataclass
 class _SupervisorFile:
     server: ServerSection = field(default_factory=ServerSection)
     fleet: FleetSection = field(default_factory=FleetSection)
@@ -145,6 +159,7 @@ class _SupervisorFile:
     push: PushSection = field(default_factory=PushSection)
     # Trust boundary (issue 10, docs/security.md).
     security: SupervisorSecuritySection = field(default_factory=SupervisorSecuritySection)
+    metrics: MetricsSection = field(default_factory=MetricsSection)
 
 
 @dataclass
@@ -161,6 +176,7 @@ class SupervisorConfig:
     admin: AdminSection = field(default_factory=AdminSection)
     push: PushSection = field(default_factory=PushSection)
     security: SecuritySection = field(default_factory=SupervisorSecuritySection)
+    metrics: MetricsSection = field(default_factory=MetricsSection)
     source: Path | None = None
     _fleet_secret: SharedSecret | None = field(default=None, init=False, repr=False)
     _node_secrets: dict[str, tuple[SharedSecret, ...]] = field(default_factory=dict, init=False, repr=False)
@@ -221,6 +237,8 @@ class SupervisorConfig:
         _check_listen(srv.listen, "server.listen")
         if srv.log_level.lower() not in _LOG_LEVELS:
             raise ConfigError("server.log_level", f"must be one of {', '.join(_LOG_LEVELS)}, got {srv.log_level!r}")
+        if srv.log_format not in _LOG_FORMATS:
+            raise ConfigError("server.log_format", f"must be one of {', '.join(_LOG_FORMATS)}, got {srv.log_format!r}")
         if srv.max_message_bytes < 1024:
             raise ConfigError("server.max_message_bytes", "must be at least 1024")
         if srv.max_clock_skew_secs < 0:
@@ -268,6 +286,7 @@ class SupervisorConfig:
 
         if self.admin.listen:
             _check_listen(self.admin.listen, "admin.listen")
+        check_listen(self.metrics.listen, "metrics.listen")
         self._admin_secret = (
             None if self.admin.secret is None else SharedSecret.from_hex(self.admin.secret, field="admin.secret")
         )
@@ -505,6 +524,7 @@ def load_supervisor_config(
         admin=parsed.admin,
         push=parsed.push,
         security=parsed.security,
+        metrics=parsed.metrics,
         source=Path(path) if path is not None else None,
     )
     config.validate()

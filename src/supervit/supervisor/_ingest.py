@@ -36,6 +36,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from supervit._exceptions import NonceReusedError, NonceStorageError, StorageError
 from supervit.auth import NonceStorage, NonceWindow
@@ -128,6 +129,7 @@ def _write_batch(conn: sqlite3.Connection, accepted: list[_Accepted]) -> int | N
 
 # A report row: name, location_tag, version, last_report (bytes), at, power, realm, interval, node_id.
 _LAST_REPORT = 3
+_AT = 4
 
 
 def _encode_reports(rows: list[tuple[object, ...]]) -> str:
@@ -331,6 +333,13 @@ class ReportIngest:
                 _fold_into(self._unfolded, row)
         self._logged_through = batch_id or self._logged_through
         self._schedule_fold()
+
+    def fold_lag_secs(self) -> float:
+        """Age of the oldest acknowledged report not yet folded into the node rows (0 when none)."""
+        if not self._unfolded:
+            return 0.0
+        oldest = min(cast(int, row[_AT]) for row, _ in self._unfolded.values())
+        return max(0.0, self._clock() - oldest)
 
     async def flush(self) -> None:
         """Wait until every report acknowledged or accepted so far is in the node rows.

@@ -14,6 +14,7 @@ from supervit.protocol import supervisor_pb2
 from supervit.supervisor._directives import QueuedDirective, validate_directive
 from supervit.supervisor._pg_pool import PgPool
 from supervit.supervisor._registry import (
+    FleetCounts,
     NodeRecord,
     Registration,
     _record,
@@ -121,6 +122,18 @@ class PgRegistry:
                     "pushed_catalog_version = GREATEST(pushed_catalog_version, $2) WHERE node_id = $3"
                 )
                 await conn.execute(sql, now, pushed_version, node_id)
+
+    async def fleet_counts(self, catalog_version: int, live_version: int) -> FleetCounts:
+        """Nodes online and offline, nodes behind the catalog, directives queued: one round trip."""
+        sql = (
+            "SELECT COUNT(*) FILTER (WHERE online), COUNT(*) FILTER (WHERE NOT online AND stopped_at IS NULL),"
+            " COUNT(*) FILTER (WHERE realm_sync_version < $1 OR pushed_catalog_version < $2),"
+            " (SELECT COUNT(*) FROM directives), COUNT(*) FILTER (WHERE NOT online AND stopped_at IS NOT NULL)"
+            " FROM nodes"
+        )
+        async with self._db.connection("fleet counts") as conn:
+            online, offline, behind, directives, stopped = await conn.fetchrow(sql, live_version, catalog_version)
+        return FleetCounts(int(online), int(offline), int(behind), int(directives), stopped=int(stopped))
 
     async def nodes_behind(self, live_version: int, catalog_version: int) -> list[tuple[str, str, int, int]]:
         """Online nodes behind the catalog: (node_id, agent_addr, realm_sync_version, pushed version)."""

@@ -115,6 +115,7 @@ class CatalogPusher:
         monotonic: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         is_leader: Callable[[], bool] = lambda: True,
+        interceptors: Sequence[grpc.aio.UnaryUnaryClientInterceptor[Any, Any]] = (),
     ) -> None:
         self._is_leader = is_leader
         self._catalog = catalog
@@ -127,6 +128,11 @@ class CatalogPusher:
         self._nodes: dict[str, _NodeState] = {}
         self._closed = False
         self._tls = _channel_tls(self._config)
+        self._interceptors: list[Any] = list(interceptors)
+        self.pushes_ok = 0
+        """Pushes that brought a node up to the catalog (metrics: ``supervit_catalog_pushes_total``)."""
+        self.push_failures = 0
+        """Pushes that failed (metrics: ``supervit_catalog_push_failures_total``)."""
 
     # -- triggers (synchronous: they never wait for a push) --------------------------------------
 
@@ -197,11 +203,13 @@ class CatalogPusher:
                 log.exception("push to %s failed", node_id)
                 result = PushResult(node_id, False, None, error=f"{type(exc).__name__}: {exc}")
             if result.ok and result.pushed_version is not None:
+                self.pushes_ok += 1
                 state.failures = 0
                 state.not_before = 0.0
                 if state.target is not None:
                     state.target.pushed_version = max(state.target.pushed_version, result.pushed_version)
             else:
+                self.push_failures += 1
                 state.failures += 1
                 delay = min(self._config.backoff_cap_secs, self._config.backoff_base_secs * 2 ** (state.failures - 1))
                 delay *= 0.5 + self._rng.random() / 2  # jitter: nodes failing together retry apart
@@ -299,9 +307,9 @@ class CatalogPusher:
     async def _channel(self, agent_addr: str) -> Any:
         if self._tls is not None:
             creds, options = self._tls
-            channel = grpc.aio.secure_channel(agent_addr, creds, options=options)
+            channel = grpc.aio.secure_channel(agent_addr, creds, options=options, interceptors=self._interceptors)
         else:
-            channel = grpc.aio.insecure_channel(agent_addr)
+            channel = grpc.aio.insecure_channel(agent_addr, interceptors=self._interceptors)
         try:
             yield channel
         finally:

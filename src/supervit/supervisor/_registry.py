@@ -26,6 +26,7 @@ from supervit.storage import Database
 from supervit.supervisor._directives import QueuedDirective, adjusted_interval, take_next
 
 __all__ = [
+    "FleetCounts",
     "NodeRecord",
     "NodeRegistry",
     "Registration",
@@ -283,6 +284,26 @@ def _record(row: Any) -> NodeRecord:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class FleetCounts:
+    """What :meth:`NodeRegistry.fleet_counts` found."""
+
+    online: int
+    offline: int
+    behind: int
+    directives_pending: int
+    stopped: int = 0
+    """Nodes that left on purpose (not counted in ``offline``)."""
+
+
+_FLEET_SQL = """
+SELECT SUM(online), SUM(CASE WHEN online = 0 AND stopped_at IS NULL THEN 1 ELSE 0 END),
+       SUM(CASE WHEN online = 0 AND stopped_at IS NOT NULL THEN 1 ELSE 0 END),
+       SUM(CASE WHEN realm_sync_version < ? OR pushed_catalog_version < ? THEN 1 ELSE 0 END)
+FROM nodes
+"""
+
+
 class NodeRegistry:
     """Registered nodes in the supervisor database.
 
@@ -374,6 +395,22 @@ class NodeRegistry:
 
         def run(conn: sqlite3.Connection) -> list[NodeRecord]:
             return _records(rows_leniently(conn, f"SELECT {_COLUMNS}, {_PENDING} FROM nodes ORDER BY node_id"))
+
+        return await self._db.read(run)
+
+    async def fleet_counts(self, catalog_version: int, live_version: int) -> FleetCounts:
+        """Nodes online, offline and stopped, nodes behind the catalog, directives queued: one read.
+
+        A node is behind when its reported realm version is below ``live_version`` or its last
+        confirmed push below ``catalog_version`` (the pusher's rule, :class:`CatalogPusher`).
+        """
+
+        def run(conn: sqlite3.Connection) -> FleetCounts:
+            online, offline, stopped, behind = conn.execute(_FLEET_SQL, (live_version, catalog_version)).fetchone()
+            (directives,) = conn.execute("SELECT COUNT(*) FROM directives").fetchone()
+            return FleetCounts(
+                int(online or 0), int(offline or 0), int(behind or 0), int(directives), stopped=int(stopped or 0)
+            )
 
         return await self._db.read(run)
 

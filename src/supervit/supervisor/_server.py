@@ -13,7 +13,9 @@ from dataclasses import replace
 
 from supervit._exceptions import StorageError
 from supervit.auth import CredentialVerifier
+from supervit.config import format_host_port, split_listen
 from supervit.rpc import MemoryTrimmer, RpcServer, ServerTLS, StorageHealth, tune_for_serving
+from supervit.storage import Database
 from supervit.supervisor._admin import ADMIN_SERVICE, AdminService
 from supervit.supervisor._backends import open_store
 from supervit.supervisor._config import SupervisorConfig, split_host_port
@@ -26,6 +28,8 @@ from supervit.supervisor._store import (
     RegistryStore,
     SupervisorStore,
 )
+from supervit.supervisor._telemetry import SupervisorSampler
+from supervit.telemetry import DaemonMetrics, MetricsServer
 
 __all__ = ["Supervisor"]
 
@@ -80,6 +84,12 @@ class Supervisor:
         """``host:port`` SupervisorService listens on (after :meth:`start`)."""
         self.admin_address: str | None = None
         """``host:port`` of the admin service, None when it is disabled."""
+        self.telemetry: DaemonMetrics | None = None
+        """This supervisor's metrics (None when ``[metrics] listen`` is "")."""
+        self._http: MetricsServer | None = None
+        self.metrics_address: str | None = None
+        """``host:port`` of ``/metrics``, ``/healthz`` and ``/readyz`` (None when disabled)."""
+        self._ready = False  # started and not stopping (readiness; the store's health is checked apart)
 
     # -- components (available after start) -------------------------------------------------------
 
@@ -132,12 +142,30 @@ class Supervisor:
             tune_for_serving()
         cfg = self.config
         try:
+            if cfg.metrics.listen:
+                # Bound first: a taken port fails before anything opens; /readyz is 503 until serving.
+                self.telemetry = DaemonMetrics("supervisor")
+                self._http = MetricsServer(self.telemetry, {"storage": self._storage_ready})
+                host, port = split_listen(cfg.metrics.listen)
+                self.metrics_address = format_host_port(host, await self._http.start(host, port))
+            telemetry = self.telemetry
+            grpc_metrics = telemetry.grpc_server if telemetry is not None else None
             clock = self._clock
             self._store = store = await open_store(cfg, clock=clock)
+            database = getattr(store, "database", None)  # the embedded backend's SQLite file
+            if telemetry is not None and isinstance(database, Database):
+                database.commit_observer = telemetry.commit_observer(database.path.name)
             registry, catalog, ingest, nonces = store.registry, store.catalog, store.ingest, store.nonces
             directives = store.directives
+            interceptors = [telemetry.grpc_client.interceptor()] if telemetry is not None else []
             self._pusher = pusher = CatalogPusher(
-                catalog, registry, cfg.secrets_for, cfg.push, clock=clock, is_leader=store.is_leader
+                catalog,
+                registry,
+                cfg.secrets_for,
+                cfg.push,
+                clock=clock,
+                is_leader=store.is_leader,
+                interceptors=interceptors,
             )
             # The verifier's own secrets are never used: every call passes the node's secrets.
             node_verifier = CredentialVerifier((), nonces, cfg.server.max_clock_skew_secs, clock=clock)
@@ -155,6 +183,7 @@ class Supervisor:
                 maximum_concurrent_rpcs=cfg.security.max_concurrent_rpcs,
                 tls=tls,
                 options=_NO_REUSEPORT,
+                metrics=grpc_metrics,
             )
             self._server.add_service(SUPERVISOR_SERVICE, service, limits)
             port = await self._server.start(srv.listen)
@@ -177,16 +206,20 @@ class Supervisor:
                     max_receive_bytes=cfg.admin_limits.max_request_bytes,
                     maximum_concurrent_rpcs=cfg.security.max_concurrent_rpcs,
                     options=_NO_REUSEPORT,
+                    metrics=grpc_metrics,
                 )
                 self._admin_server.add_service(ADMIN_SERVICE, admin, cfg.admin_limits)
                 admin_port = await self._admin_server.start(cfg.admin.listen)
                 self.admin_address = _with_port(cfg.admin.listen, admin_port)
             else:
                 log.info("admin service disabled (set [admin] secret to enable supervit ctl's supervisor commands)")
+            if telemetry is not None:
+                telemetry.add_sampler("supervisor", SupervisorSampler(service, store, pusher))
         except BaseException:
             await self._stop_servers(0)
             await self._close()
             raise
+        self._ready = True
         loop = asyncio.get_running_loop()
         self._sweeper = loop.create_task(self._sweep_loop(), name="supervisor-sweep")
         self._trimmer.start()  # memory a burst of large requests left behind goes back to the OS
@@ -205,6 +238,18 @@ class Supervisor:
             f", admin on {self.admin_address}" if self.admin_address else "",
             catalog.version,
         )
+        if self.metrics_address is not None:
+            log.info("metrics and probes on http://%s/metrics (/healthz, /readyz)", self.metrics_address)
+
+    async def _storage_ready(self) -> str | None:
+        store = self._store
+        if store is None or not self._ready:
+            return "not serving"
+        health = self._storage_health
+        if health is not None and not health.serving:
+            return "storage cannot write (health NOT_SERVING)"
+        await store.check()
+        return None
 
     async def sweep_once(self) -> list[str]:
         """Mark silent nodes offline now; returns the ids that just went offline."""
@@ -300,6 +345,7 @@ class Supervisor:
     async def stop(self, grace: float | None = None) -> None:
         """Stop serving (in-flight calls get ``grace`` seconds), cancel pushes, close the store."""
         grace = self.config.server.shutdown_grace_secs if grace is None else grace
+        self._ready = False
         await self._stop_servers(grace)
         await self._close()
         log.info("supervisor stopped")
@@ -328,3 +374,6 @@ class Supervisor:
         if self._store is not None:
             store, self._store = self._store, None
             await store.close()  # every acknowledged report reaches the registry rows first
+        if self._http is not None:
+            await self._http.stop()
+            self._http = None

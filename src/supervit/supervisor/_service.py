@@ -52,6 +52,7 @@ from supervit.rpc import RefusalLog, abort, abort_for, current_request_bytes
 from supervit.supervisor._config import SupervisorConfig, split_host_port
 from supervit.supervisor._push import CatalogPusher
 from supervit.supervisor._store import CatalogStore, IngestStore
+from supervit.telemetry import refusal_reason_for
 
 __all__ = ["NOT_REGISTERED_DETAILS", "SERVER_TIME_METADATA_KEY", "SUPERVISOR_SERVICE", "SupervisorService"]
 
@@ -97,6 +98,10 @@ class SupervisorService(supervisor_pb2_grpc.SupervisorServiceServicer):
         self.pusher = pusher
         self._clock = clock
         self._refusals = RefusalLog(log)
+        self.reports_accepted = 0
+        """Reports acknowledged since start (metrics: ``supervit_reports_total``)."""
+        self.registrations = 0
+        """Registrations accepted since start (metrics: ``supervit_registrations_total``)."""
 
     def _stamp_refusal(self, context: Ctx) -> None:
         # Set before aborting: grpc captures the trailers together with the status.
@@ -109,6 +114,18 @@ class SupervisorService(supervisor_pb2_grpc.SupervisorServiceServicer):
     async def _refuse_for(self, context: Ctx, error: Exception) -> NoReturn:
         self._stamp_refusal(context)
         await abort_for(context, error)
+
+    def _log_refusal(self, what: str, node_id: str, context: Ctx, error: Exception) -> None:
+        peer = context.peer()
+        self._refusals.note(
+            str(error),
+            "refused %s of %r from %s: %s",
+            what,
+            node_id,
+            peer,
+            error,
+            extra={"node_id": node_id, "peer": peer, "rpc": what, "reason": refusal_reason_for(error)},
+        )
 
     def _check(self, node_id: str, credential: Any, payload: str, now: int, context: Ctx) -> SharedSecret:
         """The verifier's first two checks, in the contract's order: time window, then signature.
@@ -152,7 +169,7 @@ class SupervisorService(supervisor_pb2_grpc.SupervisorServiceServicer):
             )
         except (AuthError, StorageError) as exc:
             if not isinstance(exc, StorageError):
-                self._refusals.note(str(exc), "refused node %r from %s: %s", node_id, context.peer(), exc)
+                self._log_refusal("RegisterNode", node_id, context, exc)
             await self._refuse_for(context, exc)
 
     async def RegisterNode(
@@ -194,7 +211,9 @@ class SupervisorService(supervisor_pb2_grpc.SupervisorServiceServicer):
             request.agent_addr,
             request.version,
             "" if first == registered_at else " again",
+            extra={"node_id": node_id, "peer": context.peer(), "rpc": "RegisterNode"},
         )
+        self.registrations += 1
         return supervisor_pb2.RegisterNodeResponse(
             success=True,
             server_timestamp=now,
@@ -227,7 +246,7 @@ class SupervisorService(supervisor_pb2_grpc.SupervisorServiceServicer):
             )
         except (AuthError, StorageError) as exc:
             if isinstance(exc, AuthError):
-                self._refusals.note(str(exc), "refused report of %r from %s: %s", node_id, context.peer(), exc)
+                self._log_refusal("Report", node_id, context, exc)
             await self._refuse_for(context, exc)
         if outcome is None:
             log.info("report from unregistered node %r: asking it to register", node_id)
@@ -253,6 +272,7 @@ class SupervisorService(supervisor_pb2_grpc.SupervisorServiceServicer):
                 node_id,
             )
             response.directive.CopyFrom(outcome.directive.to_proto())
+        self.reports_accepted += 1
         return response
 
     async def HealthCheck(
@@ -267,9 +287,7 @@ class SupervisorService(supervisor_pb2_grpc.SupervisorServiceServicer):
             await self.ingest.consume_nonce(credential.nonce, self._nonce_expiry(credential, now))
         except (AuthError, StorageError) as exc:
             if isinstance(exc, AuthError):
-                self._refusals.note(
-                    str(exc), "refused health check of %r from %s: %s", request.node_id, context.peer(), exc
-                )
+                self._log_refusal("HealthCheck", request.node_id, context, exc)
             await self._refuse_for(context, exc)
         latency_ms = int((time.perf_counter() - started) * 1000)
         return supervisor_pb2.HealthCheckResponse(healthy=True, server_timestamp=now, latency_ms=latency_ms)

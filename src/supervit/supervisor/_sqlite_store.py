@@ -59,7 +59,8 @@ class SqliteStore:
         return True
 
     async def check(self) -> None:
-        """Nothing to probe: the file is local (write failures surface on the writes themselves)."""
+        """A write transaction can start and commit on the file now (readiness, ``/readyz``)."""
+        await self.database.check_writable()
 
     async def cleanup(self) -> None:
         """Forget expired nonces and folded report-log rows."""

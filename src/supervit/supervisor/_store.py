@@ -23,7 +23,7 @@ from supervit.auth import NonceStorage
 from supervit.protocol import supervisor_pb2
 from supervit.supervisor._catalog import CatalogChanges, CatalogRealm
 from supervit.supervisor._directives import QueuedDirective
-from supervit.supervisor._registry import NodeRecord, Registration, ReportOutcome
+from supervit.supervisor._registry import FleetCounts, NodeRecord, Registration, ReportOutcome
 
 __all__ = [
     "BehindNode",
@@ -69,6 +69,10 @@ class RegistryStore(Protocol):
 
     async def mark_stopped(self, node_id: str) -> bool:
         """Record that the node left on purpose (state ``stopped``); False for an unknown node."""
+        ...
+
+    async def fleet_counts(self, catalog_version: int, live_version: int) -> FleetCounts:
+        """Nodes online/offline, nodes behind the catalog (any state), directives queued (metrics)."""
         ...
 
 
