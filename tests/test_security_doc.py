@@ -9,6 +9,7 @@ import pytest
 
 from supervit.rpc import ADMIN_LIMITS, DEFAULT_MAX_CONCURRENT_RPCS, SUPERVISED_LIMITS, SUPERVISOR_LIMITS, ServiceLimits
 from supervit.rpc._limits import DEFAULT_REPEATED, DEFAULT_STRING_BYTES, MAX_STORABLE_INT
+from supervit.supervisor import SupervisorSecuritySection
 
 DOC = (Path(__file__).resolve().parent.parent / "docs" / "security.md").read_text()
 
@@ -46,4 +47,5 @@ def test_the_doc_table_matches_the_code(title: str, limits: ServiceLimits) -> No
 def test_the_defaults_are_documented() -> None:
     assert f"**{DEFAULT_STRING_BYTES} bytes**, **{DEFAULT_REPEATED} items**" in DOC
     assert str(MAX_STORABLE_INT) in DOC
-    assert f"({DEFAULT_MAX_CONCURRENT_RPCS} by default)" in DOC
+    assert f"({DEFAULT_MAX_CONCURRENT_RPCS} on a node, 4,096 on" in DOC
+    assert SupervisorSecuritySection().max_concurrent_rpcs == 4096

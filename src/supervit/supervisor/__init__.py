@@ -28,6 +28,7 @@ from supervit.supervisor._config import (
     PushSection,
     ServerSection,
     SupervisorConfig,
+    SupervisorSecuritySection,
     load_supervisor_config,
     split_host_port,
 )
@@ -96,6 +97,7 @@ __all__ = [
     "SqliteStore",
     "Supervisor",
     "SupervisorConfig",
+    "SupervisorSecuritySection",
     "SupervisorService",
     "SupervisorStore",
     "admin_payload",
