@@ -28,7 +28,7 @@ def env_without_ours() -> dict[str, str]:
     Coverage's subprocess measurement goes too: the clone's copy of supervit is not the code under
     test, and its data would be reported against files that vanish with the temp dir.
     """
-    drop = ("SUPERVIT_", "VIRTUAL_ENV", "PYTHONPATH", "PYTHONDONTWRITEBYTECODE", "PYTHONHOME", "COVERAGE_")
+    drop = ("SUPERVIT_", "VIRTUAL_ENV", "PYTHONPATH", "PYTHONDONTWRITEBYTECODE", "PYTHONHOME", "COV_", "COVERAGE_")
     return {k: v for k, v in os.environ.items() if not k.startswith(drop)}
 
 
