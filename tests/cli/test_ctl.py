@@ -191,7 +191,9 @@ async def test_errors_are_one_line(node: NodeDaemon) -> None:
 async def supervisor(tmp_path: Path) -> AsyncIterator[Supervisor]:
     data = {
         "server": {"listen": "127.0.0.1:0", "data_dir": str(tmp_path / "sup"), "shutdown_grace_secs": 0},
-        "fleet": {"shared_secret": SECRET_HEX, "report_interval_secs": 2},
+        # A long interval: slow ctl subprocesses on a loaded machine must not let n1 go offline
+        # (pushes skip offline nodes) between its simulated report and the catalog change.
+        "fleet": {"shared_secret": SECRET_HEX, "report_interval_secs": 60},
         "admin": {"listen": "127.0.0.1:0", "secret": ADMIN_HEX},
         "metrics": {"listen": "127.0.0.1:0"},
     }
