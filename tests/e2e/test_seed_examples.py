@@ -27,11 +27,17 @@ async def run(*args: str, env: dict[str, str], cwd: Path, within: float = 60) ->
     return process.returncode, out.decode(), err.decode()
 
 
+# The seed configs leave the metrics listeners at their defaults (9464/9465): tests must never
+# take fixed ports (parallel workers, other daemons on the machine), so they get free ones.
+FREE_METRICS_PORTS = {"SUPERVIT_METRICS__LISTEN": "127.0.0.1:0", "SUPERVIT_SUPERVISOR__METRICS__LISTEN": "127.0.0.1:0"}
+
+
 async def seed_supervisor(tmp_path: Path, *extra: str) -> Proc:
     """examples/seed/supervisor.toml on free ports (environment overrides), admin enabled."""
     proc = Proc("supervisor", ["supervisor", "--config", str(SEED / "supervisor.toml"), *extra], tmp_path / "sup.log")
     env = {
         **clean_env(),
+        **FREE_METRICS_PORTS,
         "SUPERVIT_SERVER__LISTEN": "127.0.0.1:0",
         "SUPERVIT_SERVER__DATA_DIR": str(tmp_path / "sup"),
         "SUPERVIT_ADMIN__LISTEN": "127.0.0.1:0",
@@ -130,6 +136,7 @@ async def test_seed_node_toml_without_advertised_ip(tmp_path: Path) -> None:
     sup = await seed_supervisor(tmp_path, "--allow-example-secret")
     node_env = {
         **clean_env(),
+        **FREE_METRICS_PORTS,
         "SUPERVIT_SUPERVISOR__SUPERVISORD__PORT": "0",
         "SUPERVIT_SUPERVISOR__STATUS_REPORT_INTERVAL_SECS": "1",
         "SUPERVIT_SUPERVISOR__CLIENT__ENDPOINT": f"http://{sup.lines[SUP_LISTENING]}",
