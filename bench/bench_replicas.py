@@ -108,12 +108,14 @@ def _load(targets: list[str], args: argparse.Namespace, pids: list[int]) -> dict
     supervisors = [psutil.Process(pid) for pid in pids]
     postgres, redis = _named("postgres"), _named("redis-server")
     time.sleep(max(0.0, start_at + args.warmup - time.time()))
+    wal_before = asyncio.run(_wal_lsn()) if args.shared else None
     before = [_cpu(supervisors), _cpu(postgres), _cpu(redis)]
     began = time.monotonic()
     time.sleep(max(0.0, start_at + args.warmup + args.duration - time.time()))
     postgres = _named("postgres")  # backends opened during the window count from zero
     after = [_cpu(supervisors), _cpu(postgres), _cpu(redis)]
     seconds = time.monotonic() - began
+    wal = None if wal_before is None else asyncio.run(_wal_lsn()) - wal_before
     used = [_used(b, a) for b, a in zip(before, after, strict=True)]
     parts = [out.get(timeout=args.duration + args.warmup + 120) for _ in procs]
     for p in procs:
@@ -138,6 +140,8 @@ def _load(targets: list[str], args: argparse.Namespace, pids: list[int]) -> dict
         "postgres_us_per_report": per_call(used[1]),
         "redis_us_per_report": per_call(used[2]),
         "total_us_per_report": per_call(sum(used)),
+        # The whole cluster's WAL: other databases' writes during the window count too.
+        "wal_bytes_per_report": round(wal / calls) if wal is not None and calls else None,
     }
 
 
@@ -158,6 +162,16 @@ async def _stores_missing() -> str | None:
     finally:
         await client.aclose()
     return None
+
+
+async def _wal_lsn() -> int:
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_URL)
+    try:
+        return int(await conn.fetchval("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn"))
+    finally:
+        await conn.close()
 
 
 async def _drop(schema: str, prefix: str) -> None:
@@ -201,6 +215,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 _replicas(Path(tmp), count, store) as sups,
             ):
                 asyncio.run(_procs.register_nodes(sups[0][0], PREFIX, args.nodes))
+                args.shared = shared
                 rounds = [_load([a for a, _ in sups], args, [p for _, p in sups]) for _ in range(args.rounds)]
         finally:
             if shared:
@@ -232,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     results = run(args)
     print(f"best of {args.rounds} round(s) of {args.duration:g} s; shared 2-core machine, other agents running")
     headers = ["backend", "replicas", "reports/s", "p50 µs", "p99 µs", "errors", "supervisor CPU %", "PG CPU %"]
-    headers += ["Redis CPU %", "sup µs/report", "PG µs/report", "Redis µs/report", "total µs/report"]
+    headers += ["Redis CPU %", "sup µs/report", "PG µs/report", "Redis µs/report", "total µs/report", "WAL B/report"]
     table = []
     for r in results:
         b = r["best"]
@@ -251,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
                 b["postgres_us_per_report"],
                 b["redis_us_per_report"],
                 b["total_us_per_report"],
+                b["wal_bytes_per_report"],
             ]
         )
     _common.print_table(headers, table)
