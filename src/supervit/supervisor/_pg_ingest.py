@@ -140,14 +140,23 @@ class PgIngest:
         """Nothing to do: reports are in the node rows once acknowledged."""
 
     async def flush(self) -> None:
-        """Wait for the statements in flight (acknowledged reports are already in the rows)."""
-        while self._running:
-            await asyncio.gather(*list(self._running), return_exceptions=True)
+        """Wait for the statements in flight now (acknowledged reports are already in the rows).
+
+        Statements started later are not waited for, so this returns under a constant stream.
+        """
+        running = list(self._running)
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
 
     async def node_left(self, node_id: str) -> bool:
         """Record that ``node_id`` stopped on purpose (its final report is already in its row)."""
         await self.flush()
         return await self._registry.mark_stopped(node_id)
+
+    async def drain(self) -> None:
+        """Wait until nothing is in flight or queued (at shutdown, once no request arrives)."""
+        while self._running:
+            await asyncio.gather(*list(self._running), return_exceptions=True)
 
     async def consume_nonce(self, nonce: str, expires_at: int) -> None:
         """Consume a HealthCheck nonce; :class:`NonceReusedError` if any replica consumed it."""

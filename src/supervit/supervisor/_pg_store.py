@@ -211,7 +211,7 @@ class PgStore:
                     await task
         self._leader = False
         try:
-            await self.ingest.flush()
+            await self.ingest.drain()
         finally:
             if self._control is not None:
                 with contextlib.suppress(Exception):
