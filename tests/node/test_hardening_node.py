@@ -126,3 +126,24 @@ async def test_a_long_nonce_is_refused_before_it_is_stored(node: RunningNode) ->
         "GetRealmRequest.credential.nonce is longer than 64 bytes",
     )
     assert (await node.client.call(sd.GetRealmRequest(realm_id=1), nonce="n" * 64)).success is False  # answered
+
+
+async def test_calls_beyond_max_concurrent_rpcs_are_refused_before_their_body_is_read(tmp_path: Path) -> None:
+    from tests.node.test_daemon import SlowMetrics
+
+    config = make_config(tmp_path / "data")
+    config.supervisor.security.max_concurrent_rpcs = 2
+    daemon = NodeDaemon(config, metrics=SlowMetrics(1.0))
+    await daemon.start()
+    try:
+        async with grpc.aio.insecure_channel(daemon.address) as channel:
+            client = NodeClient(channel, node_id=NODE)
+            answers = await asyncio.gather(
+                *(client.call(sd.GetNodeInfoRequest()) for _ in range(6)), return_exceptions=True
+            )
+            refused = [a for a in answers if isinstance(a, grpc.aio.AioRpcError)]
+            assert {a.code() for a in refused} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
+            assert sum(1 for a in answers if not isinstance(a, BaseException)) == 2
+            assert (await client.call(sd.GetNodeInfoRequest())).success  # served again once they finished
+    finally:
+        await daemon.stop(0)
