@@ -15,8 +15,9 @@ Conventions beyond the protobuf contract (status codes and metadata only):
   ``INTERNAL`` storage failures) carries the trailing metadata ``x-server-time: <Unix
   seconds>``, so a node refused for its timestamp learns the supervisor's clock (successful
   responses carry it in ``server_timestamp``; leaving the trailer off them is measurably
-  cheaper under load). Requests rejected before they reach the service, for being undecodable or
-  missing required fields, are answered ``INVALID_ARGUMENT`` by the shared RPC layer without it.
+  cheaper under load). Requests rejected before they reach the service, for being undecodable,
+  missing required fields or beyond the limits table (``docs/security.md``), are answered
+  ``INVALID_ARGUMENT`` by the shared RPC layer without it.
 """
 
 from __future__ import annotations
