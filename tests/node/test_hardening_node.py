@@ -106,7 +106,10 @@ async def test_health_turns_not_serving_while_the_nonce_store_cannot_write(tmp_p
                     failed = exc
                     break
             assert failed is not None and failed.code() == grpc.StatusCode.INTERNAL
-            assert await _health(channel) == health_pb2.HealthCheckResponse.NOT_SERVING
+            deadline = time.monotonic() + 10  # a probe confirms the failure first
+            while await _health(channel) != health_pb2.HealthCheckResponse.NOT_SERVING:
+                assert time.monotonic() < deadline, "health stayed SERVING"
+                await asyncio.sleep(0.05)
             conn.execute("PRAGMA max_page_count = 1073741823")  # space again
             deadline = time.monotonic() + 10
             while await _health(channel) != health_pb2.HealthCheckResponse.SERVING:

@@ -322,10 +322,33 @@ async def test_health_turns_not_serving_while_the_database_cannot_write(
             failed = exc
             break
     assert failed is not None and failed.code() == grpc.StatusCode.INTERNAL
-    assert await status() == health_pb2.HealthCheckResponse.NOT_SERVING
+    deadline = asyncio.get_running_loop().time() + 10  # a probe confirms the failure first
+    while await status() != health_pb2.HealthCheckResponse.NOT_SERVING:
+        assert asyncio.get_running_loop().time() < deadline, "health stayed SERVING"
+        await asyncio.sleep(0.05)
     conn.execute("PRAGMA max_page_count = 1073741823")
     deadline = asyncio.get_running_loop().time() + 10
     while await status() != health_pb2.HealthCheckResponse.SERVING:
         assert asyncio.get_running_loop().time() < deadline, "health did not recover"
         await asyncio.sleep(0.1)
     assert (await node.report()).received
+
+
+async def test_one_refused_item_does_not_turn_health_not_serving() -> None:
+    from supervit import StorageError
+    from supervit.rpc import StorageHealth
+
+    probes: list[int] = []
+
+    async def probe() -> None:
+        probes.append(1)  # the store writes fine
+
+    health = StorageHealth(probe, interval_secs=0.01)
+    health.failed(StorageError("report not stored: one bad item"))
+    for _ in range(100):
+        if probes:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+    assert probes and health.serving
+    await health.close()

@@ -1,8 +1,10 @@
 """Health that tells the truth: NOT_SERVING while storage cannot write, SERVING again once it can.
 
-A request that fails because a store could not write (disk full, read-only file system, I/O
-error) reports the failure here (through :func:`~supervit.rpc.abort_for`); the servers' gRPC health
-then turns ``NOT_SERVING``, so a load balancer or an operator's probe sees what the callers see.
+A request that fails because a store could not write reports the failure here (through
+:func:`~supervit.rpc.abort_for`). A probe (a real write) confirms it at once, so one request the
+store refused for its own content does not count; if the probe fails too (disk full, read-only
+file system, I/O error) the servers' gRPC health turns ``NOT_SERVING``, so a load balancer or an
+operator's probe sees what the callers see.
 While unhealthy, ``probe`` (a real write, e.g. consuming a throwaway nonce) runs every
 ``interval_secs``; its first success, or any request that succeeds, turns health back to
 ``SERVING``. Each change of state is logged once.
@@ -41,14 +43,23 @@ class StorageHealth:
         server.storage_health = self
 
     def failed(self, error: BaseException) -> None:
-        """A write failed: turn NOT_SERVING (logged once) and probe until writes work again."""
-        if not self.serving:
+        """A write failed: confirm with a probe (one bad item is not a bad disk); if the probe
+        fails too, turn NOT_SERVING (logged once) and probe until writes work again."""
+        if not self.serving or self._prober is not None:
             return
-        self.serving = False
-        log.error("storage cannot write (%s): health NOT_SERVING until it recovers", error)
-        self._apply(False)
-        if self._prober is None:
-            self._prober = asyncio.get_running_loop().create_task(self._probe_loop(), name="storage-health-probe")
+        self._prober = asyncio.get_running_loop().create_task(self._confirm(error), name="storage-health-probe")
+
+    async def _confirm(self, error: BaseException) -> None:
+        try:
+            await self._probe()
+        except Exception as exc:
+            if self.serving:
+                self.serving = False
+                log.error("storage cannot write (%s; probe: %s): health NOT_SERVING until it recovers", error, exc)
+                self._apply(False)
+            await self._probe_loop()
+        else:
+            self._prober = None
 
     def succeeded(self) -> None:
         """A request that wrote succeeded: SERVING again if it was not."""
