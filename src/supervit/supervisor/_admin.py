@@ -26,7 +26,7 @@ from google.protobuf.message import Message
 from supervit._exceptions import AuthError, InvalidRequestError, StorageError
 from supervit.auth import CredentialVerifier, body_mac_hook
 from supervit.protocol import supervit_admin_pb2, supervit_admin_pb2_grpc
-from supervit.rpc import abort, abort_for, current_request_bytes
+from supervit.rpc import RefusalLog, abort, abort_for, current_request_bytes
 from supervit.supervisor._catalog import RealmExistsError, RealmNotFoundError
 from supervit.supervisor._paging import RESPONSE_BUDGET_BYTES, decode_node_token, encode_node_token
 from supervit.supervisor._push import CatalogPusher
@@ -124,6 +124,7 @@ class AdminService(supervit_admin_pb2_grpc.SupervisorAdminServicer):
     ) -> None:
         self.ingest = ingest
         self.require_body_mac = require_body_mac
+        self._refusals = RefusalLog(log, level=logging.WARNING)
         self.registry = registry
         self.catalog = catalog
         self.pusher = pusher
@@ -138,7 +139,7 @@ class AdminService(supervit_admin_pb2_grpc.SupervisorAdminServicer):
             )
             await self.verifier.verify(request.credential, admin_payload(request), before_consume=check_body)
         except (AuthError, StorageError) as exc:
-            log.warning("refused admin %s from %s: %s", type(request).__name__, context.peer(), exc)
+            self._refusals.note(str(exc), "refused admin %s from %s: %s", type(request).__name__, context.peer(), exc)
             await abort_for(context, exc)
 
     async def ListNodes(self, request: _pb.ListNodesRequest, context: Ctx) -> _pb.ListNodesResponse:

@@ -191,7 +191,7 @@ class SupervisorService(supervisor_pb2_grpc.SupervisorServiceServicer):
         node_id = request.node_id
         heartbeat = self.config.heartbeat_interval(node_id)
         if problem is not None:
-            log.warning("refused registration of %r: %s", node_id, problem)
+            self._refusals.note(problem, "refused registration of %r: %s", node_id, problem)
             return supervisor_pb2.RegisterNodeResponse(
                 success=False, error_message=problem, server_timestamp=now, heartbeat_interval_secs=heartbeat
             )
