@@ -308,3 +308,36 @@ async def test_burst_of_registrations_waits_for_pooled_connections(
     outcomes = await asyncio.gather(*(NodeSim(channel, f"n{i}").register() for i in range(40)), return_exceptions=True)
     assert all(not isinstance(o, BaseException) and o.success for o in outcomes), outcomes
     assert len(await sup.registry.nodes()) == 40
+
+
+async def test_catalog_changes_and_nonce_cleanup_on_postgres(
+    tmp_path: Path, stores: SharedStores, started: Started, clock: Any
+) -> None:
+    """Catalog update/remove/get/changes_since as on SQLite; expired PostgreSQL nonces are deleted."""
+    from supervit.supervisor import RealmNotFoundError
+
+    sup = await started(replica_config(tmp_path, stores, "a", redis=False), clock=clock)
+    catalog = sup.catalog
+    await catalog.add(1, "one", use_servers=[1, 2])
+    await catalog.add(2, "two")
+    updated = await catalog.update(1, name="uno", enabled=False)
+    assert (updated.name, updated.enabled, updated.use_servers, updated.version) == ("uno", False, (1, 2), 3)
+    tomb = await catalog.remove(2)
+    assert tomb.deleted and tomb.version == 4
+    assert await catalog.get(2) is None and (await catalog.get(1)) == updated
+    with pytest.raises(RealmNotFoundError):
+        await catalog.update(2, name="gone")
+    with pytest.raises(RealmNotFoundError):
+        await catalog.remove(2)
+    changes = await catalog.changes_since(2)
+    assert [(e.realm_id, e.version, e.deleted) for e in changes.entries] == [(1, 3, False), (2, 4, True)]
+    assert changes.catalog_version == 4 == catalog.version and catalog.live_version == 3
+    again = await catalog.add(2, "two again")  # a removed id may come back
+    assert again.version == 5 and not again.deleted
+
+    nonces = sup.store.nonces
+    assert await nonces.consume("old", clock.now - 10) and await nonces.consume("new", clock.now + 600)
+    assert not await nonces.consume("old", clock.now + 600)
+    await sup.store.cleanup()
+    assert await nonces.consume("old", clock.now + 600)  # forgotten once expired
+    assert not await nonces.consume("new", clock.now + 600)

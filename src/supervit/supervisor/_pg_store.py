@@ -160,9 +160,6 @@ class PgStore:
                         self._set_leader(True, "took the leader lock")
                 else:
                     await self._control.fetchval("SELECT 1", timeout=self._timeout)
-                if time.monotonic() >= next_refresh:
-                    next_refresh = time.monotonic() + _CATALOG_REFRESH_SECS
-                    await self.catalog.load()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -170,6 +167,10 @@ class PgStore:
                 if self._control is not None:
                     self._control.terminate()  # its session (and any lock) ends with it
                     self._control = None
+            if time.monotonic() >= next_refresh:
+                # Apart from the leader lock: a slow pool must not cost the leadership.
+                next_refresh = time.monotonic() + _CATALOG_REFRESH_SECS
+                await self._refresh_catalog()
             await asyncio.sleep(_CONTROL_PERIOD_SECS)
 
     def _set_leader(self, leader: bool, why: str) -> None:

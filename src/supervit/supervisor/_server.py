@@ -266,6 +266,7 @@ class Supervisor:
         store, pusher = self.store, self.pusher
         leading = False
         next_catch_up = 0.0
+        pushed_for = -1  # the catalog version of the last catch-up: a change (any replica) triggers one
         while True:
             await asyncio.sleep(period if leading or not store.shared else min(period, 1.0))
             if not store.is_leader():
@@ -279,7 +280,8 @@ class Supervisor:
             leading = True
             try:
                 await self.sweep_once()
-                if store.shared and time.monotonic() >= next_catch_up:
+                if store.shared and (time.monotonic() >= next_catch_up or self.catalog.version != pushed_for):
+                    pushed_for = self.catalog.version
                     # Reports of other replicas do not reach this pusher: look for nodes behind.
                     next_catch_up = time.monotonic() + _CATCH_UP_SECS
                     await pusher.on_catalog_change()
