@@ -9,11 +9,12 @@ mutations, chosen by a seeded generator from the message descriptors:
 * bytes that Python cannot produce through the API: non-UTF-8 strings anywhere in the message
   (nested ones included), truncation, flipped bytes, garbage, invalid wire types, oversize bodies;
 * most cases are then re-signed with the right secret, so they pass authentication and reach
-  the storage and business logic; the others keep a stale or wrong credential.
+  the storage and business logic; the others keep a stale or wrong credential;
+* some carry a garbage ``x-supervit-body-mac`` header.
 
 No answer may be UNKNOWN or INTERNAL, and the server must answer a valid request afterwards (and
 its health must still be SERVING). ``SUPERVIT_FUZZ_SEED`` changes the seed (reproduce a failure
-with the seed it reports).
+with the seed it reports), ``SUPERVIT_FUZZ_CASES`` the number of cases per service (deeper runs).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from supervit.auth import SharedSecret, Signer, SqliteNonceStorage, request_payload
+from supervit.auth import BODY_MAC_METADATA_KEY, SharedSecret, Signer, SqliteNonceStorage, request_payload
 from supervit.protocol import common_pb2, supervised_pb2, supervisor_pb2, supervit_admin_pb2
 from supervit.rpc import StorageHealth
 from supervit.supervisor import Supervisor, admin_payload
@@ -44,7 +45,7 @@ from tests.node._helpers import NODE_ID, running_node
 from tests.supervisor.conftest import ADMIN_HEX, make_config
 
 SEED = int(os.environ.get("SUPERVIT_FUZZ_SEED", "20261129"))
-CASES_PER_SERVICE = 2_000
+CASES_PER_SERVICE = int(os.environ.get("SUPERVIT_FUZZ_CASES", "2000"))
 CONCURRENCY = 32
 FORBIDDEN = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL}
 
@@ -236,7 +237,7 @@ async def _fuzz(target: Target, seed: int) -> Counter[tuple[str, str]]:
     rng = random.Random(seed)
     mutator = Mutator(rng)
     methods = sorted(target.templates)
-    cases: list[tuple[str, bytes]] = []
+    cases: list[tuple[str, bytes, tuple[tuple[str, str], ...]]] = []
     for i in range(CASES_PER_SERVICE):
         method = methods[i % len(methods)]
         request = target.templates[method]()
@@ -253,16 +254,20 @@ async def _fuzz(target: Target, seed: int) -> Counter[tuple[str, str]]:
             raw += mutator.bad_utf8(request.DESCRIPTOR, request)
         elif roll < 0.55:
             raw = mutator.corrupt(raw)
-        cases.append((method, raw))
+        roll = rng.random()
+        metadata: tuple[tuple[str, str], ...] = ()
+        if roll < 0.1:  # the body MAC extension: garbage, a wrong MAC, odd base64
+            metadata = ((BODY_MAC_METADATA_KEY, rng.choice(["", "=", "!!!", "QUJD", "A" * 44, "x" * 5000])),)
+        cases.append((method, raw, metadata))
 
     outcomes: Counter[tuple[str, str]] = Counter()
     calls = {m: target.channel.unary_unary(f"/{target.service}/{m}") for m in methods}
     queue = iter(enumerate(cases))
 
     async def worker() -> None:
-        for index, (method, raw) in queue:
+        for index, (method, raw, metadata) in queue:
             try:
-                await calls[method](raw, timeout=20)
+                await calls[method](raw, timeout=20, metadata=metadata)
                 code = grpc.StatusCode.OK
             except grpc.aio.AioRpcError as exc:
                 code = exc.code()
