@@ -201,18 +201,21 @@ class Gate:
             self._server.close()
 
 
+@pytest.mark.parametrize("cut", ["postgres", "redis"])
 async def test_store_outage_fails_closed_and_recovers(
-    tmp_path: Path, stores: SharedStores, started: Started, channel_to: Channels
+    tmp_path: Path, stores: SharedStores, started: Started, channel_to: Channels, cut: str
 ) -> None:
-    """PostgreSQL unreachable: UNAVAILABLE (never an unchecked accept), health NOT_SERVING; back by itself."""
-    url = urlsplit(stores.database_url)
-    gate = Gate((url.hostname or "127.0.0.1", url.port or 5432))
+    """PostgreSQL or Redis unreachable: UNAVAILABLE (never an unchecked accept), health
+    NOT_SERVING; back by itself."""
+    server = {**stores.server_table(redis=cut == "redis"), "database_timeout_secs": 2}
+    key = "database_url" if cut == "postgres" else "nonce_store_url"
+    url = urlsplit(str(server[key]))
+    gate = Gate((url.hostname or "127.0.0.1", url.port or (5432 if cut == "postgres" else 6379)))
     await gate.start()
-    proxied = urlunsplit(url._replace(netloc=f"{url.username}@127.0.0.1:{gate.port}"))
+    user = f"{url.username}@" if url.username else ""
+    server[key] = urlunsplit(url._replace(netloc=f"{user}127.0.0.1:{gate.port}"))
     try:
-        config = make_config(
-            tmp_path, server={**stores.server_table(redis=False), "database_url": proxied, "database_timeout_secs": 2}
-        )
+        config = make_config(tmp_path, server=server)
         sup = await started(config)
         channel = channel_to(sup.address)
         node = NodeSim(channel, "n1")

@@ -17,7 +17,7 @@ from supervit.supervisor._registry import (
     FleetCounts,
     NodeRecord,
     Registration,
-    _record,
+    _records,
     encode_without_credential,
 )
 
@@ -85,13 +85,14 @@ class PgRegistry:
         """The node, or None if it never registered."""
         async with self._db.connection("read node") as conn:
             row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM nodes WHERE node_id = $1", node_id)
-        return None if row is None else _record(tuple(row))
+        found = [] if row is None else _records([tuple(row)])  # an unreadable row is quarantined
+        return found[0] if found else None
 
     async def nodes(self) -> list[NodeRecord]:
         """Every node ever registered, by node id."""
         async with self._db.connection("list nodes") as conn:
             rows = await conn.fetch(f"SELECT {_COLUMNS} FROM nodes ORDER BY node_id")
-        return [_record(tuple(row)) for row in rows]
+        return _records([tuple(row) for row in rows])
 
     async def mark_offline(self, missed: int = 3) -> list[str]:
         """Mark online nodes silent for more than ``missed`` of their intervals offline."""
