@@ -8,7 +8,7 @@ from collections.abc import Callable
 import grpc
 import pytest
 
-from supervit import ConfigError
+from supervit import ConfigError, RpcError
 from supervit.auth import SharedSecret
 from supervit.client import SupervitClient
 from supervit.config import load_node_config
@@ -98,3 +98,16 @@ def test_endpoints_are_validated_and_read_from_the_node_file(tmp_path: object) -
             environ={},
         )
     assert info.value.key == "supervisor.client.endpoints[0]"
+
+
+async def test_connect_tries_each_endpoint_in_turn(secret: SharedSecret, make_client: MakeClient) -> None:
+    async with SupervisorDouble(secret) as a, SupervisorDouble(secret) as b:
+        await a.stop()  # the first endpoint is down
+        client = make_client(fast_config(a.endpoint, endpoints=[b.endpoint], connect_timeout_secs=1))
+        await client.connect()
+        assert client.endpoint == b.endpoint
+        await b.stop()
+        lone = make_client(fast_config(a.endpoint, endpoints=[b.endpoint], connect_timeout_secs=0.4))
+        with pytest.raises(RpcError) as info:
+            await lone.connect()
+        assert info.value.code == grpc.StatusCode.UNAVAILABLE

@@ -138,23 +138,34 @@ class SupervitClient(SupervisorConnection):
     # -- lifecycle -------------------------------------------------------------------------
 
     async def connect(self) -> None:
-        """Open the channel and wait up to ``connect_timeout_secs`` for it to become ready.
+        """Open the channel and wait up to ``connect_timeout_secs`` for it to become ready (with
+        several endpoints: each in turn, for an equal share of that time, staying on the first
+        that answers).
 
         Raises :class:`~supervit.RpcError` (``UNAVAILABLE``) when the supervisor cannot be
         reached in time; the channel stays open, so :meth:`start_status_reporting` may still be
         called and will keep retrying with backoff. Raises :class:`~supervit.ConfigError` when a
         TLS file cannot be read.
         """
-        channel = self._ensure_channel()
-        try:
-            await asyncio.wait_for(channel.channel_ready(), self._config.connect_timeout_secs)
-        except TimeoutError:
-            raise RpcError(
-                "connect",
-                grpc.StatusCode.UNAVAILABLE,
-                f"supervisor at {self._target} not reachable within {self._config.connect_timeout_secs}s",
-            ) from None
-        log.info("connected to supervisor at %s (node %s)", self._target, self._config.node_id)
+        # With several endpoints each gets an equal share of the timeout, in failover order.
+        attempts = len(self._config.endpoint_list)
+        share = self._config.connect_timeout_secs / attempts
+        for attempt in range(attempts):
+            channel = self._ensure_channel()
+            try:
+                await asyncio.wait_for(channel.channel_ready(), share)
+            except TimeoutError:
+                error = RpcError(
+                    "connect",
+                    grpc.StatusCode.UNAVAILABLE,
+                    f"supervisor at {self._target} not reachable within {share:g}s",
+                )
+                if attempt + 1 == attempts:
+                    raise error from None
+                self._fail_over(channel, error)
+                continue
+            log.info("connected to supervisor at %s (node %s)", self._target, self._config.node_id)
+            return
 
     async def start_status_reporting(self) -> None:
         """Start the reporting and health-check loops in background tasks and return at once.
