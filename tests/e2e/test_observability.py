@@ -146,7 +146,9 @@ async def test_counters_probes_and_json_logs(fleet: Fleet) -> None:
     acknowledged = node_after.value("supervit_report_success_total")
     assert acknowledged >= 1
     assert sup_after.value("supervit_reports_total") >= acknowledged
-    assert handled(sup_after, SUP_SVC, "Report", "OK") == sup_after.value("supervit_reports_total")
+    # One scrape reads the two counters a moment apart while the node keeps reporting every second,
+    # so a report can complete between the two reads: they agree to within that one report.
+    assert abs(handled(sup_after, SUP_SVC, "Report", "OK") - sup_after.value("supervit_reports_total")) <= 1
     assert sup_after.value("supervit_registrations_total") == 1
     assert sup_after.value("supervit_nodes", state="online") == 1
     assert node_after.value("supervit_registered") == 1
