@@ -191,6 +191,7 @@ class NodeDaemon:
             self._lock = DataDirLock.acquire(sd.data_dir, key="supervisor.supervisord.data_dir")
             self._db = await open_node_database(sd.data_dir)
             self._nonces = await SqliteNonceStorage.open(sd.data_dir)
+            log.debug("data dir %s: %s and %s open", sd.data_dir, self._db.path.name, self._nonces.path.name)
             telemetry = self.telemetry
             if telemetry is not None:
                 self._db.commit_observer = telemetry.commit_observer(self._db.path.name)
