@@ -56,6 +56,8 @@ QUICK: dict[str, list[str]] = {
         "10",
         "--concurrency",
         "4",
+        "--micro-calls",
+        "1000",
     ],
     "bench_fleet": ["--nodes", "50", "--interval", "1", "--duration", "2", "--window", "1", "--processes", "1"],
     "bench_footprint": ["--duration", "2", "--settle", "1"],
