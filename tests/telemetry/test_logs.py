@@ -107,3 +107,50 @@ async def test_log_level_option_and_bad_format(tmp_path: Path) -> None:
     assert code == 2 and "supervisor.supervisord.log_format" in err
     code, _, err = await run_cli("node", "--config", str(config), "--log-level", "chatty")
     assert code == 2 and "--log-level" in err
+
+
+def write_node_config(directory: Path, config_level: str) -> Path:
+    """A serve-only node logging JSON at ``config_level``."""
+    directory.mkdir()
+    config = directory / "node.toml"
+    config.write_text(
+        f'[supervisor.metrics]\nlisten = ""\n[supervisor.client]\nnode_id = "n"\nshared_secret = "{SECRET_HEX}"\n'
+        f'[supervisor.supervisord]\nip = "127.0.0.1"\nport = 0\ndata_dir = "{directory / "data"}"\n'
+        f'log_level = "{config_level}"\nlog_format = "json"\nshutdown_grace_secs = 0\n'
+    )
+    return config
+
+
+async def node_stderr(directory: Path, config_level: str, *args: str) -> list[dict[str, object]]:
+    """Start that node (plus CLI ``args``), stop it, parse its stderr."""
+    config = write_node_config(directory, config_level)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "supervit",
+        "node",
+        "--config",
+        str(config),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), 30)
+    assert line.startswith(b"supervit node listening on "), line
+    proc.terminate()
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()
+    return [json.loads(line) for line in err.decode().splitlines() if line.strip()]
+
+
+@pytest.mark.e2e
+async def test_log_level_option_overrides_the_file(tmp_path: Path) -> None:
+    """--log-level debug shows the DEBUG lines a file at error hides, and --log-level error hides INFO."""
+    louder = await node_stderr(tmp_path / "a", "error", "--log-level", "debug")
+    assert any(e["level"] == "DEBUG" and str(e["logger"]).startswith("supervit") for e in louder)
+    quieter = await node_stderr(tmp_path / "b", "debug", "--log-level", "error")
+    assert not [e for e in quieter if e["level"] in ("DEBUG", "INFO", "WARNING")]
+    as_configured = await node_stderr(tmp_path / "c", "info")
+    levels = {e["level"] for e in as_configured}
+    assert "INFO" in levels and "DEBUG" not in levels
