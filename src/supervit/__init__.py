@@ -5,6 +5,13 @@ re-exported here. Subpackages (``supervit.auth``, ``supervit.storage``, ``superv
 ``supervit.supervisor`` …) expose their finer-grained building blocks.
 """
 
+import os as _os
+
+# gRPC's C core prints some transport events on stderr at INFO by default (e.g. "Got goaway"):
+# noise in the daemons' logs, and not JSON in log_format = "json". ERROR is its documented
+# default; an explicit GRPC_VERBOSITY wins. Read once, when grpc is imported: hence first here.
+_os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
 from supervit._exceptions import (
     AuthError,
     ConfigError,

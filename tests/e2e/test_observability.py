@@ -5,7 +5,7 @@ Authenticated calls, one replay and one wrong-secret call against each daemon, t
 moved by exactly those amounts; the node's ``/readyz`` turns 503 while its supervisor is down and
 200 once it is back. The node logs JSON at ``--log-level debug``. The Grafana dashboard may query
 only metrics that these real expositions contain, and ``promtool check metrics`` (when installed)
-must accept both.
+must accept both; the example alerting rules likewise use only real metrics and load in Prometheus.
 """
 
 from __future__ import annotations
@@ -33,7 +33,10 @@ from tests.telemetry._scrape import Scrape, http_get, scrape
 
 pytestmark = pytest.mark.e2e
 
-DASHBOARD = Path(__file__).resolve().parents[2] / "examples" / "grafana" / "supervit.json"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+DASHBOARD = EXAMPLES / "grafana" / "supervit.json"
+ALERTS = EXAMPLES / "prometheus" / "supervit-alerts.yml"
+SCRAPE_CONFIG = EXAMPLES / "prometheus" / "prometheus.yml"
 NODE_SVC = "supervisor.v1.SupervisedService"
 SUP_SVC = "supervisor.v1.SupervisorService"
 
@@ -179,16 +182,33 @@ async def test_counters_probes_and_json_logs(fleet: Fleet) -> None:
     assert not any(SECRET_HEX in line for line in node.log().splitlines())
 
 
+def metric_names(expr: str) -> set[str]:
+    """The supervit/gRPC/process metric names a PromQL expression uses."""
+    # Label matchers and grouping clauses name labels (grpc_code…), not metrics.
+    expr = re.sub(r"\{[^}]*\}", "", expr)
+    expr = re.sub(r"\b(?:by|without|on|ignoring)\s*\([^)]*\)", "", expr)
+    return set(re.findall(r"\b((?:supervit|grpc|process|python)_[a-z0-9_]+)\b", expr))
+
+
 def dashboard_metrics() -> set[str]:
     """Every metric name the dashboard's PromQL expressions use."""
     panels = json.loads(DASHBOARD.read_text())["panels"]
+    return {name for panel in panels for target in panel.get("targets", []) for name in metric_names(target["expr"])}
+
+
+def alert_metrics() -> set[str]:
+    """Every metric name the example alerting rules' expressions use (``expr:`` up to ``for:``)."""
     names: set[str] = set()
-    for panel in panels:
-        for target in panel.get("targets", []):
-            # Label matchers and grouping clauses name labels (grpc_code…), not metrics.
-            expr = re.sub(r"\{[^}]*\}", "", target["expr"])
-            expr = re.sub(r"\b(?:by|without|on|ignoring)\s*\([^)]*\)", "", expr)
-            names.update(re.findall(r"\b((?:supervit|grpc|process|python)_[a-z0-9_]+)\b", expr))
+    expr: list[str] | None = None
+    for line in ALERTS.read_text().splitlines():
+        key = line.strip().split(":", 1)[0]
+        if key == "expr":
+            expr = [line.split(":", 1)[1]]
+        elif expr is not None and key in ("for", "labels", "annotations", "- alert"):
+            names |= metric_names(" ".join(expr))
+            expr = None
+        elif expr is not None:
+            expr.append(line)
     return names
 
 
@@ -214,6 +234,9 @@ async def test_dashboard_queries_only_real_metrics_and_promtool_accepts_them(fle
     wanted = dashboard_metrics()
     assert len(wanted) >= 10
     assert wanted <= available, f"the dashboard queries metrics nobody exports: {sorted(wanted - available)}"
+    alerts = alert_metrics()
+    assert len(alerts) >= 8
+    assert alerts <= available, f"the alerting rules use metrics nobody exports: {sorted(alerts - available)}"
 
     promtool = shutil.which("promtool")
     if promtool is None:
@@ -225,3 +248,7 @@ async def test_dashboard_queries_only_real_metrics_and_promtool_accepts_them(fle
         assert result.returncode == 0, f"promtool rejects the {name} exposition:\n{result.stdout}{result.stderr}"
         # promtool's lint (naming conventions) prints its findings; there must be none.
         assert not result.stdout.strip() and not result.stderr.strip(), f"{name}: {result.stdout}{result.stderr}"
+    # The example scrape configuration and its alerting rules load in Prometheus.
+    for args in (["check", "rules", str(ALERTS)], ["check", "config", str(SCRAPE_CONFIG)]):
+        result = await asyncio.to_thread(subprocess.run, [promtool, *args], capture_output=True, text=True, check=False)
+        assert result.returncode == 0, f"promtool {' '.join(args)}:\n{result.stdout}{result.stderr}"

@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -154,3 +155,40 @@ async def test_log_level_option_overrides_the_file(tmp_path: Path) -> None:
     as_configured = await node_stderr(tmp_path / "c", "info")
     levels = {e["level"] for e in as_configured}
     assert "INFO" in levels and "DEBUG" not in levels
+
+
+GOAWAY = """
+import asyncio, grpc
+async def main():
+    server = grpc.aio.server()
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    await channel.channel_ready()
+    await server.stop(0)  # the connected channel gets a GOAWAY, which grpc's core logs at INFO
+    await asyncio.sleep(0.3)
+    await channel.close()
+asyncio.run(main())
+"""
+
+
+@pytest.mark.e2e
+async def test_grpc_core_transport_chatter_stays_off_stderr() -> None:
+    """Importing supervit (before grpc) keeps grpc's C core at ERROR unless GRPC_VERBOSITY says otherwise."""
+
+    async def run(code: str, env: dict[str, str]) -> tuple[str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0, err.decode()
+        return out.decode(), err.decode()
+
+    base = {k: v for k, v in os.environ.items() if k != "GRPC_VERBOSITY"}
+    out, _ = await run("import os, supervit; print(os.environ['GRPC_VERBOSITY'])", base)
+    assert out.strip() == "ERROR"
+    # grpc alone usually prints "... chttp2_transport.cc] ... Got goaway" here (timing permitting).
+    assert await run("import supervit\n" + GOAWAY, base) == ("", "")
+    # The user's choice wins.
+    out, _ = await run("import os, supervit; print(os.environ['GRPC_VERBOSITY'])", {**base, "GRPC_VERBOSITY": "debug"})
+    assert out.strip() == "debug"
