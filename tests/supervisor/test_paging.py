@@ -82,3 +82,28 @@ async def test_large_registrations_page_instead_of_resource_exhausted(
     listing = await supervit("ctl", "nodes", env=env)
     assert listing.code == 0, listing.err
     assert sum(1 for line in listing.out.splitlines() if line.startswith("n")) == 26
+
+
+async def test_list_nodes_reads_the_store_in_chunks_across_page_boundaries(
+    tmp_path: Path, started: Started, channel_to: Channels, admin_to: Admins
+) -> None:
+    """More nodes than one store chunk (500): unpaged and odd-sized pages list each node once, in order."""
+    sup = await started(make_config(tmp_path))
+    channel = channel_to(sup.address)
+    ids = sorted(f"node-{i:04d}" for i in range(1203))
+    for start in range(0, len(ids), 200):
+        await asyncio.gather(*(NodeSim(channel, node_id).register() for node_id in ids[start : start + 200]))
+    admin = admin_to(sup.admin_address)
+    whole = await admin.list_nodes_page()
+    assert [n.node_id for n in whole.nodes] == ids and whole.total_count == 1203
+    assert not whole.HasField("next_page_token")
+    for size in (499, 500, 501, 1202, 1203):
+        seen, token = [], ""
+        while True:
+            page = await admin.list_nodes_page(size, token)
+            assert len(page.nodes) <= size
+            seen += [n.node_id for n in page.nodes]
+            token = page.next_page_token
+            if not token:
+                break
+        assert seen == ids, size

@@ -14,7 +14,6 @@ Status codes: ``UNAUTHENTICATED`` (credential refused), ``NOT_FOUND`` (unknown n
 
 from __future__ import annotations
 
-import bisect
 import logging
 import time
 from collections.abc import Callable
@@ -36,6 +35,9 @@ from supervit.supervisor._store import CatalogStore, DirectiveStore, IngestStore
 __all__ = ["ADMIN_SERVICE", "AdminService", "admin_payload", "node_summary"]
 
 log = logging.getLogger("supervit.supervisor.admin")
+
+# Rows read from the store per step while a ListNodes page is filled.
+_CHUNK = 500
 
 ADMIN_SERVICE = supervit_admin_pb2.DESCRIPTOR.services_by_name["SupervisorAdmin"]
 """The ``supervit.admin.v1.SupervisorAdmin`` descriptor."""
@@ -154,41 +156,50 @@ class AdminService(supervit_admin_pb2_grpc.SupervisorAdminServicer):
             after = decode_node_token(request.page_token) if request.page_token else None
         except InvalidRequestError as exc:
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        limit = request.page_size or None  # unset: everything that fits in one response
+        summaries: list[_pb.NodeSummary] = []
+        size, last, more = 0, None, False
+        cursor = after
         try:
             if self.ingest is not None:
                 await self.ingest.flush()
-            nodes = await self.registry.nodes()
+            total = await self.registry.count_nodes()
+            # Read the store a chunk at a time (keyset paging): a page never loads the whole fleet.
+            while not more:
+                want = _CHUNK if limit is None else min(_CHUNK, limit - len(summaries) + 1)
+                chunk, cursor = await self.registry.nodes_page(cursor, want)
+                for node in chunk:
+                    if limit is not None and len(summaries) >= limit:
+                        more = True
+                        break
+                    try:
+                        summary = node_summary(node, self.pusher)
+                        entry = summary.ByteSize() + 8  # tag and length prefix
+                    except Exception as exc:  # stored by an older version; one node must not hide the others
+                        log.error(
+                            "quarantined node %r in the listing: its stored record cannot be shown (%s)",
+                            node.node_id,
+                            exc,
+                        )
+                        continue
+                    if summaries and size + entry > RESPONSE_BUDGET_BYTES:
+                        more = True
+                        break
+                    summaries.append(summary)
+                    size += entry
+                    last = node.node_id
+                if cursor is None:
+                    break
+                # A full chunk that ends exactly at the page's size: more rows may follow.
+                if limit is not None and len(summaries) >= limit:
+                    more = True
         except StorageError as exc:
             await abort_for(context, exc)
-        nodes.sort(key=lambda n: n.node_id)  # code-point order whatever the store's collation
-        ids = [node.node_id for node in nodes]
-        start = 0 if after is None else bisect.bisect_right(ids, after)
-        limit = request.page_size or len(nodes)
-        summaries: list[_pb.NodeSummary] = []
-        size, last, more = 0, None, False
-        for node in nodes[start:]:
-            if len(summaries) >= limit:
-                more = True
-                break
-            try:
-                summary = node_summary(node, self.pusher)
-                entry = summary.ByteSize() + 8  # tag and length prefix
-            except Exception as exc:  # stored by an older version; one node must not hide the others
-                log.error(
-                    "quarantined node %r in the listing: its stored record cannot be shown (%s)", node.node_id, exc
-                )
-                continue
-            if summaries and size + entry > RESPONSE_BUDGET_BYTES:
-                more = True
-                break
-            summaries.append(summary)
-            size += entry
-            last = node.node_id
         response = _pb.ListNodesResponse(
             nodes=summaries,
             server_timestamp=int(self._clock()),
             catalog_version=self.catalog.version,
-            total_count=len(nodes),
+            total_count=total,
         )
         if more and last is not None:
             response.next_page_token = encode_node_token(last)

@@ -94,6 +94,22 @@ class PgRegistry:
             rows = await conn.fetch(f"SELECT {_COLUMNS} FROM nodes ORDER BY node_id")
         return _records([tuple(row) for row in rows])
 
+    async def nodes_page(self, after: str | None, limit: int) -> tuple[list[NodeRecord], str | None]:
+        """The next ``limit`` rows after id ``after`` in the primary key's order (the database collation)."""
+        async with self._db.connection("list nodes") as conn:
+            if after is None:
+                rows = await conn.fetch(f"SELECT {_COLUMNS} FROM nodes ORDER BY node_id LIMIT $1", limit)
+            else:
+                sql = f"SELECT {_COLUMNS} FROM nodes WHERE node_id > $1 ORDER BY node_id LIMIT $2"
+                rows = await conn.fetch(sql, after, limit)
+        cursor = str(rows[-1][0]) if len(rows) == limit else None
+        return _records([tuple(row) for row in rows]), cursor
+
+    async def count_nodes(self) -> int:
+        """How many nodes are registered."""
+        async with self._db.connection("count nodes") as conn:
+            return int(await conn.fetchval("SELECT COUNT(*) FROM nodes"))
+
     async def mark_offline(self, missed: int = 3) -> list[str]:
         """Mark online nodes silent for more than ``missed`` of their intervals offline."""
         now = int(self._clock())

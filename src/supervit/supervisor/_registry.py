@@ -398,6 +398,25 @@ class NodeRegistry:
 
         return await self._db.read(run)
 
+    async def nodes_page(self, after: str | None, limit: int) -> tuple[list[NodeRecord], str | None]:
+        """The next ``limit`` rows after id ``after`` by node id (the primary key's byte order)."""
+
+        def run(conn: sqlite3.Connection) -> tuple[list[NodeRecord], str | None]:
+            sql = f"SELECT {_COLUMNS}, {_PENDING} FROM nodes WHERE node_id > ? ORDER BY node_id LIMIT ?"
+            rows = rows_leniently(conn, sql, ("" if after is None else after, limit))
+            cursor = rows[-1][0] if len(rows) == limit else None
+            return _records(rows), cursor if isinstance(cursor, str) else None
+
+        return await self._db.read(run)
+
+    async def count_nodes(self) -> int:
+        """How many nodes are registered."""
+
+        def run(conn: sqlite3.Connection) -> int:
+            return int(conn.execute("SELECT COUNT(*) FROM nodes").fetchone()[0])
+
+        return await self._db.read(run)
+
     async def fleet_counts(self, catalog_version: int, live_version: int) -> FleetCounts:
         """Nodes online, offline and stopped, nodes behind the catalog, directives queued: one read.
 

@@ -55,6 +55,19 @@ class RegistryStore(Protocol):
         """Every node ever registered, by node id."""
         ...
 
+    async def nodes_page(self, after: str | None, limit: int) -> tuple[list[NodeRecord], str | None]:
+        """The readable nodes among the next ``limit`` rows after id ``after`` (None: from the start),
+        in the store's id order, and the id to continue after (None when no rows are left).
+
+        Listings page through the store with this instead of loading the whole fleet per page; an
+        unreadable (quarantined) row is skipped but still advances the cursor.
+        """
+        ...
+
+    async def count_nodes(self) -> int:
+        """How many nodes are registered."""
+        ...
+
     async def mark_offline(self, missed: int = 3) -> list[str]:
         """Mark nodes silent for more than ``missed`` intervals offline; the ids that just went."""
         ...
