@@ -155,6 +155,10 @@ async def test_counters_probes_and_json_logs(fleet: Fleet) -> None:
     assert sup_after.value("supervit_registrations_total") == 1
     assert sup_after.value("supervit_nodes", state="online") == 1
     assert node_after.value("supervit_registered") == 1
+    # The node's own calls to the supervisor, counted by its channel's interceptor (read after the
+    # report counter in the same scrape, so never behind it).
+    seen = {"grpc_type": "unary", "grpc_service": SUP_SVC, "grpc_method": "Report", "grpc_code": "OK"}
+    assert node_after.value("grpc_client_handled_total", **seen) >= acknowledged
     assert node_after.value("supervit_report_interval_seconds") == 1
     assert node_after.value("supervit_last_report_success_timestamp_seconds") > time.time() - 60
 

@@ -168,3 +168,40 @@ async def test_fleet_figures_on_the_postgres_backend(
     assert "supervit_db_commit_seconds" not in {s.name for f in found.family_list for s in f.samples}
     ready = await http_get(sup.metrics_address, "/readyz")
     assert (ready.status, json.loads(ready.body)["checks"]) == (200, {"storage": "ok"})
+
+
+async def test_client_interceptor_keeps_the_server_time_of_refusals(tmp_path: Path, started: Started) -> None:
+    """The node's metrics interceptor on its channel: calls counted by code, and a refusal's
+    x-server-time trailer still reaches the client (a skewed clock recovers at the first retry)."""
+    from prometheus_client import CollectorRegistry
+
+    from supervit.client import SupervitClient
+    from supervit.inventory import ServiceCollector
+    from supervit.metrics import StaticMetricsProvider
+    from supervit.telemetry import GrpcClientMetrics
+    from tests.client.conftest import fast_config
+    from tests.node._helpers import METRICS
+
+    sup = await started(make_config(tmp_path))
+    registry = CollectorRegistry()
+    metrics = GrpcClientMetrics(registry)
+    ahead = FakeClock(time.time() + 3600)  # an hour ahead: far outside the 300 s window
+    client = SupervitClient(
+        fast_config(f"http://{sup.address}", node_id="skewed"),
+        ServiceCollector([]),
+        metrics=StaticMetricsProvider(METRICS, 4),
+        clock=ahead,
+        interceptors=[metrics.interceptor()],
+    )
+    try:
+        await client.connect()
+        assert (await client.register_node()).success
+        assert client.clock_skew_secs > 3000
+        assert (await client.report()).received
+    finally:
+        await client.stop()
+    labels = {"grpc_type": "unary", "grpc_service": SVC, "grpc_method": "RegisterNode"}
+    assert registry.get_sample_value("grpc_client_handled_total", {**labels, "grpc_code": "Unauthenticated"}) == 1
+    assert registry.get_sample_value("grpc_client_handled_total", {**labels, "grpc_code": "OK"}) == 1
+    report = {**labels, "grpc_method": "Report", "grpc_code": "OK"}
+    assert registry.get_sample_value("grpc_client_handled_total", report) == 1

@@ -36,6 +36,7 @@ def _supervit_client(wiring: ClientWiring) -> ReportingClient:
         metrics=wiring.metrics,
         realm_version=wiring.realm_version,
         on_shutdown=wiring.on_shutdown,
+        interceptors=wiring.interceptors,
     )
 
 

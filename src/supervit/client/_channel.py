@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import grpc
@@ -74,9 +76,11 @@ def channel_credentials(config: SupervitConfig) -> grpc.ChannelCredentials:
     return grpc.ssl_channel_credentials(root_certificates=roots, private_key=key, certificate_chain=cert)
 
 
-def open_channel(config: SupervitConfig, endpoint: str | None = None) -> grpc.aio.Channel:
+def open_channel(
+    config: SupervitConfig, endpoint: str | None = None, *, interceptors: Sequence[Any] = ()
+) -> grpc.aio.Channel:
     """A new channel to ``endpoint`` (default ``config.endpoint``): TLS when ``enable_tls``,
-    plaintext otherwise.
+    plaintext otherwise; ``interceptors`` are grpc.aio client interceptors (e.g. metrics).
 
     Opening does not connect; the first call (or ``channel_ready()``) does. Raises
     :class:`ConfigError` when a certificate file cannot be read.
@@ -88,5 +92,7 @@ def open_channel(config: SupervitConfig, endpoint: str | None = None) -> grpc.ai
         if urlsplit(endpoint).scheme == "http":
             # validate() allows it; say so, because the URL suggests plaintext.
             log.warning("endpoint %s uses http:// but enable_tls is true: connecting with TLS", endpoint)
-        return grpc.aio.secure_channel(target, channel_credentials(config), options=options)
-    return grpc.aio.insecure_channel(target, options=options)
+        return grpc.aio.secure_channel(
+            target, channel_credentials(config), options=options, interceptors=list(interceptors) or None
+        )
+    return grpc.aio.insecure_channel(target, options=options, interceptors=list(interceptors) or None)

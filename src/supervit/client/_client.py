@@ -44,8 +44,9 @@ import logging
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
+from typing import Any
 
 import grpc
 
@@ -86,6 +87,8 @@ class SupervitClient(SupervisorConnection):
     ``clock`` (Unix seconds) is the node's wall clock, used for signing and skew measurement;
     ``rng`` drives the backoff jitter and the first-report delay; ``sleep`` is used for every
     wait of the background loops. All three exist so tests can control time and randomness.
+    ``interceptors`` (grpc.aio client interceptors) go on every channel to the supervisor; the
+    node daemon passes its ``grpc_client_*`` metrics interceptor here.
 
     Typical use::
 
@@ -108,9 +111,10 @@ class SupervitClient(SupervisorConnection):
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         sleep: Sleep = asyncio.sleep,
+        interceptors: Sequence[Any] = (),
     ) -> None:
         config.validate()
-        super().__init__(config, clock=clock)
+        super().__init__(config, clock=clock, interceptors=interceptors)
         self._services = service_collector
         self._metrics = metrics
         self._realm_version = realm_version

@@ -25,8 +25,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import grpc
 from google.protobuf.message import Message
@@ -69,8 +69,11 @@ class SupervisorConnection:
     signer and the skew measurement both use it, so a test can shift it to simulate a wrong clock.
     """
 
-    def __init__(self, config: SupervitConfig, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, config: SupervitConfig, *, clock: Callable[[], float] = time.time, interceptors: Sequence[Any] = ()
+    ) -> None:
         self._config = config
+        self._interceptors = tuple(interceptors)
         self._clock = clock
         self._signer = Signer(config.secret, clock=clock)
         self._skew = ClockSkewEstimator()
@@ -126,7 +129,7 @@ class SupervisorConnection:
 
     def _ensure_channel(self) -> grpc.aio.Channel:
         if self._channel is None:
-            self._channel = open_channel(self._config, self.endpoint)
+            self._channel = open_channel(self._config, self.endpoint, interceptors=self._interceptors)
             self._stub = supervisor_pb2_grpc.SupervisorServiceStub(self._channel)
             self._state.channel_open = True
         return self._channel

@@ -24,7 +24,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from supervit._exceptions import StorageError
 from supervit._version import __version__
@@ -85,6 +85,9 @@ class ClientWiring:
     metrics: MetricsProvider
     realm_version: Callable[[], Awaitable[int]]
     on_shutdown: Callable[[str], Awaitable[None]]
+    interceptors: tuple[Any, ...] = ()
+    """grpc.aio client interceptors for the channel to the supervisor (the ``grpc_client_*``
+    metrics when they are on): ``SupervitClient(..., interceptors=)``."""
 
 
 ReportingClientFactory = Callable[[ClientWiring], ReportingClient]
@@ -342,6 +345,7 @@ class NodeDaemon:
             metrics=self._metrics,
             realm_version=realms.max_realm_version,
             on_shutdown=self._on_shutdown_directive,
+            interceptors=(self.telemetry.grpc_client.interceptor(),) if self.telemetry is not None else (),
         )
         self._client = self._client_factory(wiring)
         await self._client.start_status_reporting()
