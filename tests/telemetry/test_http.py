@@ -175,3 +175,32 @@ def test_scrape_helper_reads_labels_exactly() -> None:
     found = Scrape(text)
     assert found.value("x_total", a="1") == 2
     assert found.sum("x_total", a="1") == 5
+
+
+async def test_idle_connections_beyond_the_cap_are_closed_and_serving_goes_on() -> None:
+    from supervit.telemetry._http import MAX_CONNECTIONS
+
+    srv = MetricsServer(DaemonMetrics("node"))
+    address = await started(srv)
+    host, port = address.rsplit(":", 1)
+    idle = [await asyncio.open_connection(host, int(port)) for _ in range(MAX_CONNECTIONS)]
+    try:
+        await asyncio.sleep(0.1)  # let the server accept them all
+        reader, writer = await asyncio.open_connection(host, int(port))
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # one too many: closed without an answer
+        writer.close()
+        await writer.wait_closed()
+    finally:
+        for _, w in idle:
+            w.close()
+            await w.wait_closed()
+    deadline = asyncio.get_running_loop().time() + 5
+    while True:  # the idle ones are released as the server sees them close
+        try:
+            if (await http_get(address, "/healthz")).status == 200:
+                break
+        except OSError:
+            pass  # still at the cap: closed without an answer
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.05)
+    await srv.stop()

@@ -5,8 +5,9 @@ event loop is responsive, so a wedged daemon fails its liveness probe. The one e
 rendering of the exposition, runs in a worker thread (see :class:`DaemonMetrics`).
 
 A deliberately small HTTP/1.1 subset: ``GET`` and ``HEAD``, one request per connection
-(``Connection: close``), request heads up to 16 KiB, read within 10 s. Prometheus, Kubernetes
-probes, load balancers and curl need no more.
+(``Connection: close``), request heads up to 16 KiB, read within 10 s, at most 64 connections at
+once (more are closed at once, so idle connections cannot pin file descriptors). Prometheus,
+Kubernetes probes, load balancers and curl need no more.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from supervit._exceptions import SupervitError
 from supervit.telemetry._registry import DaemonMetrics
 
-__all__ = ["MetricsServer", "ReadinessCheck"]
+__all__ = ["MAX_CONNECTIONS", "MetricsServer", "ReadinessCheck"]
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ ReadinessCheck = Callable[[], Awaitable[str | None]]
 _HEAD_LIMIT = 16 * 1024
 _READ_TIMEOUT_SECS = 10.0
 _CHECK_TIMEOUT_SECS = 3.0
+MAX_CONNECTIONS = 64
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
 _JSON = "application/json"
 _INDEX = b"supervit: /metrics (Prometheus), /healthz (liveness), /readyz (readiness)\n"
@@ -94,6 +96,11 @@ class MetricsServer:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
+        if len(self._connections) >= MAX_CONNECTIONS:
+            writer.close()  # over the cap: no answer, the peer sees the connection closed
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+            return
         self._connections.add(task)
         try:
             await self._serve(reader, writer)
