@@ -194,7 +194,7 @@ class PgStore:
     async def check(self) -> None:
         """One round trip to PostgreSQL (and Redis); StoreUnavailableError if either fails."""
         async with self.db.connection("ping PostgreSQL") as conn:
-            await conn.fetchval("SELECT 1")
+            await conn.fetchval("SELECT 1", timeout=self._timeout)
         if self._redis is not None:
             await self._redis.ping()
 

@@ -300,7 +300,9 @@ class Supervisor:
             try:
                 await store.check()
                 serving = True
-            except StorageError as exc:
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # StorageError, or anything else: fail closed, keep probing
                 serving = False
                 if self._serving:
                     log.error("store unreachable, health NOT_SERVING until it is back: %s", exc)
@@ -368,8 +370,12 @@ class Supervisor:
         for task in (self._sweeper, self._prober):
             if task is not None:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
+                try:
                     await task
+                except asyncio.CancelledError:
+                    pass
+                except Exception as exc:  # stopping goes on: the stores must still be closed
+                    log.warning("%s ended with an error while stopping: %r", task.get_name(), exc)
         self._sweeper = self._prober = None
         if self._pusher is not None:
             await self._pusher.close()
