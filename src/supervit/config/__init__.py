@@ -1,7 +1,7 @@
 """Configuration: client settings, the node daemon's TOML file, and the shared typed loader."""
 
 from supervit.config._client import SupervitConfig, endpoint_target
-from supervit.config._listen import check_listen, format_host_port, split_listen
+from supervit.config._listen import check_listen, format_host_port, split_host_port, split_listen
 from supervit.config._loader import ENV_PREFIX, apply_env, build, read_toml
 from supervit.config._node import (
     ClientSection,
@@ -39,5 +39,6 @@ __all__ = [
     "python_log_level",
     "read_secret_file",
     "read_toml",
+    "split_host_port",
     "split_listen",
 ]

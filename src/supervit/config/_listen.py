@@ -6,13 +6,13 @@ import ipaddress
 
 from supervit._exceptions import ConfigError
 
-__all__ = ["check_listen", "format_host_port", "split_listen"]
+__all__ = ["check_listen", "format_host_port", "split_host_port", "split_listen"]
 
 
-def split_listen(address: str) -> tuple[str, int]:
-    """``host:port`` or ``[v6]:port`` → (host without brackets, port); ValueError says why not.
+def split_host_port(address: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` → (host without brackets, port 0..65535); ValueError says why not.
 
-    The host must be an IP address or ``localhost``; port 0 means "any free port".
+    The one parser of addresses in configs and requests (listen addresses, agent addresses).
     """
     text = address.strip()
     if text.startswith("["):
@@ -24,15 +24,24 @@ def split_listen(address: str) -> tuple[str, int]:
         if not sep or not host:
             raise ValueError(f"{address!r} is not host:port")
         if ":" in host:
-            raise ValueError(f"{address!r}: write an IPv6 address in brackets, e.g. [::1]:9464")
+            raise ValueError(f"{address!r}: write an IPv6 address in brackets, e.g. [::1]:50051")
     if not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ValueError(f"port {port!r} is not a number between 0 and 65535")
+    return host, int(port)
+
+
+def split_listen(address: str) -> tuple[str, int]:
+    """:func:`split_host_port` for an address to bind: the host must be an IP address or ``localhost``.
+
+    Port 0 means "any free port".
+    """
+    host, port = split_host_port(address)
     if host != "localhost":
         try:
             ipaddress.ip_address(host)
         except ValueError:
             raise ValueError(f"host must be an IP address (or localhost) to bind, got {host!r}") from None
-    return host, int(port)
+    return host, port
 
 
 def check_listen(address: str, key: str) -> None:

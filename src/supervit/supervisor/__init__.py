@@ -10,6 +10,7 @@ embed it::
     await supervisor.stop()
 """
 
+from supervit.config import split_host_port  # re-exported: the address parser ctl and tools use
 from supervit.supervisor._admin import ADMIN_SERVICE, AdminService, admin_payload, node_summary
 from supervit.supervisor._admin_client import AdminClient
 from supervit.supervisor._backends import open_store
@@ -30,7 +31,6 @@ from supervit.supervisor._config import (
     SupervisorConfig,
     SupervisorSecuritySection,
     load_supervisor_config,
-    split_host_port,
 )
 from supervit.supervisor._directives import DirectiveQueue, QueuedDirective, validate_directive
 from supervit.supervisor._ingest import IngestNonceStorage, RecentNonces, ReportIngest

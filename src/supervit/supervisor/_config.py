@@ -31,6 +31,7 @@ from supervit.config import (
     check_listen,
     read_secret_file,
     read_toml,
+    split_host_port,
 )
 from supervit.rpc import ADMIN_LIMITS, SUPERVISOR_LIMITS, ServiceLimits, with_overrides
 
@@ -390,24 +391,6 @@ def _check_shared_store(srv: ServerSection) -> None:
 def _check_interval(value: int, key: str) -> None:
     if not 1 <= value <= _MAX_INTERVAL_SECS:
         raise ConfigError(key, f"must be 1..{_MAX_INTERVAL_SECS} seconds, got {value}")
-
-
-def split_host_port(address: str) -> tuple[str, int]:
-    """``host:port`` or ``[v6]:port`` → (host without brackets, port); ValueError says why not."""
-    text = address.strip()
-    if text.startswith("["):
-        host, sep, port = text[1:].partition("]:")
-        if not sep:
-            raise ValueError(f"{address!r} is not [IPv6]:port")
-    else:
-        host, sep, port = text.rpartition(":")
-        if not sep or not host:
-            raise ValueError(f"{address!r} is not host:port")
-        if ":" in host:
-            raise ValueError(f"{address!r}: write an IPv6 address in brackets, e.g. [::1]:50051")
-    if not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"port {port!r} is not a number between 0 and 65535")
-    return host, int(port)
 
 
 def _check_listen(address: str, key: str) -> None:

@@ -13,12 +13,12 @@ from dataclasses import replace
 
 from supervit._exceptions import StorageError
 from supervit.auth import CredentialVerifier
-from supervit.config import format_host_port, split_listen
+from supervit.config import format_host_port, split_host_port, split_listen
 from supervit.rpc import MemoryTrimmer, RpcServer, ServerTLS, StorageHealth, tune_for_serving
 from supervit.storage import Database
 from supervit.supervisor._admin import ADMIN_SERVICE, AdminService
 from supervit.supervisor._backends import open_store
-from supervit.supervisor._config import SupervisorConfig, split_host_port
+from supervit.supervisor._config import SupervisorConfig
 from supervit.supervisor._push import CatalogPusher
 from supervit.supervisor._service import SUPERVISOR_SERVICE, SupervisorService
 from supervit.supervisor._store import (

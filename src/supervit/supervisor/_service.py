@@ -41,6 +41,7 @@ from supervit.auth import (
     registration_fingerprint,
     request_payload,
 )
+from supervit.config import split_host_port
 from supervit.metrics import MAX_POWER_RESERVE_LEVEL
 from supervit.protocol import (
     LEAVING_METADATA_KEY,
@@ -50,7 +51,7 @@ from supervit.protocol import (
     supervisor_pb2_grpc,
 )
 from supervit.rpc import RefusalLog, abort, abort_for, current_request_bytes
-from supervit.supervisor._config import SupervisorConfig, split_host_port
+from supervit.supervisor._config import SupervisorConfig
 from supervit.supervisor._push import CatalogPusher
 from supervit.supervisor._store import CatalogStore, IngestStore
 from supervit.telemetry import refusal_reason_for
