@@ -141,16 +141,10 @@ def _next_version(conn: sqlite3.Connection) -> int:
     return int(row[0])
 
 
-class RealmCatalog:
-    """The desired realms, persisted in the supervisor database.
+class CatalogVersions:
+    """The catalog's two versions and its change listeners, shared by every catalog backend."""
 
-    Call :meth:`load` once after construction. Listeners added with :meth:`subscribe` are called
-    (synchronously, on the event loop) after every committed change.
-    """
-
-    def __init__(self, db: Database, *, clock: Callable[[], float] = time.time) -> None:
-        self._db = db
-        self._clock = clock
+    def __init__(self) -> None:
         self._version = 0
         self._live_version = 0
         self._listeners: list[Callable[[], None]] = []
@@ -168,6 +162,23 @@ class RealmCatalog:
     def subscribe(self, listener: Callable[[], None]) -> None:
         """Call ``listener()`` after every change."""
         self._listeners.append(listener)
+
+    def _notify(self) -> None:
+        for listener in self._listeners:
+            listener()
+
+
+class RealmCatalog(CatalogVersions):
+    """The desired realms, persisted in the supervisor database.
+
+    Call :meth:`load` once after construction. Listeners added with :meth:`subscribe` are called
+    (synchronously, on the event loop) after every committed change.
+    """
+
+    def __init__(self, db: Database, *, clock: Callable[[], float] = time.time) -> None:
+        super().__init__()
+        self._db = db
+        self._clock = clock
 
     async def load(self) -> None:
         """Read the current versions from the database."""
@@ -191,8 +202,7 @@ class RealmCatalog:
         # Changes commit one after another, so the newest version seen is the catalog's.
         self._version = max(self._version, realm.version)
         self._live_version = live if realm.version >= self._version else self._live_version
-        for listener in self._listeners:
-            listener()
+        self._notify()
         return realm
 
     async def add(

@@ -17,6 +17,7 @@ from supervit._exceptions import StorageError
 from supervit.supervisor._catalog import (
     CatalogChanges,
     CatalogRealm,
+    CatalogVersions,
     RealmExistsError,
     RealmNotFoundError,
     _check_expires,
@@ -39,30 +40,17 @@ _VERSIONS_SQL = (
 )
 
 
-class PgCatalog:
-    """:class:`~supervit.supervisor.CatalogStore` on PostgreSQL (call :meth:`load` first)."""
+class PgCatalog(CatalogVersions):
+    """:class:`~supervit.supervisor.CatalogStore` on PostgreSQL (call :meth:`load` first).
+
+    Listeners are called after every change this replica makes or learns of (NOTIFY, re-reads).
+    """
 
     def __init__(self, db: PgPool, schema: str, *, clock: Callable[[], float] = time.time) -> None:
+        super().__init__()
         self._db = db
         self._schema = schema
         self._clock = clock
-        self._version = 0
-        self._live_version = 0
-        self._listeners: list[Callable[[], None]] = []
-
-    @property
-    def version(self) -> int:
-        """The latest catalog change this replica knows of."""
-        return self._version
-
-    @property
-    def live_version(self) -> int:
-        """The highest version of an existing realm."""
-        return self._live_version
-
-    def subscribe(self, listener: Callable[[], None]) -> None:
-        """Call ``listener()`` after every change this replica makes or learns of."""
-        self._listeners.append(listener)
 
     async def load(self) -> None:
         """Read the current versions (listeners are called if they moved)."""
@@ -78,8 +66,7 @@ class PgCatalog:
         changed = (version, live) != (self._version, self._live_version)
         self._version, self._live_version = version, live
         if changed:
-            for listener in self._listeners:
-                listener()
+            self._notify()
 
     async def _change(self, what: str, fn: Callable[[Any, int, int], Any]) -> CatalogRealm:
         now = int(self._clock())
