@@ -29,7 +29,8 @@ ALLOWED: dict[str, set[str]] = {
     "config": BASE | {"auth", "metrics"},
     "client": BASE | {"auth", "config", "metrics", "inventory"},
     "node": BASE | {"auth", "config", "metrics", "inventory", "rpc", "storage", "telemetry"},
-    "supervisor": BASE | {"auth", "config", "metrics", "inventory", "rpc", "storage", "telemetry"},
+    # The catalog push calls nodes through client.SupervisedClient.
+    "supervisor": BASE | {"auth", "client", "config", "metrics", "inventory", "rpc", "storage", "telemetry"},
     "testing": BASE
     | {"auth", "config", "metrics", "inventory", "rpc", "storage", "telemetry", "client", "node", "supervisor"},
     "cli": BASE

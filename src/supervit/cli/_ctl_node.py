@@ -7,18 +7,18 @@ file with ``--config node.toml`` (its address, id and secret; explicit options w
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 import grpc
-from google.protobuf.message import Message
 
-from supervit.auth import SharedSecret, Signer, body_mac_metadata, request_payload
+from supervit._exceptions import RpcError
+from supervit.auth import SharedSecret
 from supervit.cli._ctl_common import (
     ADDRESS_FORMS,
     CtlError,
@@ -33,19 +33,21 @@ from supervit.cli._ctl_common import (
     table,
     when,
 )
+from supervit.client import RealmInfo, RequestRefusedError, SupervisedClient
 from supervit.config import load_node_config
-from supervit.protocol import common_pb2, supervised_pb2, supervised_pb2_grpc
+from supervit.protocol import common_pb2
 
 __all__ = ["NodeTarget", "config_group", "node_group", "realm_group"]
 
-_sd = supervised_pb2
+T = TypeVar("T")
 _RESOURCE_TYPES = {k: int(v) for k, v in common_pb2.ResourceType.items() if v}
 _CONFIG_TYPES = {k: int(v) for k, v in common_pb2.ConfigType.items() if v}
 
 
 @dataclass
 class NodeTarget:
-    """Where and how to call one node; use ``async with target:`` around :meth:`call`."""
+    """Where and how to call one node; ``async with target.session() as node:`` gives a
+    :class:`~supervit.client.SupervisedClient` whose failures leave the block as :class:`CtlError`."""
 
     address: str
     node_id: str
@@ -53,43 +55,31 @@ class NodeTarget:
     timeout: float = 10.0
     credentials: grpc.ChannelCredentials | None = None
     options: tuple[tuple[str, Any], ...] = ()
-    _channel: grpc.aio.Channel | None = None
-
-    async def __aenter__(self) -> NodeTarget:
-        if self.credentials is None:
-            self._channel = grpc.aio.insecure_channel(self.address, options=self.options)
-        else:
-            self._channel = grpc.aio.secure_channel(self.address, self.credentials, options=self.options)
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._channel is not None:
-            await self._channel.close(None)
-            self._channel = None
 
     @property
     def label(self) -> str:
         return f"node {self.node_id} at {self.address}"
 
-    async def call(self, method: str, request: Message) -> Any:
-        """Sign ``request`` for this node, send it; CtlError for any failure, ``success=false`` included."""
-        assert self._channel is not None, "use 'async with target:'"
-        stub = supervised_pb2_grpc.SupervisedServiceStub(self._channel)
-        request.credential.CopyFrom(  # type: ignore[attr-defined]
-            Signer(self.secret).credential(request_payload(request, self.node_id))
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[SupervisedClient]:
+        """A client for this node; any failure, ``success=false`` included, becomes one CtlError line."""
+        client = SupervisedClient(
+            self.address,
+            self.node_id,
+            self.secret,
+            timeout=self.timeout,
+            credentials=self.credentials,
+            options=self.options,
         )
         try:
-            metadata = body_mac_metadata(self.secret, request)
-            response = await getattr(stub, method)(request, timeout=self.timeout, metadata=metadata)
-        except grpc.aio.AioRpcError as exc:
-            raise failure(exc, self.label, "check --node-id and the shared secret", self.timeout) from None
-        ok = response.accepted if method == "Shutdown" else response.success
-        if not ok:
-            reason = response.error_message if response.HasField("error_message") else "no reason given"
-            raise CtlError(f"{method} failed on {self.label}: {reason}")
-        return response
+            async with client:
+                yield client
+        except RequestRefusedError as exc:
+            raise CtlError(f"{exc.method} failed on {self.label}: {exc.details}") from None
+        except RpcError as exc:
+            # The node's status line names no method: the command already says what was asked.
+            status = RpcError("", exc.code, exc.details)
+            raise failure(status, self.label, "check --node-id and the shared secret", self.timeout) from None
 
 
 def _from_config(path: Path, need_address: bool) -> tuple[str | None, str, str, grpc.ChannelCredentials | None]:
@@ -209,7 +199,11 @@ def _servers(text: str) -> list[int]:
     return [parse_enum(part, _RESOURCE_TYPES, "resource type") for part in text.split(",") if part.strip()]
 
 
-def _realm_rows(realms: list[common_pb2.RealmInfo]) -> list[list[object]]:
+def _resource_name(resource_type: int) -> str:
+    return common_pb2.ResourceType.Name(resource_type)  # type: ignore[arg-type]
+
+
+def _realm_rows(realms: list[RealmInfo]) -> list[list[object]]:
     return [
         [
             r.realm_id,
@@ -217,7 +211,7 @@ def _realm_rows(realms: list[common_pb2.RealmInfo]) -> list[list[object]]:
             "yes" if r.enabled else "no",
             r.status,
             r.version,
-            ",".join(common_pb2.ResourceType.Name(s) for s in r.use_servers) or "-",
+            ",".join(_resource_name(s) for s in r.use_servers) or "-",
             when(r.expires_at) if r.expires_at else "never",
         ]
         for r in realms
@@ -227,9 +221,9 @@ def _realm_rows(realms: list[common_pb2.RealmInfo]) -> list[list[object]]:
 _REALM_HEADERS = ("ID", "NAME", "ENABLED", "STATUS", "VERSION", "SERVERS", "EXPIRES")
 
 
-def _show_realm(realm: common_pb2.RealmInfo, as_json: bool) -> None:
+def _show_realm(realm: RealmInfo, as_json: bool) -> None:
     if as_json:
-        echo_json(message_dict(realm))
+        echo_json(message_dict(realm.message))
     else:
         click.echo(table(_REALM_HEADERS, _realm_rows([realm])))
 
@@ -265,16 +259,21 @@ def realm_create(
     as_json: bool,
 ) -> None:
     """Create realm REALM_ID on the node."""
-    request = _sd.CreateRealmRequest(
-        realm_id=realm_id,
-        name=name,
-        enabled=not disabled,
-        use_servers=_servers(use_servers),  # type: ignore[arg-type]
-        version=realm_version,
-        expires_at=expires_at,
+    servers = _servers(use_servers)
+    realm = run(
+        _one(
+            target,
+            lambda node: node.create_realm(
+                realm_id,
+                name,
+                enabled=not disabled,
+                use_servers=servers,
+                version=realm_version,
+                expires_at=expires_at,
+            ),
+        )
     )
-    response = run(_one(target, "CreateRealm", request))
-    _show_realm(response.realm, as_json)
+    _show_realm(realm, as_json)
 
 
 @realm_group.command("get")
@@ -282,8 +281,7 @@ def realm_create(
 @node_options
 def realm_get(target: NodeTarget, realm_id: int, as_json: bool) -> None:
     """Show realm REALM_ID."""
-    response = run(_one(target, "GetRealm", _sd.GetRealmRequest(realm_id=realm_id)))
-    _show_realm(response.realm, as_json)
+    _show_realm(run(_one(target, lambda node: node.get_realm(realm_id))), as_json)
 
 
 @realm_group.command("update")
@@ -293,13 +291,7 @@ def realm_get(target: NodeTarget, realm_id: int, as_json: bool) -> None:
 @node_options
 def realm_update(target: NodeTarget, realm_id: int, name: str | None, enabled: bool | None, as_json: bool) -> None:
     """Change the name and/or enabled flag of realm REALM_ID."""
-    request = _sd.UpdateRealmRequest(realm_id=realm_id)
-    if name is not None:
-        request.name = name
-    if enabled is not None:
-        request.enabled = enabled
-    response = run(_one(target, "UpdateRealm", request))
-    _show_realm(response.realm, as_json)
+    _show_realm(run(_one(target, lambda node: node.update_realm(realm_id, name=name, enabled=enabled))), as_json)
 
 
 @realm_group.command("delete")
@@ -307,7 +299,7 @@ def realm_update(target: NodeTarget, realm_id: int, name: str | None, enabled: b
 @node_options
 def realm_delete(target: NodeTarget, realm_id: int, as_json: bool) -> None:
     """Delete realm REALM_ID."""
-    run(_one(target, "DeleteRealm", _sd.DeleteRealmRequest(realm_id=realm_id)))
+    run(_one(target, lambda node: node.delete_realm(realm_id)))
     if as_json:
         echo_json({"deleted": realm_id})
     else:
@@ -320,32 +312,29 @@ def realm_delete(target: NodeTarget, realm_id: int, as_json: bool) -> None:
 def realm_list(target: NodeTarget, page_size: int, as_json: bool) -> None:
     """List every realm on the node (all pages)."""
 
-    async def fetch() -> tuple[list[common_pb2.RealmInfo], int]:
-        realms: list[common_pb2.RealmInfo] = []
+    async def fetch() -> tuple[list[RealmInfo], int]:
+        realms: list[RealmInfo] = []
         token: str | None = None
-        async with target:
+        async with target.session() as node:
             while True:
-                request = _sd.ListRealmsRequest(page_size=page_size)
-                if token:
-                    request.page_token = token
-                response = await target.call("ListRealms", request)
-                realms.extend(response.realms)
-                token = response.next_page_token if response.HasField("next_page_token") else None
+                page = await node.list_realms(page_size=page_size, page_token=token)
+                realms.extend(page.realms)
+                token = page.next_page_token
                 if not token:
-                    return realms, int(response.total_count)
+                    return realms, page.total_count
 
     realms, total = run(fetch())
     if as_json:
-        echo_json({"realms": [message_dict(r) for r in realms], "total_count": total})
+        echo_json({"realms": [message_dict(r.message) for r in realms], "total_count": total})
     elif realms:
         click.echo(table(_REALM_HEADERS, _realm_rows(realms)))
     else:
         click.echo(f"no realms on {target.label}")
 
 
-async def _one(target: NodeTarget, method: str, request: Message) -> Any:
-    async with target:
-        return await target.call(method, request)
+async def _one(target: NodeTarget, call: Callable[[SupervisedClient], Awaitable[T]]) -> T:
+    async with target.session() as node:
+        return await call(node)
 
 
 def _config_type(value: str) -> int:
@@ -368,11 +357,11 @@ def config_group() -> None:
 def config_get(target: NodeTarget, config_type: str, key: str, as_json: bool) -> None:
     """Print the value of CONFIG_TYPE KEY."""
     ctype = _config_type(config_type)
-    response = run(_one(target, "GetConfig", _sd.GetConfigRequest(config_type=ctype, config_key=key)))  # type: ignore[arg-type]
+    stored = run(_one(target, lambda node: node.get_config(ctype, key)))
     if as_json:
-        echo_json({"config_type": _config_name(ctype), "key": key, "value": response.config_value})
+        echo_json({"config_type": _config_name(ctype), "key": key, "value": stored.value})
     else:
-        click.echo(response.config_value)
+        click.echo(stored.value)
 
 
 @config_group.command("set")
@@ -384,22 +373,15 @@ def config_get(target: NodeTarget, config_type: str, key: str, as_json: bool) ->
 def config_set(target: NodeTarget, config_type: str, key: str, value: str, no_apply: bool, as_json: bool) -> None:
     """Set CONFIG_TYPE KEY to VALUE (applied immediately unless --no-apply)."""
     ctype = _config_type(config_type)
-    request = _sd.UpdateConfigRequest(
-        config_type=ctype,  # type: ignore[arg-type]
-        config_key=key,
-        config_value=value,
-        apply_immediately=not no_apply,
-    )
 
-    async def set_and_read() -> tuple[Any, str]:
-        async with target:
-            response = await target.call("UpdateConfig", request)
+    async def set_and_read() -> tuple[str | None, str]:
+        async with target.session() as node:
+            update = await node.update_config(ctype, key, value, apply_immediately=not no_apply)
             # Echo what the node stored (it normalises values: "WARNING" is stored as "warning").
-            stored = await target.call("GetConfig", _sd.GetConfigRequest(config_type=ctype, config_key=key))  # type: ignore[arg-type]
-            return response, str(stored.config_value)
+            stored = await node.get_config(ctype, key)
+            return update.old_value, stored.value
 
-    response, stored = run(set_and_read())
-    old = response.old_value if response.HasField("old_value") else None
+    old, stored = run(set_and_read())
     name = _config_name(ctype)
     if as_json:
         echo_json({"config_type": name, "key": key, "value": stored, "old_value": old, "applied": not no_apply})
@@ -418,9 +400,9 @@ def node_group() -> None:
 @node_options
 def node_info(target: NodeTarget, as_json: bool) -> None:
     """Show the node's identity, uptime, metrics and services."""
-    info = run(_one(target, "GetNodeInfo", _sd.GetNodeInfoRequest()))
+    info = run(_one(target, lambda node: node.node_info()))
     if as_json:
-        echo_json(message_dict(info))
+        echo_json(message_dict(info.message))
         return
     rows: list[list[object]] = [
         ["node_id", info.node_id],
@@ -429,8 +411,8 @@ def node_info(target: NodeTarget, as_json: bool) -> None:
         ["location_tag", info.location_tag],
         ["uptime", f"{info.uptime_secs}s"],
     ]
-    if info.HasField("current_metrics"):
-        m = info.current_metrics
+    if info.metrics is not None:
+        m = info.metrics
         rows += [
             ["cpu", f"{m.cpu_usage_percent:.1f}%"],
             ["memory", f"{m.memory_usage_percent:.1f}% of {m.memory_total_bytes // 2**20} MiB"],
@@ -440,7 +422,7 @@ def node_info(target: NodeTarget, as_json: bool) -> None:
     if info.services:
         click.echo()
         services = [
-            [s.name, common_pb2.ResourceType.Name(s.type), "yes" if s.is_healthy else "no", s.active_connections]
+            [s.name, _resource_name(s.type), "yes" if s.is_healthy else "no", s.active_connections]
             for s in info.services
         ]
         click.echo(table(("SERVICE", "TYPE", "HEALTHY", "CONNECTIONS"), services))
@@ -455,13 +437,8 @@ def node_shutdown(
     target: NodeTarget, immediate: bool, grace_secs: int | None, reason: str | None, as_json: bool
 ) -> None:
     """Ask the node to shut down (gracefully unless --immediate)."""
-    request = _sd.ShutdownRequest(graceful=not immediate)
-    if grace_secs is not None:
-        request.timeout_secs = grace_secs
-    if reason is not None:
-        request.reason = reason
-    response = run(_one(target, "Shutdown", request))
-    eta = response.estimated_shutdown_time if response.HasField("estimated_shutdown_time") else None
+    ack = run(_one(target, lambda node: node.shutdown(graceful=not immediate, timeout_secs=grace_secs, reason=reason)))
+    eta = ack.estimated_shutdown_time
     if as_json:
         echo_json({"accepted": True, "estimated_shutdown_time": eta})
     else:

@@ -27,11 +27,12 @@ from typing import IO
 
 import click
 
+from supervit._exceptions import RpcError
 from supervit.auth import SharedSecret
 from supervit.cli._ctl_admin import NODE_HEADERS, node_rows
 from supervit.cli._ctl_common import CtlError, table
-from supervit.cli._ctl_node import NodeTarget
-from supervit.protocol import common_pb2, supervised_pb2, supervit_admin_pb2
+from supervit.client import SupervisedClient
+from supervit.protocol import common_pb2, supervit_admin_pb2
 from supervit.supervisor import AdminClient
 
 __all__ = ["demo"]
@@ -263,13 +264,12 @@ port = {3478 + index}
             await asyncio.sleep(0.25)
 
     async def realm_on(self, node: str, address: str) -> int | None:
-        target = NodeTarget(address, node, SharedSecret.from_hex(self.fleet_hex), timeout=5)
-        async with target:
+        async with SupervisedClient(address, node, SharedSecret.from_hex(self.fleet_hex), timeout=5) as client:
             try:
-                response = await target.call("GetRealm", supervised_pb2.GetRealmRequest(realm_id=_REALM_ID))
-            except CtlError:
+                realm = await client.get_realm(_REALM_ID)
+            except RpcError:  # not there yet, refused or unreachable: the caller asks again
                 return None
-        return int(response.realm.version)
+        return realm.version
 
     def print_ctl_commands(self, sup: _Proc, nodes: dict[str, str]) -> None:
         """Paste-ready ``supervit ctl`` commands for the running processes (--keep)."""

@@ -1,4 +1,5 @@
-"""The node's client of the supervisor: registration, status reports, health checks.
+"""Clients: the node's client of the supervisor (registration, status reports, health checks),
+and :class:`SupervisedClient`, signed calls to a node's SupervisedService.
 
 :class:`SupervitClient` registers the node, reports on the interval the supervisor steers, obeys
 its directives, and recovers from outages, unknown-node answers and clock skew on its own. The
@@ -13,10 +14,29 @@ from supervit.client._errors import (
     LEAVING_METADATA_KEY,
     NOT_REGISTERED_DETAILS,
     SERVER_TIME_METADATA_KEY,
+    CredentialRejectedError,
+    DeadlineExceededError,
+    InvalidArgumentError,
+    PeerUnavailableError,
+    RefusedNotFoundError,
     RegistrationRejectedError,
+    RemoteNotFoundError,
+    RequestRefusedError,
+    status_error,
+)
+from supervit.client._node_views import (
+    ConfigUpdate,
+    ConfigValue,
+    NodeInfo,
+    NodeMetrics,
+    RealmInfo,
+    RealmPage,
+    ServiceHealth,
+    ShutdownAck,
 )
 from supervit.client._skew import ClockSkewEstimator
 from supervit.client._state import ConnectionState, ConnectionStatus
+from supervit.client._supervised import SupervisedClient
 
 __all__ = [
     "LEAVING_METADATA_KEY",
@@ -24,11 +44,28 @@ __all__ = [
     "SERVER_TIME_METADATA_KEY",
     "Backoff",
     "ClockSkewEstimator",
+    "ConfigUpdate",
+    "ConfigValue",
     "ConnectionState",
     "ConnectionStatus",
+    "CredentialRejectedError",
+    "DeadlineExceededError",
+    "InvalidArgumentError",
+    "NodeInfo",
+    "NodeMetrics",
+    "PeerUnavailableError",
+    "RealmInfo",
+    "RealmPage",
     "RealmVersionSource",
+    "RefusedNotFoundError",
     "RegistrationRejectedError",
+    "RemoteNotFoundError",
+    "RequestRefusedError",
+    "ServiceHealth",
+    "ShutdownAck",
     "ShutdownHandler",
     "Sleep",
+    "SupervisedClient",
     "SupervitClient",
+    "status_error",
 ]

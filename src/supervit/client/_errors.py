@@ -18,7 +18,14 @@ from typing import Any
 
 import grpc
 
-from supervit._exceptions import NotRegisteredError, RpcError, TimestampOutOfRangeError
+from supervit._exceptions import (
+    AuthError,
+    InvalidRequestError,
+    NotFoundError,
+    NotRegisteredError,
+    RpcError,
+    TimestampOutOfRangeError,
+)
 from supervit.protocol import LEAVING_METADATA_KEY, NOT_REGISTERED_DETAILS, SERVER_TIME_METADATA_KEY
 
 __all__ = [
@@ -26,11 +33,19 @@ __all__ = [
     "NOT_REGISTERED_DETAILS",
     "OUTAGE_CODES",
     "SERVER_TIME_METADATA_KEY",
+    "CredentialRejectedError",
+    "DeadlineExceededError",
+    "InvalidArgumentError",
+    "PeerUnavailableError",
+    "RefusedNotFoundError",
     "RegistrationRejectedError",
+    "RemoteNotFoundError",
+    "RequestRefusedError",
     "is_auth_failure",
     "is_outage",
     "is_timestamp_rejection",
     "server_time_from_metadata",
+    "status_error",
     "to_rpc_error",
 ]
 
@@ -55,6 +70,81 @@ class RegistrationRejectedError(RpcError):
 
     def __init__(self, message: str) -> None:
         super().__init__("RegisterNode", grpc.StatusCode.FAILED_PRECONDITION, message or "registration rejected")
+
+
+class CredentialRejectedError(RpcError, AuthError):
+    """The peer refused the call's credential (``UNAUTHENTICATED`` or ``PERMISSION_DENIED``).
+
+    Both an :class:`RpcError` (``code``, ``details``, ``method``) and an :class:`AuthError`.
+    """
+
+
+class InvalidArgumentError(RpcError, InvalidRequestError):
+    """The peer answered ``INVALID_ARGUMENT``: ``details`` names the offending field."""
+
+
+class PeerUnavailableError(RpcError):
+    """The peer could not be reached or is not serving (``UNAVAILABLE``); the call may be retried."""
+
+
+class DeadlineExceededError(RpcError):
+    """The peer did not answer within the call's deadline (``DEADLINE_EXCEEDED``)."""
+
+
+class RemoteNotFoundError(RpcError, NotFoundError):
+    """The peer does not have what was asked for: a ``NOT_FOUND`` status, or (as
+    :class:`RefusedNotFoundError`) an answer ``success = false`` saying so.
+
+    An :class:`RpcError` (``method``, ``code`` = ``NOT_FOUND``, ``details``) and a
+    :class:`~supervit.NotFoundError` (``kind`` such as ``"realm"``, ``key`` such as its id).
+    """
+
+    def __init__(self, method: str, code: Any, details: str, kind: str = "object", key: object = None) -> None:
+        self.method = method
+        self.code = code
+        self.details = details
+        self.kind = kind
+        self.key = key
+        name = getattr(code, "name", str(code))
+        # Neither parent's __init__ fits both signatures; Exception's keeps args[0] the message.
+        Exception.__init__(self, f"{method} failed: {name}: {details}")
+
+
+class RequestRefusedError(RpcError):
+    """The call went through but the peer refused it: ``success = false`` (``accepted = false``
+    for Shutdown). ``details`` is the peer's ``error_message`` ("no reason given" without one) and
+    ``code`` is ``FAILED_PRECONDITION``.
+    """
+
+    def __init__(self, method: str, code: Any, details: str) -> None:
+        super().__init__(method, code, details)
+
+
+class RefusedNotFoundError(RemoteNotFoundError, RequestRefusedError):
+    """A refusal (``success = false``) whose reason is that the realm or config key does not exist."""
+
+
+_STATUS_ERRORS: dict[grpc.StatusCode, type[RpcError]] = {
+    grpc.StatusCode.UNAUTHENTICATED: CredentialRejectedError,
+    grpc.StatusCode.PERMISSION_DENIED: CredentialRejectedError,
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgumentError,
+    grpc.StatusCode.UNAVAILABLE: PeerUnavailableError,
+    grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceededError,
+}
+
+
+def status_error(
+    method: str, code: grpc.StatusCode, details: str | None, *, kind: str = "object", key: object = None
+) -> RpcError:
+    """The supervit error for a failed SupervisedService (or admin) call, by status code.
+
+    ``NOT_FOUND`` is a :class:`RemoteNotFoundError` about ``kind`` ``key``; codes without a class
+    of their own are a plain :class:`RpcError`.
+    """
+    text = details or ""
+    if code == grpc.StatusCode.NOT_FOUND:
+        return RemoteNotFoundError(method, code, text, kind, key)
+    return _STATUS_ERRORS.get(code, RpcError)(method, code, text)
 
 
 def to_rpc_error(method: str, code: grpc.StatusCode, details: str | None) -> RpcError:

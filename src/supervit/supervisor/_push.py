@@ -22,9 +22,10 @@ What is pushed?
     included (the node's ``created_at`` then restarts; the realm is briefly absent).
 
 How?
-    Requests are signed with the node's own secret (payload rule ``request_payload(req,
-    node_id)``), preferring the secret the node last authenticated with, so a rotating node gets
-    the key it holds. At most one push task runs per node; triggers that arrive meanwhile make
+    Through :class:`~supervit.client.SupervisedClient`, signed with the node's own secrets,
+    preferring the secret the node last authenticated with, so a rotating node gets the key it
+    holds (the client tries the other key on ``UNAUTHENTICATED`` and the pusher remembers it).
+    At most one push task runs per node; triggers that arrive meanwhile make
     it run once more afterwards. Reports only *schedule* pushes, never wait for them. A failed
     push is retried after an exponential, jittered backoff (``[push] backoff_base_secs`` …
     ``backoff_cap_secs``), reset when the node registers again. Each outcome is noted in the
@@ -44,11 +45,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
-from google.protobuf.message import Message
 
-from supervit._exceptions import ConfigError, SupervitError
-from supervit.auth import SharedSecret, Signer, body_mac_metadata, request_payload
-from supervit.protocol import supervised_pb2, supervised_pb2_grpc
+from supervit._exceptions import ConfigError, RpcError, SupervitError
+from supervit.auth import SharedSecret
+from supervit.client import RequestRefusedError, SupervisedClient
 from supervit.supervisor._catalog import CatalogRealm
 from supervit.supervisor._config import PushSection
 from supervit.supervisor._store import CatalogStore, RegistryStore
@@ -57,7 +57,7 @@ __all__ = ["CatalogPusher", "PushError", "PushResult"]
 
 log = logging.getLogger("supervit.supervisor.push")
 
-_Resp = TypeVar("_Resp", bound=Message)
+_T = TypeVar("_T")
 
 
 class PushError(SupervitError):
@@ -252,14 +252,12 @@ class CatalogPusher:
         changes = await self._catalog.changes_since(min(realm_sync_version, pushed_version))
         created = deleted = 0
         try:
-            async with self._channel(agent_addr) as channel:
-                call = _Caller(
-                    supervised_pb2_grpc.SupervisedServiceStub(channel), node_id, self, self._config.timeout_secs
-                )
-                for entry in changes.entries:
-                    c, d = await self._apply(call, entry)
-                    created += c
-                    deleted += d
+            if changes.entries:
+                async with self._client(node_id, agent_addr) as client:
+                    for entry in changes.entries:
+                        c, d = await self._apply(client, entry)
+                        created += c
+                        deleted += d
         except PushError as exc:
             result = PushResult(node_id, False, None, created, deleted, str(exc))
         else:
@@ -277,43 +275,49 @@ class CatalogPusher:
             )
         return result
 
-    async def _apply(self, call: _Caller, entry: CatalogRealm) -> tuple[int, int]:
+    async def _apply(self, client: SupervisedClient, entry: CatalogRealm) -> tuple[int, int]:
         rid = entry.realm_id
-        got = await call("GetRealm", supervised_pb2.GetRealmRequest(realm_id=rid), rid)
-        have = got.realm.version if got.success and got.HasField("realm") else None
+        try:
+            have: int | None = (await _step("GetRealm", rid, client.get_realm(rid))).version
+        except _Refused:
+            have = None  # the node lacks it (or refuses to show it): treated as absent
         if entry.deleted:
             if have is None:
                 return 0, 0
-            await self._delete(call, rid)
+            await _step("DeleteRealm", rid, client.delete_realm(rid), refusal_fails=True)
             return 0, 1
         if have == entry.version:
             return 0, 0
         deleted = 0
         if have is not None:
-            await self._delete(call, rid)
+            await _step("DeleteRealm", rid, client.delete_realm(rid), refusal_fails=True)
             deleted = 1
-        resp = await call("CreateRealm", entry.create_request(), rid)
-        if not resp.success:
-            raise PushError(f"CreateRealm realm {rid} refused: {_message(resp)}")
+        create = client.create_realm(
+            rid,
+            entry.name,
+            enabled=entry.enabled,
+            use_servers=entry.use_servers,
+            version=entry.version,
+            expires_at=entry.expires_at,
+        )
+        await _step("CreateRealm", rid, create, refusal_fails=True)
         return 1, deleted
 
-    @staticmethod
-    async def _delete(call: _Caller, realm_id: int) -> None:
-        resp = await call("DeleteRealm", supervised_pb2.DeleteRealmRequest(realm_id=realm_id), realm_id)
-        if not resp.success:
-            raise PushError(f"DeleteRealm realm {realm_id} refused: {_message(resp)}")
-
-    @contextlib.asynccontextmanager
-    async def _channel(self, agent_addr: str) -> Any:
-        if self._tls is not None:
-            creds, options = self._tls
-            channel = grpc.aio.secure_channel(agent_addr, creds, options=options, interceptors=self._interceptors)
-        else:
-            channel = grpc.aio.insecure_channel(agent_addr, interceptors=self._interceptors)
-        try:
-            yield channel
-        finally:
-            await channel.close(None)
+    def _client(self, node_id: str, agent_addr: str) -> SupervisedClient:
+        secrets = self._secrets(node_id)
+        if not secrets:
+            raise PushError(f"no secret configured for node {node_id}")
+        creds, options = self._tls if self._tls is not None else (None, [])
+        return SupervisedClient(
+            agent_addr,
+            node_id,
+            secrets,
+            timeout=self._config.timeout_secs,
+            credentials=creds,
+            options=options,
+            interceptors=self._interceptors,
+            on_rotate=lambda secret: self.prefer_secret(node_id, secret),
+        )
 
     def _secrets(self, node_id: str) -> list[SharedSecret]:
         secrets = list(self._secrets_for(node_id))
@@ -324,35 +328,21 @@ class CatalogPusher:
         return secrets
 
 
-class _Caller:
-    """Signs and sends one SupervisedService request, trying the node's other secret on a refusal."""
+class _Refused(Exception):
+    """A GetRealm answered ``success = false``: not a push failure."""
 
-    def __init__(
-        self, stub: supervised_pb2_grpc.SupervisedServiceStub, node_id: str, pusher: CatalogPusher, timeout: float
-    ) -> None:
-        self._stub = stub
-        self._node_id = node_id
-        self._pusher = pusher
-        self._timeout = timeout
 
-    async def __call__(self, method: str, request: Message, realm_id: int) -> Any:
-        secrets = self._pusher._secrets(self._node_id)
-        if not secrets:
-            raise PushError(f"no secret configured for node {self._node_id}")
-        rpc: Callable[..., Awaitable[Any]] = getattr(self._stub, method)
-        payload = request_payload(request, self._node_id)
-        for i, secret in enumerate(secrets):
-            request.credential.CopyFrom(Signer(secret).credential(payload))  # type: ignore[attr-defined]
-            try:
-                response = await rpc(request, timeout=self._timeout, metadata=body_mac_metadata(secret, request))
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() == grpc.StatusCode.UNAUTHENTICATED and i + 1 < len(secrets):
-                    continue  # a rotating node may already (or still) hold the other key
-                raise PushError(f"{method} realm {realm_id}: {exc.code().name}: {exc.details()}") from None
-            if i:
-                self._pusher.prefer_secret(self._node_id, secret)
-            return response
-        raise AssertionError("unreachable")  # pragma: no cover
+async def _step(method: str, realm_id: int, call: Awaitable[_T], *, refusal_fails: bool = False) -> _T:
+    """Await one SupervisedClient call; its failures become :class:`PushError` (or ``_Refused``)."""
+    try:
+        return await call
+    except RequestRefusedError as exc:
+        if not refusal_fails:
+            raise _Refused() from None
+        raise PushError(f"{method} realm {realm_id} refused: {exc.details}") from None
+    except RpcError as exc:
+        name = getattr(exc.code, "name", str(exc.code))
+        raise PushError(f"{method} realm {realm_id}: {name}: {exc.details}") from None
 
 
 def _channel_tls(cfg: PushSection) -> tuple[grpc.ChannelCredentials, list[tuple[str, Any]]] | None:
@@ -373,7 +363,3 @@ def _channel_tls(cfg: PushSection) -> tuple[grpc.ChannelCredentials, list[tuple[
     )
     options = [("grpc.ssl_target_name_override", cfg.tls_domain)] if cfg.tls_domain else []
     return creds, options
-
-
-def _message(response: Any) -> str:
-    return str(response.error_message) if response.HasField("error_message") else "no reason given"
