@@ -24,7 +24,7 @@ ALLOWED: dict[str, set[str]] = {
     "metrics": BASE,
     "inventory": BASE,
     "telemetry": BASE,
-    "rpc": BASE | {"telemetry"},
+    "rpc": BASE | {"auth", "telemetry"},
     "auth": BASE | {"storage"},
     "config": BASE | {"auth", "metrics"},
     "client": BASE | {"auth", "config", "metrics", "inventory"},

@@ -6,6 +6,7 @@ import pytest
 
 from supervit import _exceptions as exc
 from supervit.auth import (
+    NONCE_TTL_EXTRA_SECS,
     CredentialVerifier,
     MemoryNonceStorage,
     SharedSecret,
@@ -222,3 +223,61 @@ def test_secret_parsing_errors_never_show_the_secret() -> None:
     s = SharedSecret.from_hex(SECRET_HEX.upper())
     assert SECRET_HEX not in repr(s) and SECRET_HEX not in str(s)
     assert s == SharedSecret.from_hex(SECRET_HEX)
+
+
+async def test_check_without_consume_burns_no_nonce(secret: SharedSecret, clock: FakeClock) -> None:
+    """check() is the window and the signature only: the nonce stays usable until consume()."""
+    storage = MemoryNonceStorage(clock=clock)
+    verifier = CredentialVerifier(secret, storage, clock=clock)
+    cred = Signer(secret, clock=clock).credential("x")
+    assert verifier.check(cred, "x") == secret
+    assert verifier.check(cred, "x") == secret
+    assert len(storage) == 0
+    await verifier.consume(cred)
+    assert len(storage) == 1
+    with pytest.raises(exc.NonceReusedError, match="nonce already used"):
+        await verifier.consume(cred)
+    with pytest.raises(exc.NonceReusedError):
+        await verifier.verify(cred, "x")
+
+
+async def test_check_returns_the_key_that_signed_during_a_rotation(
+    secret: SharedSecret, other_secret: SharedSecret, clock: FakeClock
+) -> None:
+    """With several secrets (the verifier's own or given per call) the one that matched comes back."""
+    verifier = CredentialVerifier([secret, other_secret], MemoryNonceStorage(clock=clock), clock=clock)
+    assert verifier.check(Signer(other_secret, clock=clock).credential("x"), "x") == other_secret
+    assert verifier.check(Signer(secret, clock=clock).credential("x"), "x") == secret
+    only_new = CredentialVerifier((), MemoryNonceStorage(clock=clock), clock=clock)
+    cred = Signer(secret, clock=clock).credential("x")
+    assert only_new.check(cred, "x", secrets=[other_secret, secret]) == secret
+    with pytest.raises(exc.InvalidSignatureError):
+        only_new.check(cred, "x", secrets=[other_secret])
+
+
+def test_a_lazy_payload_is_built_only_after_the_window_check(secret: SharedSecret, clock: FakeClock) -> None:
+    """A callable payload (the registration fingerprint) costs nothing for a stale credential."""
+    verifier = make_verifier(secret, clock)
+    built: list[str] = []
+
+    def payload() -> str:
+        built.append("x")
+        return "x"
+
+    stale = Signer(secret, clock=clock).credential("x", timestamp=int(clock.now) - 301)
+    with pytest.raises(exc.TimestampOutOfRangeError):
+        verifier.check(stale, payload)
+    assert built == []
+    assert verifier.check(Signer(secret, clock=clock).credential("x"), payload) == secret
+    assert built == ["x"]
+
+
+def test_nonce_expiry_outlives_the_window_by_the_margin(secret: SharedSecret, clock: FakeClock) -> None:
+    """Remembered until the timestamp can no longer pass the window, plus the contract's margin."""
+    verifier = make_verifier(secret, clock, 60)
+    now = int(clock.now)
+    past = Signer(secret, clock=clock).credential("x", timestamp=now - 30)
+    future = Signer(secret, clock=clock).credential("x", timestamp=now + 30)
+    assert verifier.nonce_expiry(past) == now + 60 + NONCE_TTL_EXTRA_SECS
+    assert verifier.nonce_expiry(future) == now + 30 + 60 + NONCE_TTL_EXTRA_SECS
+    assert verifier.nonce_expiry(past, now=now + 5) == now + 5 + 60 + NONCE_TTL_EXTRA_SECS

@@ -1,4 +1,9 @@
-"""Verification in the contract's order: time window, signature (constant time), nonce consume."""
+"""Verification in the contract's order: time window, signature (constant time), nonce consume.
+
+:meth:`CredentialVerifier.check` does the first two and :meth:`CredentialVerifier.consume` the
+third, so a receiver can put its own checks (the body MAC) or its own nonce store (the
+supervisor's report log) between or in place of them; :meth:`CredentialVerifier.verify` is both.
+"""
 
 from __future__ import annotations
 
@@ -29,8 +34,8 @@ def effective_window(max_clock_skew_secs: int | None) -> int:
 class CredentialVerifier:
     """Checks credentials against one or more secrets and consumes nonces exactly once.
 
-    Several secrets are accepted during a key rotation; ``verify`` may also be given the secrets
-    to use for one call (per-node secrets on the supervisor).
+    Several secrets are accepted during a key rotation; ``check``/``verify`` may also be given the
+    secrets to use for one call (per-node secrets on the supervisor).
     """
 
     def __init__(
@@ -46,6 +51,54 @@ class CredentialVerifier:
         self.window = effective_window(max_clock_skew_secs)
         self._clock = clock
 
+    def now(self) -> int:
+        """The verifier's notion of now (Unix seconds)."""
+        return int(self._clock())
+
+    def check(
+        self,
+        credential: common_pb2.NonceCredential,
+        payload: str | Callable[[], str],
+        *,
+        secrets: Sequence[SharedSecret] | None = None,
+        now: int | None = None,
+    ) -> SharedSecret:
+        """The first two checks, in the contract's order: time window, then signature.
+
+        Consumes nothing: a credential that passes can still be refused by a later check (the
+        body MAC) without burning the nonce of the genuine request. ``payload`` may be a callable,
+        called only once the window check passed (so an expensive payload, the registration
+        fingerprint, is never computed for a stale credential). ``secrets`` replaces the
+        verifier's own for this call (per-node secrets); every one is tried, so a key rotation
+        accepts any of them. ``now`` is the caller's Unix seconds (default: the verifier's clock).
+
+        Returns the secret that matched; raises :class:`TimestampOutOfRangeError` or
+        :class:`InvalidSignatureError`.
+        """
+        if now is None:
+            now = int(self._clock())
+        if abs(now - credential.timestamp) > self.window:
+            raise TimestampOutOfRangeError()
+        text = payload if isinstance(payload, str) else payload()
+        return self.check_signature(credential, text, self._secrets if secrets is None else secrets)
+
+    def nonce_expiry(self, credential: common_pb2.NonceCredential, now: int | None = None) -> int:
+        """Until when a consumed nonce is remembered: as long as its timestamp can pass the window
+        check, plus the contract's margin (Unix seconds)."""
+        if now is None:
+            now = int(self._clock())
+        return max(now, int(credential.timestamp)) + self.window + NONCE_TTL_EXTRA_SECS
+
+    async def consume(self, credential: common_pb2.NonceCredential, *, now: int | None = None) -> None:
+        """The third check: consume the credential's nonce in :attr:`nonce_storage`.
+
+        Call it only after :meth:`check` passed: only a verified credential may consume a nonce.
+        Returns once the store has it (durably, for a durable store). Raises
+        :class:`NonceReusedError` for a replay, :class:`NonceStorageError` if the store cannot tell.
+        """
+        if not await self.nonce_storage.consume(credential.nonce, self.nonce_expiry(credential, now)):
+            raise NonceReusedError()
+
     async def verify(
         self,
         credential: common_pb2.NonceCredential,
@@ -54,7 +107,7 @@ class CredentialVerifier:
         secrets: Sequence[SharedSecret] | None = None,
         before_consume: Callable[[SharedSecret], None] | None = None,
     ) -> SharedSecret:
-        """Accept the credential or raise.
+        """Accept the credential or raise: :meth:`check`, then :meth:`consume`.
 
         ``before_consume(matched_secret)`` runs after the signature check and before the nonce is
         consumed (the body MAC check: a tampered body must not burn the real request's nonce).
@@ -64,17 +117,10 @@ class CredentialVerifier:
         Returns the secret that matched (useful to log which key a rotating node uses).
         """
         now = int(self._clock())
-        timestamp = credential.timestamp
-        if abs(now - timestamp) > self.window:
-            raise TimestampOutOfRangeError()
-        matched = self.check_signature(credential, payload, self._secrets if secrets is None else secrets)
+        matched = self.check(credential, payload, secrets=secrets, now=now)
         if before_consume is not None:
             before_consume(matched)
-        # Only a verified credential may consume a nonce; it is remembered until the timestamp
-        # can no longer pass the window check, plus the contract's margin.
-        expires_at = max(now, timestamp) + self.window + NONCE_TTL_EXTRA_SECS
-        if not await self.nonce_storage.consume(credential.nonce, expires_at):
-            raise NonceReusedError()
+        await self.consume(credential, now=now)
         return matched
 
     @staticmethod

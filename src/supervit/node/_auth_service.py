@@ -1,7 +1,8 @@
 """AuthService: checks every SupervisedService request's credential before the real service sees it.
 
 The credential travels inside the request message, so it is checked here, on the parsed
-request, rather than in a metadata interceptor. Order per the contract: time window, signature,
+request, rather than in a metadata interceptor, by the layer every supervit service shares
+(:class:`~supervit.rpc.RequestAuthenticator`). Order per the contract: time window, signature,
 nonce. Refusals are ``UNAUTHENTICATED`` with the contract's message ("timestamp out of range",
 "invalid signature", "nonce already used"); a nonce store failure is ``INTERNAL`` (never a
 silent accept). Requests missing required fields never get here: the bytes-parsing handler of
@@ -10,27 +11,19 @@ silent accept). Requests missing required fields never get here: the bytes-parsi
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import grpc
 from google.protobuf.message import Message
 
-from supervit._exceptions import AuthError, StorageError
-from supervit.auth import (
-    DEFAULT_WINDOW_SECS,
-    CredentialVerifier,
-    NonceStorage,
-    SharedSecret,
-    body_mac_hook,
-    request_payload,
-)
+from supervit.auth import DEFAULT_WINDOW_SECS, CredentialVerifier, NonceStorage, SharedSecret, request_payload
 from supervit.protocol import supervised_pb2, supervised_pb2_grpc
-from supervit.rpc import RefusalLog, RpcServer, ServiceLimits, abort_for, current_request_bytes, service_handler
-from supervit.telemetry import refusal_reason_for
+from supervit.rpc import RefusalLog, RequestAuthenticator, RpcServer, ServiceLimits, authenticated, service_handler
 
 __all__ = ["SUPERVISED_SERVICE", "AuthService", "add_supervised_service"]
 
@@ -40,7 +33,6 @@ SUPERVISED_SERVICE = supervised_pb2.DESCRIPTOR.services_by_name["SupervisedServi
 """The ``supervisor.v1.SupervisedService`` descriptor."""
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
-_Resp = TypeVar("_Resp", bound=Message)
 
 SecretSpec = str | bytes | SharedSecret | Sequence[str | bytes | SharedSecret]
 """One secret (hex text, the decoded key bytes, or a :class:`SharedSecret`) or several during a key rotation."""
@@ -63,11 +55,21 @@ def _secrets(spec: SecretSpec) -> list[SharedSecret]:
     return secrets
 
 
-async def _call(result: _Resp | Awaitable[_Resp]) -> _Resp:
-    # The wrapped service may be synchronous or asynchronous (the generated base allows both).
-    if inspect.isawaitable(result):
-        return await result
-    return result
+def _payload_for(request: Message, *, node_id: str) -> str:
+    return request_payload(request, node_id)
+
+
+def _delegate(name: str) -> Callable[..., Any]:
+    """The servicer method ``name``: authenticate, then call the wrapped service's ``name``."""
+
+    async def delegate(self: Any, request: Any, context: Ctx) -> Any:
+        result = getattr(self.service, name)(request, context)
+        # The wrapped service may be synchronous or asynchronous (the generated base allows both).
+        return await result if inspect.isawaitable(result) else result
+
+    delegate.__name__ = delegate.__qualname__ = name
+    delegate.__doc__ = f"Authenticate, then delegate to the wrapped service's {name}."
+    return authenticated(delegate)
 
 
 class AuthService(supervised_pb2_grpc.SupervisedServiceServicer):
@@ -78,6 +80,10 @@ class AuthService(supervised_pb2_grpc.SupervisedServiceServicer):
     list of them (all accepted, for key rotation); ``max_clock_skew_secs`` is the accepted clock
     difference (0 means 300). An ``x-supervit-body-mac`` header is verified when present; with
     ``require_body_mac`` a request without one is refused (see :mod:`supervit.auth._body_mac`).
+
+    Every method of ``supervisor.v1.SupervisedService`` is the same step: :meth:`authenticate`,
+    then call ``service``'s method of that name (synchronous or asynchronous). The nonce is
+    consumed (durably, with a durable store) before ``service`` runs.
     """
 
     def __init__(
@@ -96,95 +102,37 @@ class AuthService(supervised_pb2_grpc.SupervisedServiceServicer):
         self.service = service
         self.node_id = node_id
         self.verifier = CredentialVerifier(_secrets(shared_secret), nonce_storage, max_clock_skew_secs, clock=clock)
-        self._refusals = RefusalLog(log)
-        self.require_body_mac = require_body_mac
+        self.authenticator = RequestAuthenticator(
+            self.verifier,
+            functools.partial(_payload_for, node_id=node_id),
+            refusals=RefusalLog(log),
+            require_body_mac=require_body_mac,
+            node_id=lambda _request: node_id,
+        )
+
+    @property
+    def require_body_mac(self) -> bool:
+        """Whether requests without an ``x-supervit-body-mac`` header are refused."""
+        return self.authenticator.require_body_mac
+
+    @require_body_mac.setter
+    def require_body_mac(self, value: bool) -> None:
+        self.authenticator.require_body_mac = value
 
     async def authenticate(self, request: Any, context: Ctx) -> None:
         """Verify ``request.credential`` (and the body MAC) or abort the RPC (UNAUTHENTICATED / INTERNAL)."""
-        try:
-            await self.verifier.verify(
-                request.credential,
-                request_payload(request, self.node_id),
-                # The exact bytes received; re-encoding is the fallback outside supervit's handler.
-                before_consume=body_mac_hook(
-                    context.invocation_metadata(),
-                    current_request_bytes() or request.SerializeToString(),
-                    required=self.require_body_mac,
-                ),
-            )
-        except (AuthError, StorageError) as exc:
-            # Log the refusal without the credential itself: the nonce is harmless but the
-            # peer and the reason are what an operator needs.
-            peer = context.peer()
-            rpc = type(request).__name__.removesuffix("Request")
-            self._refusals.note(
-                str(exc),
-                "refused %s from %s: %s",
-                type(request).__name__,
-                peer,
-                exc,
-                extra={"node_id": self.node_id, "peer": peer, "rpc": rpc, "reason": refusal_reason_for(exc)},
-            )
-            await abort_for(context, exc)
+        await self.authenticator.authenticate(request, context)
 
-    async def UpdateConfig(
-        self, request: supervised_pb2.UpdateConfigRequest, context: Ctx
-    ) -> supervised_pb2.UpdateConfigResponse:
-        """Authenticate, then delegate."""
-        await self.authenticate(request, context)
-        return await _call(self.service.UpdateConfig(request, context))  # type: ignore[arg-type]
-
-    async def GetConfig(
-        self, request: supervised_pb2.GetConfigRequest, context: Ctx
-    ) -> supervised_pb2.GetConfigResponse:
-        """Authenticate, then delegate."""
-        await self.authenticate(request, context)
-        return await _call(self.service.GetConfig(request, context))  # type: ignore[arg-type]
-
-    async def CreateRealm(
-        self, request: supervised_pb2.CreateRealmRequest, context: Ctx
-    ) -> supervised_pb2.CreateRealmResponse:
-        """Authenticate, then delegate."""
-        await self.authenticate(request, context)
-        return await _call(self.service.CreateRealm(request, context))  # type: ignore[arg-type]
-
-    async def GetRealm(self, request: supervised_pb2.GetRealmRequest, context: Ctx) -> supervised_pb2.GetRealmResponse:
-        """Authenticate, then delegate."""
-        await self.authenticate(request, context)
-        return await _call(self.service.GetRealm(request, context))  # type: ignore[arg-type]
-
-    async def UpdateRealm(
-        self, request: supervised_pb2.UpdateRealmRequest, context: Ctx
-    ) -> supervised_pb2.UpdateRealmResponse:
-        """Authenticate, then delegate."""
-        await self.authenticate(request, context)
-        return await _call(self.service.UpdateRealm(request, context))  # type: ignore[arg-type]
-
-    async def DeleteRealm(
-        self, request: supervised_pb2.DeleteRealmRequest, context: Ctx
-    ) -> supervised_pb2.DeleteRealmResponse:
-        """Authenticate, then delegate."""
-        await self.authenticate(request, context)
-        return await _call(self.service.DeleteRealm(request, context))  # type: ignore[arg-type]
-
-    async def ListRealms(
-        self, request: supervised_pb2.ListRealmsRequest, context: Ctx
-    ) -> supervised_pb2.ListRealmsResponse:
-        """Authenticate, then delegate."""
-        await self.authenticate(request, context)
-        return await _call(self.service.ListRealms(request, context))  # type: ignore[arg-type]
-
-    async def GetNodeInfo(
-        self, request: supervised_pb2.GetNodeInfoRequest, context: Ctx
-    ) -> supervised_pb2.GetNodeInfoResponse:
-        """Authenticate, then delegate."""
-        await self.authenticate(request, context)
-        return await _call(self.service.GetNodeInfo(request, context))  # type: ignore[arg-type]
-
-    async def Shutdown(self, request: supervised_pb2.ShutdownRequest, context: Ctx) -> supervised_pb2.ShutdownResponse:
-        """Authenticate, then delegate."""
-        await self.authenticate(request, context)
-        return await _call(self.service.Shutdown(request, context))  # type: ignore[arg-type]
+    # The same step for every RPC of SUPERVISED_SERVICE (a test checks the table is complete).
+    UpdateConfig = _delegate("UpdateConfig")
+    GetConfig = _delegate("GetConfig")
+    CreateRealm = _delegate("CreateRealm")
+    GetRealm = _delegate("GetRealm")
+    UpdateRealm = _delegate("UpdateRealm")
+    DeleteRealm = _delegate("DeleteRealm")
+    ListRealms = _delegate("ListRealms")
+    GetNodeInfo = _delegate("GetNodeInfo")
+    Shutdown = _delegate("Shutdown")
 
 
 def add_supervised_service(

@@ -1,5 +1,6 @@
 """gRPC plumbing shared by the node and the supervisor: precise request checking, limits, server set-up."""
 
+from supervit.rpc._authenticated import RequestAuthenticator, authenticated
 from supervit.rpc._handlers import StorageObserver, abort, abort_for, current_request_bytes, service_handler
 from supervit.rpc._health import StorageHealth
 from supervit.rpc._limits import (
@@ -27,6 +28,7 @@ __all__ = [
     "SUPERVISOR_LIMITS",
     "MemoryTrimmer",
     "RefusalLog",
+    "RequestAuthenticator",
     "RequestValidator",
     "RpcServer",
     "ServerTLS",
@@ -35,6 +37,7 @@ __all__ = [
     "StorageObserver",
     "abort",
     "abort_for",
+    "authenticated",
     "current_request_bytes",
     "default_limits",
     "resident_bytes",

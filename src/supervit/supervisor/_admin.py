@@ -22,10 +22,10 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
-from supervit._exceptions import AuthError, InvalidRequestError, StorageError
-from supervit.auth import CredentialVerifier, body_mac_hook
+from supervit._exceptions import InvalidRequestError, StorageError
+from supervit.auth import CredentialVerifier
 from supervit.protocol import supervit_admin_pb2, supervit_admin_pb2_grpc
-from supervit.rpc import RefusalLog, abort, abort_for, current_request_bytes
+from supervit.rpc import RefusalLog, RequestAuthenticator, abort, abort_for, authenticated
 from supervit.supervisor._catalog import RealmExistsError, RealmNotFoundError
 from supervit.supervisor._paging import RESPONSE_BUDGET_BYTES, decode_node_token, encode_node_token
 from supervit.supervisor._push import CatalogPusher
@@ -125,8 +125,9 @@ class AdminService(supervit_admin_pb2_grpc.SupervisorAdminServicer):
         require_body_mac: bool = False,
     ) -> None:
         self.ingest = ingest
-        self.require_body_mac = require_body_mac
-        self._refusals = RefusalLog(log, level=logging.WARNING)
+        self.authenticator = RequestAuthenticator(
+            verifier, admin_payload, refusals=RefusalLog(log, level=logging.WARNING), require_body_mac=require_body_mac
+        )
         self.registry = registry
         self.catalog = catalog
         self.pusher = pusher
@@ -134,16 +135,7 @@ class AdminService(supervit_admin_pb2_grpc.SupervisorAdminServicer):
         self.verifier = verifier
         self._clock = clock
 
-    async def _authenticate(self, request: Any, context: Ctx) -> None:
-        try:
-            check_body = body_mac_hook(
-                context.invocation_metadata(), current_request_bytes(), required=self.require_body_mac
-            )
-            await self.verifier.verify(request.credential, admin_payload(request), before_consume=check_body)
-        except (AuthError, StorageError) as exc:
-            self._refusals.note(str(exc), "refused admin %s from %s: %s", type(request).__name__, context.peer(), exc)
-            await abort_for(context, exc)
-
+    @authenticated
     async def ListNodes(self, request: _pb.ListNodesRequest, context: Ctx) -> _pb.ListNodesResponse:
         """Registered nodes by node id with state, last report and sync position, one page at a time.
 
@@ -151,7 +143,6 @@ class AdminService(supervit_admin_pb2_grpc.SupervisorAdminServicer):
         page stops before it would outgrow :data:`RESPONSE_BUDGET_BYTES`, and ``next_page_token``
         says where the next one starts. A token this service did not issue is INVALID_ARGUMENT.
         """
-        await self._authenticate(request, context)
         try:
             after = decode_node_token(request.page_token) if request.page_token else None
         except InvalidRequestError as exc:
@@ -205,11 +196,11 @@ class AdminService(supervit_admin_pb2_grpc.SupervisorAdminServicer):
             response.next_page_token = encode_node_token(last)
         return response
 
+    @authenticated
     async def EnqueueDirective(
         self, request: _pb.EnqueueDirectiveRequest, context: Ctx
     ) -> _pb.EnqueueDirectiveResponse:
         """Queue a directive for the node's next report."""
-        await self._authenticate(request, context)
         payload = request.payload if request.HasField("payload") else None
         try:
             directive, position = await self.directives.enqueue(request.node_id, int(request.type), payload)
@@ -222,9 +213,9 @@ class AdminService(supervit_admin_pb2_grpc.SupervisorAdminServicer):
         log.info("queued directive #%d (type %d) for %s", directive.directive_id, directive.type, request.node_id)
         return _pb.EnqueueDirectiveResponse(position=position, directive_id=directive.directive_id)
 
+    @authenticated
     async def ListCatalog(self, request: _pb.ListCatalogRequest, context: Ctx) -> _pb.ListCatalogResponse:
         """The realms in the catalog (removed ones excluded)."""
-        await self._authenticate(request, context)
         try:
             realms = await self.catalog.realms()
         except StorageError as exc:
@@ -233,9 +224,9 @@ class AdminService(supervit_admin_pb2_grpc.SupervisorAdminServicer):
             realms=[r.to_admin_proto() for r in realms], catalog_version=self.catalog.version
         )
 
+    @authenticated
     async def PutCatalogRealm(self, request: _pb.PutCatalogRealmRequest, context: Ctx) -> _pb.PutCatalogRealmResponse:
         """Add (PUT_MODE_CREATE) or change (PUT_MODE_UPDATE) a catalog realm, then push it."""
-        await self._authenticate(request, context)
         rid = request.realm_id
         try:
             if request.mode == _pb.PUT_MODE_CREATE:
@@ -271,11 +262,11 @@ class AdminService(supervit_admin_pb2_grpc.SupervisorAdminServicer):
         await self._push()
         return _pb.PutCatalogRealmResponse(realm=realm.to_admin_proto(), catalog_version=self.catalog.version)
 
+    @authenticated
     async def RemoveCatalogRealm(
         self, request: _pb.RemoveCatalogRealmRequest, context: Ctx
     ) -> _pb.RemoveCatalogRealmResponse:
         """Remove a catalog realm (nodes delete it with their next push)."""
-        await self._authenticate(request, context)
         try:
             tombstone = await self.catalog.remove(request.realm_id)
         except InvalidRequestError as exc:

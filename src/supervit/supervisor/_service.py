@@ -30,13 +30,10 @@ from typing import Any, NoReturn
 
 import grpc
 
-from supervit._exceptions import AuthError, StorageError, TimestampOutOfRangeError
+from supervit._exceptions import AuthError, StorageError
 from supervit.auth import (
-    NONCE_TTL_EXTRA_SECS,
     Action,
     CredentialVerifier,
-    SharedSecret,
-    body_mac_hook,
     build_payload,
     registration_fingerprint,
     request_payload,
@@ -50,11 +47,10 @@ from supervit.protocol import (
     supervisor_pb2,
     supervisor_pb2_grpc,
 )
-from supervit.rpc import RefusalLog, abort, abort_for, current_request_bytes
+from supervit.rpc import RefusalLog, RequestAuthenticator, abort, abort_for
 from supervit.supervisor._config import SupervisorConfig
 from supervit.supervisor._push import CatalogPusher
 from supervit.supervisor._store import CatalogStore, IngestStore
-from supervit.telemetry import refusal_reason_for
 
 __all__ = ["NOT_REGISTERED_DETAILS", "SERVER_TIME_METADATA_KEY", "SUPERVISOR_SERVICE", "SupervisorService"]
 
@@ -100,6 +96,16 @@ class SupervisorService(supervisor_pb2_grpc.SupervisorServiceServicer):
         self.pusher = pusher
         self._clock = clock
         self._refusals = RefusalLog(log)
+        # The shared credential path; the nonce of a Report or HealthCheck goes through `ingest`.
+        self.authenticator = RequestAuthenticator(
+            verifier,
+            request_payload,
+            refusals=self._refusals,
+            secrets=lambda request: self.config.secrets_for(request.node_id),
+            require_body_mac=config.security.require_body_mac,
+            node_id=lambda request: request.node_id,
+            stamp=self._stamp_refusal,
+        )
         self.reports_accepted = 0
         """Reports acknowledged since start (metrics: ``supervit_reports_total``)."""
         self.registrations = 0
@@ -117,77 +123,20 @@ class SupervisorService(supervisor_pb2_grpc.SupervisorServiceServicer):
         self._stamp_refusal(context)
         await abort_for(context, error)
 
-    def _log_refusal(self, what: str, node_id: str, context: Ctx, error: Exception) -> None:
-        peer = context.peer()
-        self._refusals.note(
-            str(error),
-            "refused %s of %r from %s: %s",
-            what,
-            node_id,
-            peer,
-            error,
-            extra={"node_id": node_id, "peer": peer, "rpc": what, "reason": refusal_reason_for(error)},
-        )
-
-    def _check(self, node_id: str, credential: Any, payload: str, now: int, context: Ctx) -> SharedSecret:
-        """The verifier's first two checks, in the contract's order: time window, then signature.
-
-        The nonce (the third) is the caller's: consumed through :class:`ReportIngest`.
-        """
-        secrets = self.config.secrets_for(node_id)
-        if not secrets:
-            self._refusals.note(
-                "no secret", "refused node %r from %s: no secret configured for it", node_id, context.peer()
-            )
-            raise AuthError()
-        if abs(now - credential.timestamp) > self.verifier.window:
-            raise TimestampOutOfRangeError()
-        secret = CredentialVerifier.check_signature(credential, payload, secrets)
-        check_body = self._body_check(context)
-        if check_body is not None:
-            check_body(secret)
-        return secret
-
-    def _body_check(self, context: Ctx) -> Callable[[SharedSecret], None] | None:
-        # The x-supervit-body-mac extension: verified when present, required when configured.
-        return body_mac_hook(
-            context.invocation_metadata(), current_request_bytes(), required=self.config.security.require_body_mac
-        )
-
-    def _nonce_expiry(self, credential: Any, now: int) -> int:
-        # As the verifier does: remembered until the timestamp can no longer pass, plus margin.
-        return max(now, int(credential.timestamp)) + self.verifier.window + NONCE_TTL_EXTRA_SECS
-
-    async def _authenticate(self, node_id: str, credential: Any, payload: str, context: Ctx) -> Any:
-        secrets = self.config.secrets_for(node_id)
-        try:
-            if not secrets:
-                self._refusals.note(
-                    "no secret", "refused node %r from %s: no secret configured for it", node_id, context.peer()
-                )
-                raise AuthError()
-            return await self.verifier.verify(
-                credential, payload, secrets=secrets, before_consume=self._body_check(context)
-            )
-        except (AuthError, StorageError) as exc:
-            if not isinstance(exc, StorageError):
-                self._log_refusal("RegisterNode", node_id, context, exc)
-            await self._refuse_for(context, exc)
-
     async def RegisterNode(
         self, request: supervisor_pb2.RegisterNodeRequest, context: Ctx
     ) -> supervisor_pb2.RegisterNodeResponse:
         """Verify, record every registration field and answer with the node's intervals."""
         now = int(self._clock())
-        # Cheap refusals before the fingerprint (hashing every field) and the HMAC.
-        if (
-            not self.config.secrets_for(request.node_id)
-            or abs(now - request.credential.timestamp) > self.verifier.window
-        ):
-            await self._authenticate(request.node_id, request.credential, "", context)
-        fingerprint = registration_fingerprint(request)
-        payload = build_payload(Action.REGISTER, request.node_id, fingerprint)
-        secret = await self._authenticate(request.node_id, request.credential, payload, context)
+        fingerprint = ""
+
+        def payload() -> str:
+            # Called only once the window check passed: a stale request costs no fingerprint.
+            nonlocal fingerprint
+            fingerprint = registration_fingerprint(request)
+            return build_payload(Action.REGISTER, request.node_id, fingerprint)
+
+        secret = await self.authenticator.authenticate(request, context, now=now, payload=payload)
         problem = _registration_problem(request)
         node_id = request.node_id
         heartbeat = self.config.heartbeat_interval(node_id)
@@ -230,7 +179,7 @@ class SupervisorService(supervisor_pb2_grpc.SupervisorServiceServicer):
         node_id = request.node_id
         credential = request.credential
         try:
-            secret = self._check(node_id, credential, request_payload(request), now, context)
+            secret = self.authenticator.check(request, context, now=now)
             if request.power_reserve_level > MAX_POWER_RESERVE_LEVEL:
                 await self._refuse(
                     context,
@@ -241,15 +190,13 @@ class SupervisorService(supervisor_pb2_grpc.SupervisorServiceServicer):
             outcome = await self.ingest.report(
                 request,
                 nonce=credential.nonce,
-                nonce_expires_at=self._nonce_expiry(credential, now),
+                nonce_expires_at=self.verifier.nonce_expiry(credential, now),
                 interval_secs=self.config.report_interval(node_id),
                 # A leaving node would never act on a directive: leave it queued for its return.
                 take_directive=leaving is None,
             )
         except (AuthError, StorageError) as exc:
-            if isinstance(exc, AuthError):
-                self._log_refusal("Report", node_id, context, exc)
-            await self._refuse_for(context, exc)
+            await self.authenticator.refuse(request, context, exc)
         if outcome is None:
             log.info("report from unregistered node %r: asking it to register", node_id)
             await self._refuse(context, grpc.StatusCode.NOT_FOUND, NOT_REGISTERED_DETAILS)
@@ -285,12 +232,10 @@ class SupervisorService(supervisor_pb2_grpc.SupervisorServiceServicer):
         now = int(self._clock())
         credential = request.credential
         try:
-            self._check(request.node_id, credential, request_payload(request), now, context)
-            await self.ingest.consume_nonce(credential.nonce, self._nonce_expiry(credential, now))
+            self.authenticator.check(request, context, now=now)
+            await self.ingest.consume_nonce(credential.nonce, self.verifier.nonce_expiry(credential, now))
         except (AuthError, StorageError) as exc:
-            if isinstance(exc, AuthError):
-                self._log_refusal("HealthCheck", request.node_id, context, exc)
-            await self._refuse_for(context, exc)
+            await self.authenticator.refuse(request, context, exc)
         latency_ms = int((time.perf_counter() - started) * 1000)
         return supervisor_pb2.HealthCheckResponse(healthy=True, server_timestamp=now, latency_ms=latency_ms)
 
