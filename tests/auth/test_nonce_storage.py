@@ -12,7 +12,7 @@ import pytest
 
 from supervit import _exceptions as exc
 from supervit.auth import CredentialVerifier, MemoryNonceStorage, SharedSecret, Signer, SqliteNonceStorage
-from supervit.storage import Database
+from supervit.storage import BatchPolicy, Database
 from tests.conftest import FakeClock
 
 
@@ -182,7 +182,8 @@ async def test_close_commits_nonces_still_waiting_for_their_batch(
 ) -> None:
     """close() while consumes wait for a spaced batch: they complete, and a reopened store refuses them."""
     store = await SqliteNonceStorage.open(tmp_path, clock=clock)
-    monkeypatch.setattr(store._log, "_spacing", 0.3)  # white-box: make the wait for the next batch certain
+    # White-box: make the wait for the next batch certain.
+    monkeypatch.setattr(store._log, "policy", BatchPolicy(max_delay_secs=0.3))
     for wave in range(3):  # several multi-item batches: the store is "under load" and spaces its writes
         assert all(await asyncio.gather(*(store.consume(f"w{wave}-{i}", clock.now + 600) for i in range(8))))
     waiting = [asyncio.ensure_future(store.consume(f"late{i}", clock.now + 600)) for i in range(5)]

@@ -1,4 +1,4 @@
-"""WriteBatcher: many durable items, one write operation per group commit, outcomes per item."""
+"""DurableLog: many durable items, one write operation per group commit, outcomes per item."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sqlite3
 from pathlib import Path
 
 from supervit import StorageError
-from supervit.storage import Database, Migration, WriteBatcher
+from supervit.storage import BatchPolicy, Database, DurableLog, Migration
 
 _SCHEMA = (Migration(1, "CREATE TABLE batches (id INTEGER PRIMARY KEY, items TEXT NOT NULL);"),)
 
@@ -25,8 +25,8 @@ async def _rows(db: Database) -> list[str]:
 async def test_items_submitted_together_share_one_committed_row(tmp_path: Path) -> None:
     committed: list[tuple[list[str], int | None]] = []
     async with await Database.open(tmp_path / "b.db", _SCHEMA) as db:
-        batcher = WriteBatcher(db, _append, what="items", on_committed=lambda items, r: committed.append((items, r)))
-        results = await asyncio.gather(*(batcher.submit(f"i{n}") for n in range(20)))
+        batcher = DurableLog(db, _append, what="items", on_committed=lambda items, r: committed.append((items, r)))
+        results = await asyncio.gather(*(batcher.append(f"i{n}") for n in range(20)))
         assert len(set(results)) == 1  # every item got its operation's result: one row id
         assert await _rows(db) == [",".join(f"i{n}" for n in range(20))]
         assert committed == [([f"i{n}" for n in range(20)], results[0])]
@@ -37,39 +37,39 @@ async def test_a_failing_item_is_refused_alone_and_the_next_batch_works(tmp_path
     """Issue 10: one item the operation cannot write fails alone; its batch-mates are stored."""
     committed: list[list[str]] = []
     async with await Database.open(tmp_path / "b.db", _SCHEMA) as db:
-        batcher = WriteBatcher(db, _append, what="items", on_committed=lambda items, r: committed.append(items))
+        batcher = DurableLog(db, _append, what="items", on_committed=lambda items, r: committed.append(items))
         items = ["a", "b", "boom", "d", "e"]
-        outcomes = await asyncio.gather(*(batcher.submit(i) for i in items), return_exceptions=True)
+        outcomes = await asyncio.gather(*(batcher.append(i) for i in items), return_exceptions=True)
         failed = [item for item, o in zip(items, outcomes, strict=True) if isinstance(o, StorageError)]
         assert failed == ["boom"]
         assert sorted(i for part in committed for i in part) == ["a", "b", "d", "e"]
-        assert await batcher.submit("c") is not None
+        assert await batcher.append("c") is not None
         stored = sorted(i for row in await _rows(db) for i in row.split(","))
         assert stored == ["a", "b", "c", "d", "e"]
 
 
 async def test_a_failed_commit_fails_every_item_of_its_operation(tmp_path: Path) -> None:
     async with await Database.open(tmp_path / "b.db", _SCHEMA) as db:
-        batcher = WriteBatcher(db, _append, what="items")
+        batcher = DurableLog(db, _append, what="items")
         await db.close()  # every later operation fails in the database, not in _append
-        outcomes = await asyncio.gather(batcher.submit("a"), batcher.submit("b"), return_exceptions=True)
+        outcomes = await asyncio.gather(batcher.append("a"), batcher.append("b"), return_exceptions=True)
         assert all(isinstance(o, StorageError) for o in outcomes)
 
 
 async def test_sequential_items_each_get_their_own_operation(tmp_path: Path) -> None:
     async with await Database.open(tmp_path / "b.db", _SCHEMA) as db:
-        batcher = WriteBatcher(db, _append, what="items")
+        batcher = DurableLog(db, _append, what="items")
         for n in range(5):
-            await batcher.submit(f"s{n}")
+            await batcher.append(f"s{n}")
         assert await _rows(db) == [f"s{n}" for n in range(5)]
 
 
 async def test_drain_waits_for_items_still_waiting_for_their_batch(tmp_path: Path) -> None:
     async with await Database.open(tmp_path / "b.db", _SCHEMA) as db:
-        batcher = WriteBatcher(db, _append, what="items", min_spacing_secs=0.3)
+        batcher = DurableLog(db, _append, what="items", policy=BatchPolicy(max_delay_secs=0.3))
         for wave in range(3):  # multi-item batches: under load, so the next operation is spaced
-            await asyncio.gather(*(batcher.submit(f"w{wave}-{n}") for n in range(4)))
-        late = batcher.submit("late")
+            await asyncio.gather(*(batcher.append(f"w{wave}-{n}") for n in range(4)))
+        late = batcher.append("late")
         assert batcher.busy
         await batcher.drain()
         assert late.done() and not batcher.busy

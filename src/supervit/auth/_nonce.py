@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from supervit._exceptions import NonceStorageError, StorageError
-from supervit.storage import Database, Migration, WriteBatcher
+from supervit.storage import NODE_NONCE_BATCHING, Database, DurableLog, Migration
 
 __all__ = [
     "CONSUME_NONCE_SQL",
@@ -152,7 +152,7 @@ class SqliteNonceStorage(NonceStorage):
     By default this process owns the file: nonces are checked against an in-memory window
     (loaded from the file first; check-and-remember is atomic on the event loop) and every nonce
     accepted until the database starts its next group commit is appended as **one** row of the
-    ``nonce_log`` table (:class:`~supervit.storage.WriteBatcher`). Memory holds each nonce until
+    ``nonce_log`` table (:class:`~supervit.storage.DurableLog`). Memory holds each nonce until
     it expires (about 250 bytes for 10 minutes). With ``shared_file=True`` other processes may
     consume nonces from the same file at the same time: each consume is then one atomic
     insert-or-refuse on the ``nonces`` table's unique key instead (slower under load); every
@@ -181,7 +181,9 @@ class SqliteNonceStorage(NonceStorage):
         self._shared = shared_file
         self._window: NonceWindow | None = None
         self._loading: asyncio.Future[None] | None = None
-        self._log: WriteBatcher[tuple[str, int], None] = WriteBatcher(db, _append_nonces, what="nonce(s)")
+        self._log: DurableLog[tuple[str, int], None] = DurableLog(
+            db, _append_nonces, what="nonce(s)", policy=NODE_NONCE_BATCHING
+        )
 
     @classmethod
     async def open(
@@ -237,7 +239,7 @@ class SqliteNonceStorage(NonceStorage):
             if not window.consume(nonce, expiry, now):
                 return False
             # Consumed in memory; answered once durable (if that fails the nonce stays refused).
-            await self._log.submit((nonce, expiry))
+            await self._log.append((nonce, expiry))
             return True
         except StorageError as exc:
             raise NonceStorageError(f"nonce store failed: {exc}") from exc

@@ -1,6 +1,6 @@
 """SQLite storage: the group-committing database core and the stores built on it."""
 
-from supervit.storage._batch import WriteBatcher
+from supervit.storage._batch import NODE_NONCE_BATCHING, REPORT_LOG_BATCHING, BatchPolicy, DurableLog
 from supervit.storage._config_store import ConfigStore, validate_config_value
 from supervit.storage._db import Database, Migration
 from supervit.storage._lock import LOCK_FILE_NAME, DataDirLock
@@ -11,15 +11,18 @@ __all__ = [
     "LOCK_FILE_NAME",
     "NODE_DB_FILENAME",
     "NODE_MIGRATIONS",
+    "NODE_NONCE_BATCHING",
+    "REPORT_LOG_BATCHING",
+    "BatchPolicy",
     "ConfigStore",
     "DataDirLock",
     "Database",
+    "DurableLog",
     "Migration",
     "Realm",
     "RealmPage",
     "RealmStatus",
     "RealmStore",
-    "WriteBatcher",
     "open_node_database",
     "validate_config_value",
 ]

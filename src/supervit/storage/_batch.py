@@ -1,14 +1,17 @@
-"""Many small durable writes as one database operation per group commit.
+"""A durable log: items that must be durable before they are answered, one write per group commit.
 
 A request that must be durable before it is answered (a consumed nonce, an acknowledged report)
-is :meth:`WriteBatcher.submit`-ted: everything submitted until the database starts its next group
-is written by **one** operation (one statement, a page or two), and each submitter learns the
-outcome once that operation has committed. The operation is queued at once and collects its items
-only when it runs, so items arriving while the previous commit is on disk join it at no extra
-wait. Under load (recent operations carried several items each) operations are started at most
-every ``min_spacing_secs``, so each carries more items (5 ms measured best on the 2-core
-benchmark machine, docs/performance.md); a lone sequential caller (one item per operation)
-never waits for the spacing.
+is :meth:`DurableLog.append`-ed: everything appended until the log's next operation starts is
+written by **one** database operation (one appended row: a page or two), and each appender learns
+the outcome once that operation has committed. Items arriving while the previous commit is on
+disk join the next operation at no extra wait.
+
+How items are grouped is one :class:`BatchPolicy` (the only batching knob of the hot paths, see
+docs/performance.md, "Batching policy"): under load (other items are usually waiting or on disk
+when one arrives) an operation starts at most every ``max_delay_secs`` after the previous one
+started, so each commit serves more items and costs less CPU per item; a lone sequential caller
+(nothing else unsettled when it appends) never waits. ``max_items`` waiting items start the
+operation at once.
 
 If the operation itself fails for its items (one item cannot be encoded or stored), the items are
 split in halves and written again until the offending item is refused alone: one bad item never
@@ -21,17 +24,50 @@ import asyncio
 import logging
 import sqlite3
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from supervit._exceptions import StorageError
 from supervit.storage._db import Database
 
-__all__ = ["DEFAULT_MIN_SPACING_SECS", "WriteBatcher"]
+__all__ = ["NODE_NONCE_BATCHING", "REPORT_LOG_BATCHING", "BatchPolicy", "DurableLog"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MIN_SPACING_SECS = 0.005
-_UNDER_LOAD_ITEMS = 1.5
+# Weight of the newest observation in the moving average of company (items already unsettled
+# when one arrives): a few arrivals move it, one odd arrival does not flip it.
+_SMOOTHING = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class BatchPolicy:
+    """How a :class:`DurableLog` groups items into commits.
+
+    ``max_delay_secs``: under load, the next operation starts at most this long after the previous
+    one started: the longest an item waits for company (its answer also waits for the commit).
+    ``max_items``: this many waiting items start the operation at once, whatever the delay.
+    ``under_load``: the log counts as under load while the moving average of items already
+    unsettled (waiting or on disk) when one is appended is at least this; below it each item is
+    written at once (a sequential caller sees none and is never held back).
+    """
+
+    max_delay_secs: float = 0.005
+    max_items: int = 4096
+    under_load: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.max_delay_secs < 0 or self.max_items < 1 or self.under_load < 0:
+            raise ValueError(f"invalid batch policy {self!r}")
+
+
+NODE_NONCE_BATCHING = BatchPolicy(max_delay_secs=0.005)
+"""The node's nonce log (``SqliteNonceStorage``): 5 ms measured best for a closed loop of
+back-to-back verifiers on the 2-core benchmark machine (bench/bench_node_rpc.py)."""
+
+REPORT_LOG_BATCHING = BatchPolicy(max_delay_secs=0.02)
+"""The supervisor's report log: a fleet reports on its own schedule, so a larger delay costs
+latency but not throughput, and a commit per 20 ms under load instead of one per report or two
+cuts the supervisor's CPU per report (bench/bench_fleet.py; docs/performance.md)."""
 
 Item = TypeVar("Item")
 R = TypeVar("R")
@@ -45,12 +81,12 @@ class _Rejected(Exception):
         self.error = error
 
 
-class WriteBatcher(Generic[Item, R]):
-    """One write operation per group commit for every item submitted meanwhile.
+class DurableLog(Generic[Item, R]):
+    """One write operation per group commit for every item appended meanwhile (module docstring).
 
     ``write(conn, items)`` runs on the event loop inside the group's transaction and returns the
     operation's result; ``on_committed(items, result)`` (optional) runs on the loop once it has
-    committed, before any submitter resumes. ``what`` names the items in error messages.
+    committed, before any appender resumes. ``what`` names the items in error messages.
     """
 
     def __init__(
@@ -60,70 +96,86 @@ class WriteBatcher(Generic[Item, R]):
         *,
         what: str,
         on_committed: Callable[[list[Item], R], None] | None = None,
-        min_spacing_secs: float = DEFAULT_MIN_SPACING_SECS,
+        policy: BatchPolicy = NODE_NONCE_BATCHING,
     ) -> None:
         self._db = db
         self._write = write
         self._what = what
         self._on_committed = on_committed
-        self._spacing = min_spacing_secs
+        self.policy = policy
         self._pending: list[tuple[Item, asyncio.Future[R]]] = []
         self._open: asyncio.Task[None] | None = None  # the queued operation that will take _pending
+        self._wake: asyncio.Future[None] | None = None  # set when the queued operation may start early
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._unsettled = 0  # items taken by operations not settled yet
         self._last_start = float("-inf")
-        self._recent_size = 0.0  # moving average of items per operation: one odd batch does not flip it
+        self._company = 0.0
 
     @property
     def busy(self) -> bool:
-        """Whether any submitted item is not settled yet."""
+        """Whether any appended item is not settled yet."""
         return bool(self._pending or self._in_flight)
 
-    def submit(self, item: Item) -> asyncio.Future[R]:
+    def append(self, item: Item) -> asyncio.Future[R]:
         """Queue ``item``; the future resolves once it is committed (or fails with StorageError)."""
         loop = asyncio.get_running_loop()
+        pending = self._pending
+        self._company += (len(pending) + self._unsettled - self._company) * _SMOOTHING
         done: asyncio.Future[R] = loop.create_future()
-        self._pending.append((item, done))
+        pending.append((item, done))
         if self._open is None:
             self._open = task = loop.create_task(self._run())
             self._in_flight.add(task)
             task.add_done_callback(self._in_flight.discard)
+        elif len(pending) >= self.policy.max_items and self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
         return done
 
     async def drain(self) -> None:
-        """Wait until every item submitted so far is settled (later ones are not waited for)."""
+        """Wait until every item appended so far is settled (later ones are not waited for)."""
         if self._in_flight:
             await asyncio.gather(*list(self._in_flight))
 
     def _take(self) -> list[tuple[Item, asyncio.Future[R]]]:
         taken, self._pending = self._pending, []
         self._open = None  # later items queue the next operation
+        self._unsettled += len(taken)
         return taken
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        wait = self._last_start + self._spacing - loop.time()
-        if wait > 0 and self._recent_size > _UNDER_LOAD_ITEMS:
-            await asyncio.sleep(wait)
+        policy = self.policy
+        wait = self._last_start + policy.max_delay_secs - loop.time()
+        if wait > 0 and self._company >= policy.under_load and len(self._pending) < policy.max_items:
+            self._wake = wake = loop.create_future()
+            timer = loop.call_later(wait, _set_if_pending, wake)
+            try:
+                await wake
+            finally:
+                timer.cancel()
+                self._wake = None
         taken: list[tuple[Item, asyncio.Future[R]]] = []
 
         def run(conn: sqlite3.Connection) -> R:
             # On the event loop, when the database starts the group that carries this operation.
             self._last_start = loop.time()
             taken.extend(self._take())
-            self._recent_size += (len(taken) - self._recent_size) * 0.25
             return self._call_write(conn, [item for item, _ in taken])
 
         try:
-            result = await self._db.write(run)
-        except _Rejected as rejected:
-            await self._split(taken, rejected.error)
-            return
-        except Exception as exc:
-            if not taken and self._open is asyncio.current_task():
-                taken = self._take()  # the group failed before this operation ran
-            self._fail(taken, exc)
-            return
-        self._settle(taken, result)
+            try:
+                result = await self._db.write(run)
+            except _Rejected as rejected:
+                await self._split(taken, rejected.error)
+                return
+            except Exception as exc:
+                if not taken and self._open is asyncio.current_task():
+                    taken = self._take()  # the group failed before this operation ran
+                self._fail(taken, exc)
+                return
+            self._settle(taken, result)
+        finally:
+            self._unsettled -= len(taken)
 
     def _settle(self, taken: list[tuple[Item, asyncio.Future[R]]], result: R) -> None:
         if self._on_committed is not None:
@@ -136,7 +188,7 @@ class WriteBatcher(Generic[Item, R]):
         log.error("%d %s could not be stored: %s", len(taken), self._what, exc)
         failure = exc if isinstance(exc, StorageError) else StorageError(f"{self._what} not stored: {exc}")
         for _, done in taken:
-            if not done.done():  # else the submitter went away; the outcome is the same
+            if not done.done():  # else the appender went away; the outcome is the same
                 done.set_exception(failure)
 
     async def _split(self, taken: list[tuple[Item, asyncio.Future[R]]], error: Exception) -> None:
@@ -168,3 +220,8 @@ class WriteBatcher(Generic[Item, R]):
             raise  # the database itself (disk full, I/O, read-only): splitting would not help
         except Exception as exc:
             raise _Rejected(exc) from exc
+
+
+def _set_if_pending(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

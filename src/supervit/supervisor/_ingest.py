@@ -41,7 +41,7 @@ from typing import cast
 from supervit._exceptions import NonceReusedError, NonceStorageError, StorageError
 from supervit.auth import NonceStorage, NonceWindow
 from supervit.protocol import supervisor_pb2
-from supervit.storage import Database, WriteBatcher
+from supervit.storage import REPORT_LOG_BATCHING, Database, DurableLog
 from supervit.supervisor._registry import (
     NodeRegistry,
     Registration,
@@ -114,7 +114,7 @@ _Accepted = tuple[str, int, tuple[object, ...] | None]
 def _write_batch(conn: sqlite3.Connection, accepted: list[_Accepted]) -> int | None:
     # Memory already decided uniqueness; the database only has to remember the nonces for the
     # next start, so they go in as one row (one B-tree insert instead of one per nonce), with the
-    # reports they acknowledge. Returns the row's id (WriteBatcher never passes an empty batch).
+    # reports they acknowledge. Returns the row's id (DurableLog never passes an empty batch).
     reports = [row for _, _, row in accepted if row is not None]
     cursor = conn.execute(
         "INSERT INTO nonce_batches (expires_at, nonces, reports) VALUES (?, ?, ?)",
@@ -186,8 +186,10 @@ class ReportIngest:
         self._hot: dict[str, _Hot] = {}
         self._maybe_directives: set[str] = set()
         self.nonces = RecentNonces()
-        # Accepted requests reach the log as one operation per group commit (WriteBatcher).
-        self._log = WriteBatcher(self._db, _write_batch, what="report(s)/nonce(s)", on_committed=self._logged)
+        # Accepted requests reach the log as one operation per group commit.
+        self._log = DurableLog(
+            self._db, _write_batch, what="report(s)/nonce(s)", on_committed=self._logged, policy=REPORT_LOG_BATCHING
+        )
         # Reports committed to the log but not yet in the node rows, by node (latest, count).
         self._unfolded: dict[str, tuple[tuple[object, ...], int]] = {}
         self._logged_through = 0  # the newest committed log row
@@ -268,7 +270,7 @@ class ReportIngest:
         now = int(self._clock())
         if not self.nonces.consume(nonce, expires_at, now):
             raise NonceReusedError()
-        await self._log.submit((nonce, expires_at, None))
+        await self._log.append((nonce, expires_at, None))
 
     async def report(
         self,
@@ -318,7 +320,7 @@ class ReportIngest:
             node_id,
         )
 
-        await self._log.submit((nonce, nonce_expires_at, params))
+        await self._log.append((nonce, nonce_expires_at, params))
         return ReportOutcome(interval, None, hot.agent_addr, hot.pushed_catalog_version, hot.interval_override)
 
     async def node_left(self, node_id: str) -> bool:
