@@ -110,7 +110,7 @@ async def test_consumed_nonce_is_durable_when_consume_returns(tmp_path: Path, cl
     try:
         assert all(await asyncio.gather(*(store.consume(f"n{i}", clock.now + 600) for i in range(40))))
         with sqlite3.connect(tmp_path / "nonce.db") as conn:
-            rows = conn.execute("SELECT nonces FROM nonce_log").fetchall()
+            rows = conn.execute("SELECT nonces FROM accepted_nonces").fetchall()
         logged = [n for (text,) in rows for n in json.loads(text)]
         assert sorted(logged) == sorted(f"n{i}" for i in range(40))
         assert len(rows) < 40  # shared rows: batched, not one write per nonce
@@ -195,3 +195,31 @@ async def test_close_commits_nonces_still_waiting_for_their_batch(
         assert not any([await reopened.consume(f"late{i}", clock.now + 600) for i in range(5)])
     finally:
         await reopened.close()
+
+
+async def test_a_schema_2_nonce_file_is_upgraded_and_still_refuses_its_nonces(tmp_path: Path, clock: FakeClock) -> None:
+    """Issue 13: schema 3 renames ``nonce_log`` to ``accepted_nonces``; nonces the previous version
+    logged (and those in the per-row table) are kept and still refused after the upgrade."""
+    from supervit.auth._nonce import _NONCE_MIGRATIONS
+
+    old = await Database.open(tmp_path / "nonce.db", _NONCE_MIGRATIONS[:2])
+    try:
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO nonce_log (expires_at, nonces) VALUES (?, ?)", (clock.now + 600, '["a", "b"]'))
+            conn.execute("INSERT INTO nonces (nonce, expires_at) VALUES ('c', ?)", (clock.now + 600,))
+
+        await old.write(write)
+    finally:
+        await old.close()
+    store = await SqliteNonceStorage.open(tmp_path, clock=clock)
+    try:
+        assert not any([await store.consume(n, clock.now + 600) for n in ("a", "b", "c")])
+        assert await store.consume("d", clock.now + 600)
+        assert await store.count() == 4
+    finally:
+        await store.close()
+    with sqlite3.connect(tmp_path / "nonce.db") as conn:
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+    assert "accepted_nonces" in tables and "nonce_log" not in tables and version == 3

@@ -182,7 +182,7 @@ def _log_bad_report(db_path: Path, good_row: list[Any], node_id: str) -> None:
     bad[-1] = node_id
     with sqlite3.connect(db_path) as conn:
         conn.execute(
-            "INSERT INTO nonce_batches (expires_at, nonces, reports) VALUES (?, ?, ?)",
+            "INSERT INTO report_log (expires_at, nonces, reports) VALUES (?, ?, ?)",
             (2**40, json.dumps(["legacy-nonce"]), json.dumps([bad, good_row])),
         )
 

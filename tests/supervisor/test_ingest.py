@@ -55,7 +55,7 @@ async def test_report_is_durable_before_it_is_answered(tmp_path: Path, started: 
     await node.stub.HealthCheck(health)
     # No flush: an independent connection must already see both nonces and the report (in the log).
     with sqlite3.connect(db_path) as conn:
-        rows = conn.execute("SELECT nonces, reports FROM nonce_batches").fetchall()
+        rows = conn.execute("SELECT nonces, reports FROM report_log").fetchall()
     stored = {n for text, _ in rows for n in json.loads(text)}
     logged = [r for _, text in rows if text is not None for r in json.loads(text)]
     assert {report.credential.nonce, health.credential.nonce} <= stored
@@ -74,7 +74,7 @@ async def test_reports_reach_the_node_rows_within_the_fold_interval(
     with sqlite3.connect(config.server.data_dir / SUPERVISOR_DB_FILENAME) as conn:
         row = conn.execute("SELECT reports, power_reserve_level, realm_sync_version FROM nodes").fetchone()
         (through,) = conn.execute("SELECT value FROM meta WHERE key = 'reports_folded_through'").fetchone()
-        (newest,) = conn.execute("SELECT MAX(batch_id) FROM nonce_batches").fetchone()
+        (newest,) = conn.execute("SELECT MAX(batch_id) FROM report_log").fetchone()
     assert row == (1, 3, 5) and through == newest
 
 
@@ -177,3 +177,42 @@ def test_recent_nonces_forget_expired_entries() -> None:
     assert nonces.consume("b", 20, now=5) and len(nonces) == 2
     assert nonces.consume("a", 30, now=11)  # expired at 10: forgotten, so accepted again
     assert len(nonces) == 2
+
+
+async def test_a_schema_4_database_is_upgraded_keeping_its_report_log(
+    tmp_path: Path, started: Started, channel_to: Channels
+) -> None:
+    """Issue 13: schema 5 renames ``nonce_batches`` to ``report_log``. A file the previous version
+    left (unfolded reports in the log) is upgraded in place: the reports are folded, their nonces
+    are still refused."""
+    config = make_config(tmp_path)
+    sup = await started(config)
+    node = NodeSim(channel_to(sup.address), "n1")
+    await node.register()
+    report = node.report_request(power=3, realm_sync_version=7)
+    await node.stub.Report(report)
+    old = tmp_path / "schema4"
+    old.mkdir()
+    with (
+        sqlite3.connect(config.server.data_dir / SUPERVISOR_DB_FILENAME) as live,
+        sqlite3.connect(old / SUPERVISOR_DB_FILENAME) as copy,
+    ):
+        live.backup(copy)  # what a crash leaves: the report is in the log only
+        copy.executescript(
+            "ALTER TABLE report_log RENAME TO nonce_batches;"
+            " DROP INDEX report_log_expires_at;"
+            " CREATE INDEX nonce_batches_expires_at ON nonce_batches (expires_at);"
+            " PRAGMA user_version = 4;"
+        )
+        assert copy.execute("SELECT reports FROM nodes").fetchone() == (0,)
+    upgraded = await started(make_config(tmp_path, server={"data_dir": str(old)}))
+    record = await upgraded.registry.get("n1")
+    assert record is not None and (record.reports, record.power_reserve_level, record.realm_sync_version) == (1, 3, 7)
+    again = NodeSim(channel_to(upgraded.address), "n1")
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await again.stub.Report(report)
+    assert info.value.details() == "nonce already used"
+    with sqlite3.connect(old / SUPERVISOR_DB_FILENAME) as conn:
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+    assert "report_log" in tables and "nonce_batches" not in tables and version == 5

@@ -177,7 +177,7 @@ async def test_ingest_consumes_nonce_even_for_unknown_node(tmp_path: Path) -> No
 
 
 async def test_schema_v1_database_is_migrated(tmp_path: Path) -> None:
-    """A supervisor.db written at schema 1 gains the nonce_batches table of schema 2 on open."""
+    """A supervisor.db written at schema 1 gains the report log (schema 2, renamed in 5) on open."""
     from supervit.storage import Database
     from supervit.supervisor import SUPERVISOR_DB_FILENAME, SUPERVISOR_MIGRATIONS
 
@@ -187,7 +187,7 @@ async def test_schema_v1_database_is_migrated(tmp_path: Path) -> None:
     try:
         version = await db.read(lambda c: c.execute("PRAGMA user_version").fetchone()[0])
         tables = await db.read(lambda c: [r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")])
-        assert version == SUPERVISOR_MIGRATIONS[-1].version and "nonce_batches" in tables
+        assert version == SUPERVISOR_MIGRATIONS[-1].version and "report_log" in tables
     finally:
         await db.close()
 

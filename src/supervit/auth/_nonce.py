@@ -116,6 +116,15 @@ _NONCE_MIGRATIONS = (
         CREATE INDEX nonce_log_expires_at ON nonce_log (expires_at);
         """,
     ),
+    # Named for what it holds: the nonces this process accepted, one row per group commit.
+    Migration(
+        3,
+        """
+        ALTER TABLE nonce_log RENAME TO accepted_nonces;
+        DROP INDEX nonce_log_expires_at;
+        CREATE INDEX accepted_nonces_expires_at ON accepted_nonces (expires_at);
+        """,
+    ),
 )
 
 # An expired row may be taken over: its credential could no longer pass the window check anyway.
@@ -127,7 +136,7 @@ NONCE_CLEANUP_SQL = """
 DELETE FROM nonces WHERE nonce IN (SELECT nonce FROM nonces WHERE expires_at < ? LIMIT ?)
 """
 NONCE_LOG_CLEANUP_SQL = """
-DELETE FROM nonce_log WHERE batch_id IN (SELECT batch_id FROM nonce_log WHERE expires_at < ? LIMIT ?)
+DELETE FROM accepted_nonces WHERE batch_id IN (SELECT batch_id FROM accepted_nonces WHERE expires_at < ? LIMIT ?)
 RETURNING json_array_length(nonces)
 """
 
@@ -137,7 +146,7 @@ def _append_nonces(conn: sqlite3.Connection, accepted: list[tuple[str, int]]) ->
     # so a batch is one appended row (expiring with its latest nonce) instead of one B-tree
     # insert per nonce.
     conn.execute(
-        "INSERT INTO nonce_log (expires_at, nonces) VALUES (?, ?)",
+        "INSERT INTO accepted_nonces (expires_at, nonces) VALUES (?, ?)",
         (max(expiry for _, expiry in accepted), json.dumps([nonce for nonce, _ in accepted])),
     )
 
@@ -152,7 +161,7 @@ class SqliteNonceStorage(NonceStorage):
     By default this process owns the file: nonces are checked against an in-memory window
     (loaded from the file first; check-and-remember is atomic on the event loop) and every nonce
     accepted until the database starts its next group commit is appended as **one** row of the
-    ``nonce_log`` table (:class:`~supervit.storage.DurableLog`). Memory holds each nonce until
+    ``accepted_nonces`` table (:class:`~supervit.storage.DurableLog`). Memory holds each nonce until
     it expires (about 250 bytes for 10 minutes). With ``shared_file=True`` other processes may
     consume nonces from the same file at the same time: each consume is then one atomic
     insert-or-refuse on the ``nonces`` table's unique key instead (slower under load); every
@@ -266,11 +275,11 @@ class SqliteNonceStorage(NonceStorage):
         def run(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "INSERT INTO nonces (nonce, expires_at) SELECT j.value, l.expires_at"
-                " FROM nonce_log AS l, json_each(l.nonces) AS j WHERE l.expires_at >= ?"
+                " FROM accepted_nonces AS l, json_each(l.nonces) AS j WHERE l.expires_at >= ?"
                 " ON CONFLICT (nonce) DO UPDATE SET expires_at = max(nonces.expires_at, excluded.expires_at)",
                 (now,),
             )
-            conn.execute("DELETE FROM nonce_log")
+            conn.execute("DELETE FROM accepted_nonces")
 
         try:
             await self._db.write(run)
@@ -285,7 +294,9 @@ class SqliteNonceStorage(NonceStorage):
             rows: list[tuple[str, int]] = conn.execute(
                 "SELECT nonce, expires_at FROM nonces WHERE expires_at >= ?", (now,)
             ).fetchall()
-            for text, expiry in conn.execute("SELECT nonces, expires_at FROM nonce_log WHERE expires_at >= ?", (now,)):
+            for text, expiry in conn.execute(
+                "SELECT nonces, expires_at FROM accepted_nonces WHERE expires_at >= ?", (now,)
+            ):
                 rows.extend((nonce, expiry) for nonce in json.loads(text))
             return rows
 
@@ -319,7 +330,8 @@ class SqliteNonceStorage(NonceStorage):
     async def count(self) -> int:
         """Nonces currently stored (expired ones included until cleaned up)."""
         sql = (
-            "SELECT (SELECT COUNT(*) FROM nonces) + (SELECT COALESCE(SUM(json_array_length(nonces)), 0) FROM nonce_log)"
+            "SELECT (SELECT COUNT(*) FROM nonces)"
+            " + (SELECT COALESCE(SUM(json_array_length(nonces)), 0) FROM accepted_nonces)"
         )
         return await self._db.read(lambda c: int(c.execute(sql).fetchone()[0]))
 

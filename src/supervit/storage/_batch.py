@@ -6,12 +6,12 @@ written by **one** database operation (one appended row: a page or two), and eac
 the outcome once that operation has committed. Items arriving while the previous commit is on
 disk join the next operation at no extra wait.
 
-How items are grouped is one :class:`BatchPolicy` (the only batching knob of the hot paths, see
-docs/performance.md, "Batching policy"): under load (other items are usually waiting or on disk
-when one arrives) an operation starts at most every ``max_delay_secs`` after the previous one
-started, so each commit serves more items and costs less CPU per item; a lone sequential caller
-(nothing else unsettled when it appends) never waits. ``max_items`` waiting items start the
-operation at once.
+How items are grouped is one :class:`~supervit.storage.BatchPolicy` (every batching knob lives
+in ``supervit/storage/_policy.py``; docs/performance.md, "Batching policy"): under load (other
+items are usually waiting or on disk when one arrives) an operation starts at most every
+``max_delay_secs`` after the previous one started, so each commit serves more items and costs
+less CPU per item; a lone sequential caller (nothing else unsettled when it appends) never
+waits. ``max_items`` waiting items start the operation at once.
 
 If the operation itself fails for its items (one item cannot be encoded or stored), the items are
 split in halves and written again until the offending item is refused alone: one bad item never
@@ -24,13 +24,13 @@ import asyncio
 import logging
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from supervit._exceptions import StorageError
 from supervit.storage._db import Database
+from supervit.storage._policy import NODE_NONCE_BATCHING, BatchPolicy
 
-__all__ = ["NODE_NONCE_BATCHING", "REPORT_LOG_BATCHING", "BatchPolicy", "DurableLog"]
+__all__ = ["DurableLog"]
 
 log = logging.getLogger(__name__)
 
@@ -38,36 +38,6 @@ log = logging.getLogger(__name__)
 # when one arrives): a few arrivals move it, one odd arrival does not flip it.
 _SMOOTHING = 0.1
 
-
-@dataclass(frozen=True, slots=True)
-class BatchPolicy:
-    """How a :class:`DurableLog` groups items into commits.
-
-    ``max_delay_secs``: under load, the next operation starts at most this long after the previous
-    one started: the longest an item waits for company (its answer also waits for the commit).
-    ``max_items``: this many waiting items start the operation at once, whatever the delay.
-    ``under_load``: the log counts as under load while the moving average of items already
-    unsettled (waiting or on disk) when one is appended is at least this; below it each item is
-    written at once (a sequential caller sees none and is never held back).
-    """
-
-    max_delay_secs: float = 0.005
-    max_items: int = 4096
-    under_load: float = 0.5
-
-    def __post_init__(self) -> None:
-        if self.max_delay_secs < 0 or self.max_items < 1 or self.under_load < 0:
-            raise ValueError(f"invalid batch policy {self!r}")
-
-
-NODE_NONCE_BATCHING = BatchPolicy(max_delay_secs=0.005)
-"""The node's nonce log (``SqliteNonceStorage``): 5 ms measured best for a closed loop of
-back-to-back verifiers on the 2-core benchmark machine (bench/bench_node_rpc.py)."""
-
-REPORT_LOG_BATCHING = BatchPolicy(max_delay_secs=0.02)
-"""The supervisor's report log: a fleet reports on its own schedule, so a larger delay costs
-latency but not throughput, and a commit per 20 ms under load instead of one per report or two
-cuts the supervisor's CPU per report (bench/bench_fleet.py; docs/performance.md)."""
 
 Item = TypeVar("Item")
 R = TypeVar("R")

@@ -30,15 +30,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from supervit._exceptions import StorageError
+from supervit.storage._policy import GROUP_COMMIT_BATCHING, BatchPolicy
 
 __all__ = ["Database", "Migration"]
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-# Under load, how long a group waits for company after the previous commit: fewer fsyncs, each
-# serving more writers, for at most this much added latency (bench/bench_node_rpc.py).
-DEFAULT_LINGER_SECS = 0.002
 # If another process holds the write lock, retry BEGIN this often instead of blocking the loop.
 _BUSY_RETRY_SECS = 0.005
 _BUSY_GIVE_UP_SECS = 30.0
@@ -141,14 +139,13 @@ class Database:
         migrations: Sequence[Migration] = (),
         *,
         synchronous: str = "FULL",
-        max_batch: int = 512,
-        linger_secs: float = DEFAULT_LINGER_SECS,
+        batching: BatchPolicy = GROUP_COMMIT_BATCHING,
     ) -> None:
         self.path = path
-        self._linger = linger_secs
+        self._linger = batching.max_delay_secs
         self._migrations = sorted(migrations, key=lambda m: m.version)
         self._synchronous = synchronous
-        self._max_batch = max_batch
+        self._max_batch = batching.max_items
         self._conn: sqlite3.Connection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: list[_WriteOp] = []
@@ -171,11 +168,10 @@ class Database:
         migrations: Sequence[Migration] = (),
         *,
         synchronous: str = "FULL",
-        max_batch: int = 512,
-        linger_secs: float = DEFAULT_LINGER_SECS,
+        batching: BatchPolicy = GROUP_COMMIT_BATCHING,
     ) -> Database:
         """Create the parent directory if needed, open the file, apply pending migrations."""
-        db = cls(Path(path), migrations, synchronous=synchronous, max_batch=max_batch, linger_secs=linger_secs)
+        db = cls(Path(path), migrations, synchronous=synchronous, batching=batching)
         await asyncio.to_thread(db._start)
         return db
 

@@ -6,7 +6,7 @@ nonces consumed within the credential window. Nonces are checked against that me
 event loop (check-and-remember is atomic there), so a replay is refused at once.
 
 Every accepted report (and health check) is then written through one shared database operation
-per group commit: one row of the ``nonce_batches`` log holding all their nonces and reports (an
+per group commit: one row of the ``report_log`` table holding all their nonces and reports (an
 append: one or two pages per commit). **Each request is answered only after that operation has
 committed**: an acknowledged report is durable and its nonce too, so a replay is refused after a
 crash and restart as well (nonces are loaded back at start-up).
@@ -117,7 +117,7 @@ def _write_batch(conn: sqlite3.Connection, accepted: list[_Accepted]) -> int | N
     # reports they acknowledge. Returns the row's id (DurableLog never passes an empty batch).
     reports = [row for _, _, row in accepted if row is not None]
     cursor = conn.execute(
-        "INSERT INTO nonce_batches (expires_at, nonces, reports) VALUES (?, ?, ?)",
+        "INSERT INTO report_log (expires_at, nonces, reports) VALUES (?, ?, ?)",
         (
             max(row[1] for row in accepted),
             json.dumps([row[0] for row in accepted]),
@@ -210,13 +210,12 @@ class ReportIngest:
             )
             pending = [row[0] for row in conn.execute("SELECT DISTINCT node_id FROM directives")]
             nonces = conn.execute("SELECT nonce, expires_at FROM nonces WHERE expires_at >= ?", (now,)).fetchall()
-            sql = "SELECT nonces, expires_at FROM nonce_batches WHERE expires_at >= ?"
+            sql = "SELECT nonces, expires_at FROM report_log WHERE expires_at >= ?"
             for text, expires_at in conn.execute(sql, (now,)):
                 nonces.extend((nonce, expires_at) for nonce in json.loads(text))
             (through,) = conn.execute("SELECT value FROM meta WHERE key = 'reports_folded_through'").fetchone()
             sql = (
-                "SELECT batch_id, reports FROM nonce_batches"
-                " WHERE batch_id > ? AND reports IS NOT NULL ORDER BY batch_id"
+                "SELECT batch_id, reports FROM report_log WHERE batch_id > ? AND reports IS NOT NULL ORDER BY batch_id"
             )
             unfolded.extend(conn.execute(sql, (through,)))
             return nodes, pending, nonces

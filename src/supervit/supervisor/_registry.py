@@ -75,8 +75,8 @@ RETURNING agent_addr, pushed_catalog_version
 # An expired row may be taken over: its credential could no longer pass the window check anyway.
 # Rows whose reports are not folded into the node rows yet stay (the fold is seconds behind).
 _CLEANUP_BATCHES_SQL = """
-DELETE FROM nonce_batches WHERE batch_id IN (
-    SELECT batch_id FROM nonce_batches
+DELETE FROM report_log WHERE batch_id IN (
+    SELECT batch_id FROM report_log
     WHERE expires_at < ? AND batch_id <= (SELECT value FROM meta WHERE key = 'reports_folded_through')
     LIMIT ?
 )

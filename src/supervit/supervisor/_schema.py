@@ -114,11 +114,23 @@ _V4 = """
 ALTER TABLE nodes ADD COLUMN stopped_at INTEGER;
 """
 
+# The "nonce batches" have been the report log since v3: the table is named for what it holds
+# (each row: the reports and nonces one group commit acknowledged). Rows, ids and the
+# reports_folded_through watermark are kept as they are.
+_V5 = """
+ALTER TABLE nonce_batches RENAME TO report_log;
+
+DROP INDEX nonce_batches_expires_at;
+
+CREATE INDEX report_log_expires_at ON report_log (expires_at);
+"""
+
 SUPERVISOR_MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, _V1),
     Migration(2, _V2),
     Migration(3, _V3),
     Migration(4, _V4),
+    Migration(5, _V5),
 )
 """Every schema step of the supervisor database, oldest first."""
 
