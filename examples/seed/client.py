@@ -38,7 +38,7 @@ async def main(endpoint: str = "http://localhost:50051") -> None:
 
     # Perform health check
     health = await client.health_check()
-    print(f"Health check: {health}".replace("\n", " ").strip())
+    print(f"Health check: {health.message}".replace("\n", " ").strip())
 
     # The Rust program returns here and drops the client. In Python, let the background task
     # finish its registration (its first report follows within the interval), then stop it.

@@ -9,7 +9,15 @@ import pytest
 
 from supervit._exceptions import NotRegisteredError, RpcError
 from supervit.auth import Action, CredentialVerifier, SharedSecret, build_payload, registration_fingerprint
-from supervit.client import ConnectionStatus, RegistrationRejectedError, SupervitClient
+from supervit.client import (
+    ConnectionStatus,
+    Directive,
+    HealthStatus,
+    RegistrationRejectedError,
+    RegistrationResult,
+    ReportResult,
+    SupervitClient,
+)
 from supervit.metrics import StaticMetricsProvider
 from supervit.node import ServiceCollector
 from supervit.protocol import supervisor_pb2
@@ -31,7 +39,7 @@ async def test_registration_fingerprint_verifies_on_the_server(
     await client.connect()
     response = await client.register_node()
 
-    assert response.success
+    assert isinstance(response, RegistrationResult) and response.message.success
     [call] = double.calls("RegisterNode")
     assert call.ok, call.details
     request = call.request
@@ -114,7 +122,7 @@ async def test_report_carries_metrics_statuses_power_and_realm_version(
     metrics.update(power_reserve_level=2)
     response = await client.report()
 
-    assert response.received
+    assert isinstance(response, ReportResult) and response.message.received
     [request] = double.reports()
     assert request.realm_sync_version == 42
     assert request.power_reserve_level == 2
@@ -188,7 +196,7 @@ async def test_report_from_an_unregistered_node_is_not_registered_error(
     assert info.value.code == grpc.StatusCode.NOT_FOUND
     assert info.value.details == "node not registered"
     await client.register_node()
-    assert (await client.report()).received
+    assert (await client.report()).message.received
 
 
 async def test_health_check(double: SupervisorDouble, make_client: MakeClient) -> None:
@@ -196,8 +204,36 @@ async def test_health_check(double: SupervisorDouble, make_client: MakeClient) -
     await client.connect()
     response = await client.health_check()
     assert response.healthy
+    assert isinstance(response, HealthStatus) and response.latency_ms == 1
+    assert response.server_timestamp == response.message.server_timestamp > 0
     [call] = double.calls("HealthCheck")
     assert call.ok
+
+
+async def test_answers_are_dataclasses_with_the_message_kept(double: SupervisorDouble, make_client: MakeClient) -> None:
+    double.heartbeat_interval_secs = 17
+    double.next_report_interval_secs = 9
+    client = make_client(fast_config(double.endpoint))
+    await client.connect()
+    registered = await client.register_node()
+    assert registered.heartbeat_interval_secs == 17 and registered.resource_version == 1
+    assert registered.registered_at_iso is not None
+    assert registered.registered_at_iso == registered.message.registered_at_iso
+    assert registered.server_timestamp == registered.message.server_timestamp > 0
+
+    plain = await client.report()
+    assert plain.directive is None and plain.next_report_interval_secs == 9
+    double.queue_directive(supervisor_pb2.REQUEST_FULL_REPORT, "now")
+    steered = await client.report()
+    assert steered.directive == Directive(supervisor_pb2.REQUEST_FULL_REPORT, "now", steered.message.directive)
+    assert steered.message.HasField("directive")
+    double.queue_directive(supervisor_pb2.REQUEST_FULL_REPORT)
+    assert (await client.report()).directive == Directive(
+        supervisor_pb2.REQUEST_FULL_REPORT, None, supervisor_pb2.Directive()
+    )
+    # A directive type this build does not know parses as unset: type None.
+    unknown = supervisor_pb2.Directive.FromString(b"\x08\x63")  # field 1 = 99
+    assert Directive.from_message(unknown).type is None
 
 
 async def test_calls_before_connect_fail_clearly(double: SupervisorDouble, make_client: MakeClient) -> None:

@@ -121,7 +121,7 @@ async def test_node_clock_900s_ahead_recovers(double: SupervisorDouble, make_cli
     assert client.clock_skew_secs == pytest.approx(900, abs=2)
     assert client.state.clock_skew_secs == client.clock_skew_secs
     assert client.signer.clock_offset == pytest.approx(-900, abs=2)
-    assert (await client.report()).received
+    assert (await client.report()).message.received
     assert (await client.health_check()).healthy
     assert all(r.ok for r in double.received[1:])
 

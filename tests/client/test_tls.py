@@ -44,8 +44,8 @@ async def test_tls_with_ca_and_domain_override(
     config = fast_config(tls_double.endpoint, enable_tls=True, tls_domain="localhost", ca_cert=tls_files.ca_cert)
     client = make_client(config)
     await client.connect()
-    assert (await client.register_node()).success
-    assert (await client.report()).received
+    assert (await client.register_node()).message.success
+    assert (await client.report()).message.received
 
 
 async def test_tls_refuses_a_certificate_for_another_name(
@@ -74,7 +74,7 @@ async def test_mtls_with_client_certificate(
     )
     client = make_client(config)
     await client.connect()
-    assert (await client.register_node()).success
+    assert (await client.register_node()).message.success
     assert (await client.health_check()).healthy
 
 

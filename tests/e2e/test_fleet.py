@@ -22,7 +22,7 @@ import pytest
 
 from supervit.auth import SharedSecret
 from supervit.protocol import supervisor_pb2, supervit_admin_pb2
-from supervit.supervisor import AdminClient
+from supervit.supervisor import AdminClient, NodeListing, NodeSummary
 from tests.conftest import OTHER_SECRET_HEX, SECRET_HEX
 
 pytestmark = pytest.mark.e2e
@@ -35,7 +35,8 @@ SUP_ADMIN = "supervit supervisor admin listening on "
 NODE_LISTENING = "supervit node listening on "
 SUP_METRICS = "supervit supervisor metrics listening on "
 NODE_METRICS = "supervit node metrics listening on "
-Listing = supervit_admin_pb2.ListNodesResponse
+Listing = NodeListing
+_NO_LISTING = NodeListing.from_message(supervit_admin_pb2.ListNodesResponse(server_timestamp=0, catalog_version=0))
 
 
 def clean_env() -> dict[str, str]:
@@ -191,12 +192,12 @@ shutdown_grace_secs = 1
     async def wait(self, what: str, ready: Callable[[Listing], bool], within: float = 15) -> Listing:
         """Poll ListNodes until ``ready``; on timeout fail with the listing and the logs' tails."""
         deadline = time.monotonic() + within
-        listing = Listing()
+        listing = _NO_LISTING
         while time.monotonic() < deadline:
             try:
                 listing = await self.admin.list_nodes()
             except Exception:  # the supervisor may be restarting
-                listing = Listing()
+                listing = _NO_LISTING
             if ready(listing):
                 return listing
             await asyncio.sleep(0.2)
@@ -211,14 +212,14 @@ shutdown_grace_secs = 1
             await self._admin.close()
 
 
-def node(listing: Listing, node_id: str) -> supervit_admin_pb2.NodeSummary | None:
+def node(listing: Listing, node_id: str) -> NodeSummary | None:
     return next((n for n in listing.nodes if n.node_id == node_id), None)
 
 
 def reporting(*node_ids: str) -> Callable[[Listing], bool]:
     def check(listing: Listing) -> bool:
         return all(
-            (n := node(listing, i)) is not None and n.state == "online" and n.HasField("last_report_at")
+            (n := node(listing, i)) is not None and n.state == "online" and n.last_report_at is not None
             for i in node_ids
         )
 
@@ -243,7 +244,7 @@ async def test_register_report_offline_and_back(fleet: Fleet) -> None:
     await two.stop(signal.SIGKILL)
     listing = await fleet.wait("node-2 offline", lambda ls: getattr(node(ls, "node-2"), "state", "") == "offline")
     gone = node(listing, "node-2")
-    assert gone is not None and gone.HasField("offline_since")
+    assert gone is not None and gone.offline_since is not None
     assert getattr(node(listing, "node-1"), "state", "") == "online"
     await fleet.start_node("node-2")
     await fleet.wait("node-2 online again", reporting("node-2"))
@@ -280,8 +281,10 @@ async def test_directives_exactly_once(fleet: Fleet) -> None:
     queued = await fleet.admin.enqueue_directive("node-1", supervisor_pb2.REQUEST_FULL_REPORT)
     assert queued.position == 1
     await fleet.wait("the directive delivered", lambda ls: getattr(node(ls, "node-1"), "pending_directives", 1) == 0)
-    before = (node(await fleet.admin.list_nodes(), "node-1") or supervit_admin_pb2.NodeSummary()).last_report_at
-    await fleet.wait("three more reports", lambda ls: getattr(node(ls, "node-1"), "last_report_at", 0) >= before + 3)
+    before = getattr(node(await fleet.admin.list_nodes(), "node-1"), "last_report_at", None) or 0
+    await fleet.wait(
+        "three more reports", lambda ls: (getattr(node(ls, "node-1"), "last_report_at", None) or 0) >= before + 3
+    )
     assert one.log().count("supervisor requested a full report") == 1
     await fleet.admin.enqueue_directive("node-1", supervisor_pb2.GRACEFUL_SHUTDOWN, "e2e says bye")
     assert one.process is not None

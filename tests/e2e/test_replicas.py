@@ -20,8 +20,8 @@ import grpc
 import pytest
 
 from supervit.auth import SharedSecret
-from supervit.protocol import common_pb2, supervised_pb2, supervisor_pb2, supervit_admin_pb2
-from supervit.supervisor import AdminClient
+from supervit.protocol import common_pb2, supervised_pb2, supervisor_pb2
+from supervit.supervisor import AdminClient, NodeListing
 from tests.conftest import SECRET_HEX
 from tests.e2e.test_fleet import NODE_LISTENING, SUP_ADMIN, SUP_LISTENING, Proc
 from tests.stores import SharedStores
@@ -236,7 +236,7 @@ shutdown_grace_secs = 1
                 found.append(i)
         return found
 
-    async def listing(self, i: int) -> supervit_admin_pb2.ListNodesResponse:
+    async def listing(self, i: int) -> NodeListing:
         return await self.admins[i].list_nodes()
 
     def tails(self) -> str:
@@ -291,7 +291,7 @@ async def test_three_replicas_survive_the_leader_killed_under_load(cluster: Clus
 
         async def everyone_reporting() -> bool:
             listing = await cluster.listing(2)
-            live = {n.node_id for n in listing.nodes if n.state == "online" and n.HasField("last_report_at")}
+            live = {n.node_id for n in listing.nodes if n.state == "online" and n.last_report_at is not None}
             return live >= all_ids
 
         await cluster.eventually("every node reporting", everyone_reporting)

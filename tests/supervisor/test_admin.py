@@ -11,8 +11,19 @@ import pytest
 
 from supervit._exceptions import RpcError
 from supervit.auth import SharedSecret, Signer
+from supervit.client import NodeMetrics
 from supervit.protocol import common_pb2, supervisor_pb2, supervit_admin_pb2, supervit_admin_pb2_grpc
-from supervit.supervisor import AdminClient, admin_payload
+from supervit.supervisor import (
+    AdminClient,
+    CatalogChange,
+    CatalogListing,
+    CatalogRealmInfo,
+    CatalogRemoval,
+    DirectiveQueued,
+    NodeListing,
+    NodeSummary,
+    admin_payload,
+)
 from tests.conftest import SECRET_HEX
 from tests.supervisor.conftest import ADMIN_HEX, NodeSim, make_config
 
@@ -70,10 +81,14 @@ async def test_list_nodes_shows_state_power_and_sync(
     assert listing.catalog_version == 1
     assert [n.node_id for n in listing.nodes] == ["a", "b"]
     first, second = listing.nodes
-    assert first.state == "online" and first.power_reserve_level == 5 and first.HasField("last_report_at")
+    assert isinstance(listing, NodeListing) and isinstance(first, NodeSummary)
+    assert listing.message.nodes[0].node_id == "a" and listing.next_page_token is None
+    assert first.metrics == NodeMetrics.from_message(listing.message.nodes[0].metrics)
+    assert first.state == "online" and first.power_reserve_level == 5 and first.last_report_at is not None
     assert first.metrics.cpu_usage_percent == 12.5 and first.services[0].name == "turn"
-    assert first.sync_lag == 1 and first.location == "rack 4" and first.advertised_services[0].port_info == "3478"
-    assert not second.HasField("last_report_at") and second.power_reserve_level == 4  # the init level
+    assert first.sync_lag == 1 and first.location == "rack 4"
+    assert first.message.advertised_services[0].port_info == "3478"
+    assert second.last_report_at is None and second.power_reserve_level == 4  # the init level
 
 
 async def test_enqueue_directive(tmp_path: Path, started: Started, admin_to: Admins, channel_to: Channels) -> None:
@@ -83,6 +98,7 @@ async def test_enqueue_directive(tmp_path: Path, started: Started, admin_to: Adm
     await node.register()
     queued = await admin.enqueue_directive("a", supervisor_pb2.GRACEFUL_SHUTDOWN, "bye")
     assert queued.position == 1
+    assert isinstance(queued, DirectiveQueued) and queued.directive_id == queued.message.directive_id > 0
     assert (await admin.list_nodes()).nodes[0].pending_directives == 1
     assert (await node.report()).directive.payload == "bye"
     with pytest.raises(RpcError) as missing:
@@ -97,6 +113,10 @@ async def test_catalog_add_update_remove(tmp_path: Path, started: Started, admin
     sup = await started(make_config(tmp_path))
     admin = admin_to(sup.admin_address)
     added = await admin.add_realm(7, "seven", use_servers=[common_pb2.TURN], expires_at=10)
+    assert isinstance(added, CatalogChange) and isinstance(added.realm, CatalogRealmInfo)
+    realm = added.realm
+    assert (realm.realm_id, realm.name, realm.enabled, realm.expires_at) == (7, "seven", True, 10)
+    assert added.realm.updated_at is None and added.realm.created_at > 0 and added.message.realm.realm_id == 7
     assert (added.realm.version, added.catalog_version, list(added.realm.use_servers)) == (1, 1, [common_pb2.TURN])
     with pytest.raises(RpcError) as exists:
         await admin.add_realm(7, "again")
@@ -105,8 +125,11 @@ async def test_catalog_add_update_remove(tmp_path: Path, started: Started, admin
     assert not updated.realm.enabled and list(updated.realm.use_servers) == [] and updated.realm.name == "seven"
     kept = await admin.update_realm(7, name="siete")
     assert kept.realm.expires_at == 10 and kept.realm.version == 3
-    assert [r.name for r in (await admin.list_catalog()).realms] == ["siete"]
-    assert (await admin.remove_realm(7)).catalog_version == 4
+    catalog = await admin.list_catalog()
+    assert isinstance(catalog, CatalogListing) and catalog.catalog_version == 3
+    assert [r.name for r in catalog.realms] == ["siete"] and catalog.realms[0].updated_at is not None
+    removed = await admin.remove_realm(7)
+    assert isinstance(removed, CatalogRemoval) and (removed.realm_id, removed.catalog_version) == (7, 4)
     assert list((await admin.list_catalog()).realms) == []
     for call in (admin.remove_realm(7), admin.update_realm(7, name="x")):
         with pytest.raises(RpcError) as missing:

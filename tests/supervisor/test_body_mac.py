@@ -39,8 +39,8 @@ async def test_supervit_clients_send_it_and_a_requiring_supervisor_accepts_them(
     client = SupervitClient(config, ServiceCollector([]), metrics=StaticMetricsProvider(METRICS, 4))
     try:
         await client.connect()
-        assert (await client.register_node()).success
-        assert (await client.report()).received
+        assert (await client.register_node()).message.success
+        assert (await client.report()).message.received
         assert (await client.health_check()).healthy
     finally:
         await client.stop()

@@ -195,9 +195,9 @@ async def test_client_interceptor_keeps_the_server_time_of_refusals(tmp_path: Pa
     )
     try:
         await client.connect()
-        assert (await client.register_node()).success
+        assert (await client.register_node()).message.success
         assert client.clock_skew_secs > 3000
-        assert (await client.report()).received
+        assert (await client.report()).message.received
     finally:
         await client.stop()
     labels = {"grpc_type": "unary", "grpc_service": SVC, "grpc_method": "RegisterNode"}

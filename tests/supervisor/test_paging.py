@@ -55,8 +55,8 @@ async def test_list_nodes_pages_by_node_id(
     assert (seen, pages) == (["n0", "n1", "n2", "n3", "n4"], 3)
     assert [n.node_id for n in (await admin.list_nodes(page_size=2)).nodes] == seen
     whole = await admin.list_nodes_page()
-    assert len(whole.nodes) == 5 and not whole.HasField("next_page_token")
-    for bad in ("nope", whole.SerializeToString().hex()[:40], "TlAxbjE"):
+    assert len(whole.nodes) == 5 and whole.next_page_token is None and not whole.message.HasField("next_page_token")
+    for bad in ("nope", whole.message.SerializeToString().hex()[:40], "TlAxbjE"):
         with pytest.raises(Exception) as info:
             await admin.list_nodes_page(2, bad)
         assert getattr(info.value, "code", None) == grpc.StatusCode.INVALID_ARGUMENT
@@ -96,7 +96,7 @@ async def test_list_nodes_reads_the_store_in_chunks_across_page_boundaries(
     admin = admin_to(sup.admin_address)
     whole = await admin.list_nodes_page()
     assert [n.node_id for n in whole.nodes] == ids and whole.total_count == 1203
-    assert not whole.HasField("next_page_token")
+    assert whole.next_page_token is None and not whole.message.HasField("next_page_token")
     for size in (499, 500, 501, 1202, 1203):
         seen, token = [], ""
         while True:

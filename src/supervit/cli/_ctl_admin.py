@@ -32,8 +32,16 @@ from supervit.cli._ctl_common import (
     table,
 )
 from supervit.config import apply_env, build, read_secret_file, read_toml
-from supervit.protocol import common_pb2, supervisor_pb2, supervit_admin_pb2
-from supervit.supervisor import AdminClient, AdminSection, split_host_port
+from supervit.protocol import common_pb2, supervisor_pb2
+from supervit.supervisor import (
+    AdminClient,
+    AdminSection,
+    CatalogChange,
+    CatalogRealmInfo,
+    NodeListing,
+    NodeSummary,
+    split_host_port,
+)
 
 __all__ = ["catalog_group", "directive", "nodes", "sync_text"]
 
@@ -153,21 +161,21 @@ def admin_options(f: Callable[..., None]) -> Callable[..., None]:
     return wrapper
 
 
-def sync_text(node: supervit_admin_pb2.NodeSummary) -> str:
+def sync_text(node: NodeSummary) -> str:
     """``v3 in sync`` / ``v1, 2 behind`` (+ ``push failing``) for one node."""
     text = f"v{node.realm_sync_version} " + ("in sync" if node.sync_lag == 0 else f"{node.sync_lag} behind")
-    if node.HasField("last_push_error"):
+    if node.last_push_error is not None:
         text += ", push failing"
     return text
 
 
-def node_rows(listing: supervit_admin_pb2.ListNodesResponse, now: float | None = None) -> list[list[object]]:
+def node_rows(listing: NodeListing, now: float | None = None) -> list[list[object]]:
     """Table rows for ``ctl nodes`` (also used by ``supervit demo``)."""
     now = listing.server_timestamp if now is None else now
     rows: list[list[object]] = []
     for n in listing.nodes:
-        last = f"{age(now - n.last_report_at)} ago" if n.HasField("last_report_at") else "never"
-        power = str(n.power_reserve_level) if n.HasField("power_reserve_level") else "-"
+        last = f"{age(now - n.last_report_at)} ago" if n.last_report_at is not None else "never"
+        power = str(n.power_reserve_level) if n.power_reserve_level is not None else "-"
         rows.append([n.node_id, n.name, n.state, last, power, sync_text(n), n.agent_addr])
     return rows
 
@@ -184,7 +192,7 @@ def nodes(admin: _Admin, as_json: bool) -> None:
     """
     listing = admin.run(lambda c: c.list_nodes())
     if as_json:
-        echo_json(message_dict(listing))
+        echo_json(message_dict(listing.message))
     elif listing.nodes:
         click.echo(table(NODE_HEADERS, node_rows(listing, time.time())))
         click.echo(f"catalog version {listing.catalog_version}")
@@ -206,7 +214,7 @@ def directive(admin: _Admin, node_id: str, directive_type: str, payload: str | N
     kind = parse_enum(directive_type, _DIRECTIVES, "directive type")
     queued = admin.run(lambda c: c.enqueue_directive(node_id, kind, payload))
     if as_json:
-        echo_json(message_dict(queued))
+        echo_json(message_dict(queued.message))
     else:
         name = supervisor_pb2.DirectiveType.Name(kind)  # type: ignore[arg-type]
         click.echo(
@@ -221,8 +229,8 @@ def _servers(text: str | None) -> list[int] | None:
     return [parse_enum(part, _RESOURCE_TYPES, "resource type") for part in text.split(",") if part.strip()]
 
 
-def _realm_line(realm: supervit_admin_pb2.CatalogRealm) -> list[object]:
-    servers = ",".join(common_pb2.ResourceType.Name(s) for s in realm.use_servers) or "-"
+def _realm_line(realm: CatalogRealmInfo) -> list[object]:
+    servers = ",".join(common_pb2.ResourceType.Name(s) for s in realm.use_servers) or "-"  # type: ignore[arg-type]
     return [
         realm.realm_id,
         realm.name,
@@ -247,7 +255,7 @@ def catalog_list(admin: _Admin, as_json: bool) -> None:
     """List the catalog's realms."""
     listing = admin.run(lambda c: c.list_catalog())
     if as_json:
-        echo_json(message_dict(listing))
+        echo_json(message_dict(listing.message))
         return
     if listing.realms:
         click.echo(table(_CATALOG_HEADERS, [_realm_line(r) for r in listing.realms]))
@@ -259,9 +267,9 @@ def catalog_realm() -> None:
     """Add, update or remove one catalog realm."""
 
 
-def _show_put(response: supervit_admin_pb2.PutCatalogRealmResponse, verb: str, as_json: bool) -> None:
+def _show_put(response: CatalogChange, verb: str, as_json: bool) -> None:
     if as_json:
-        echo_json(message_dict(response))
+        echo_json(message_dict(response.message))
     else:
         click.echo(table(_CATALOG_HEADERS, [_realm_line(response.realm)]))
         click.echo(
@@ -318,6 +326,6 @@ def catalog_remove(admin: _Admin, realm_id: int, as_json: bool) -> None:
     """Remove REALM_ID from the catalog (nodes delete it)."""
     response = admin.run(lambda c: c.remove_realm(realm_id))
     if as_json:
-        echo_json(message_dict(response))
+        echo_json(message_dict(response.message))
     else:
         click.echo(f"realm {realm_id} removed: catalog version {response.catalog_version}, pushing to nodes")

@@ -32,8 +32,8 @@ from supervit.auth import SharedSecret
 from supervit.cli._ctl_admin import NODE_HEADERS, node_rows
 from supervit.cli._ctl_common import CtlError, table
 from supervit.client import SupervisedClient
-from supervit.protocol import common_pb2, supervit_admin_pb2
-from supervit.supervisor import AdminClient
+from supervit.protocol import common_pb2
+from supervit.supervisor import AdminClient, NodeListing
 
 __all__ = ["demo"]
 
@@ -104,7 +104,7 @@ class _Demo:
         self.live_lines = 0  # the live table is not redrawn over an event line
         click.echo(f"[{time.monotonic() - self.started:5.1f}s] {text}")
 
-    def show_table(self, listing: supervit_admin_pb2.ListNodesResponse) -> None:
+    def show_table(self, listing: NodeListing) -> None:
         elapsed = f"[{time.monotonic() - self.started:5.1f}s] catalog version {listing.catalog_version}"
         text = elapsed + "\n" + table(NODE_HEADERS, node_rows(listing, time.time()))
         lines = text.splitlines()
@@ -247,9 +247,7 @@ port = {3478 + index}
         )
         return path
 
-    async def wait_for(
-        self, admin: AdminClient, what: str, ready: Callable[[supervit_admin_pb2.ListNodesResponse], bool]
-    ) -> supervit_admin_pb2.ListNodesResponse:
+    async def wait_for(self, admin: AdminClient, what: str, ready: Callable[[NodeListing], bool]) -> NodeListing:
         deadline = time.monotonic() + _STEP_SECS
         while True:
             self.check_alive()
@@ -324,8 +322,8 @@ port = {3478 + index}
 
         async with AdminClient(sup.extra["admin"], SharedSecret.from_hex(self.admin_hex)) as admin:
 
-            def reported(listing: supervit_admin_pb2.ListNodesResponse) -> bool:
-                seen = {n.node_id for n in listing.nodes if n.HasField("last_report_at") and n.state == "online"}
+            def reported(listing: NodeListing) -> bool:
+                seen = {n.node_id for n in listing.nodes if n.last_report_at is not None and n.state == "online"}
                 return seen >= set(_NODES)
 
             listing = await self.wait_for(admin, "registration and a first report of both nodes", reported)
@@ -334,7 +332,7 @@ port = {3478 + index}
             added = await admin.add_realm(_REALM_ID, _REALM_NAME, use_servers=[common_pb2.TURN])
             self.say(f'catalog: added realm {_REALM_ID} "{_REALM_NAME}" (catalog version {added.catalog_version})')
 
-            def synced(listing: supervit_admin_pb2.ListNodesResponse) -> bool:
+            def synced(listing: NodeListing) -> bool:
                 return sum(n.sync_lag == 0 and n.realm_sync_version >= added.realm.version for n in listing.nodes) == 2
 
             await self.wait_for(admin, f"realm {_REALM_ID} sync to both nodes", synced)

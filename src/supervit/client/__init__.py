@@ -37,6 +37,7 @@ from supervit.client._node_views import (
 from supervit.client._skew import ClockSkewEstimator
 from supervit.client._state import ConnectionState, ConnectionStatus
 from supervit.client._supervised import SupervisedClient
+from supervit.client._supervisor_views import Directive, HealthStatus, RegistrationResult, ReportResult
 
 __all__ = [
     "LEAVING_METADATA_KEY",
@@ -50,6 +51,8 @@ __all__ = [
     "ConnectionStatus",
     "CredentialRejectedError",
     "DeadlineExceededError",
+    "Directive",
+    "HealthStatus",
     "InvalidArgumentError",
     "NodeInfo",
     "NodeMetrics",
@@ -59,7 +62,9 @@ __all__ = [
     "RealmVersionSource",
     "RefusedNotFoundError",
     "RegistrationRejectedError",
+    "RegistrationResult",
     "RemoteNotFoundError",
+    "ReportResult",
     "RequestRefusedError",
     "ServiceHealth",
     "ShutdownAck",

@@ -54,6 +54,7 @@ from supervit._exceptions import RpcError
 from supervit.client._errors import LEAVING_METADATA_KEY, RegistrationRejectedError
 from supervit.client._loop import Sleep, StatusLoops
 from supervit.client._rpc import SupervisorConnection, health_rpc, register_rpc, report_rpc
+from supervit.client._supervisor_views import HealthStatus, RegistrationResult, ReportResult
 from supervit.config import SupervitConfig
 from supervit.inventory import ServiceCollector
 from supervit.metrics import MAX_POWER_RESERVE_LEVEL, MetricsProvider, Snapshot, SystemMetricsCollector
@@ -235,7 +236,7 @@ class SupervitClient(SupervisorConnection):
 
     # -- RPCs ------------------------------------------------------------------------------
 
-    async def register_node(self) -> supervisor_pb2.RegisterNodeResponse:
+    async def register_node(self) -> RegistrationResult:
         """Register this node (services, tags, power level, addresses), signed over its fingerprint.
 
         Raises :class:`RegistrationRejectedError` when the supervisor answers ``success=false``,
@@ -269,7 +270,7 @@ class SupervitClient(SupervisorConnection):
             len(request.services),
             response.heartbeat_interval_secs,
         )
-        return response
+        return RegistrationResult.from_message(response)
 
     async def leave(self, reason: str = "stopping", *, timeout_secs: float = LEAVE_TIMEOUT_SECS) -> bool:
         """Stop the loops and send one final report marked as leaving; True if it was received.
@@ -294,7 +295,7 @@ class SupervitClient(SupervisorConnection):
 
     async def report(
         self, full: bool = True, *, leaving: str | None = None, timeout_secs: float | None = None
-    ) -> supervisor_pb2.ReportResponse:
+    ) -> ReportResult:
         """Send one status report and apply the response (interval steering, directive).
 
         A full report carries the system metrics and every service status; ``full=False`` sends a
@@ -331,11 +332,11 @@ class SupervitClient(SupervisorConnection):
         self._state.last_report_at = self._clock()
         if leaving is None:  # a leaving node acts on nothing the answer says
             self._apply_report_response(response)
-        return response
+        return ReportResult.from_message(response)
 
-    async def health_check(self) -> supervisor_pb2.HealthCheckResponse:
+    async def health_check(self) -> HealthStatus:
         """Ask the supervisor whether it is healthy (also refreshes the clock-skew estimate)."""
-        return await self._invoke("HealthCheck", self._health_request(), health_rpc)
+        return HealthStatus.from_message(await self._invoke("HealthCheck", self._health_request(), health_rpc))
 
     # -- internals -------------------------------------------------------------------------
 

@@ -13,6 +13,15 @@ embed it::
 from supervit.config import split_host_port  # re-exported: the address parser ctl and tools use
 from supervit.supervisor._admin import ADMIN_SERVICE, AdminService, admin_payload, node_summary
 from supervit.supervisor._admin_client import AdminClient
+from supervit.supervisor._admin_views import (
+    CatalogChange,
+    CatalogListing,
+    CatalogRealmInfo,
+    CatalogRemoval,
+    DirectiveQueued,
+    NodeListing,
+    NodeSummary,
+)
 from supervit.supervisor._backends import open_store
 from supervit.supervisor._catalog import (
     CatalogChanges,
@@ -66,19 +75,26 @@ __all__ = [
     "AdminClient",
     "AdminSection",
     "AdminService",
+    "CatalogChange",
     "CatalogChanges",
     "CatalogError",
+    "CatalogListing",
     "CatalogPusher",
     "CatalogRealm",
+    "CatalogRealmInfo",
+    "CatalogRemoval",
     "CatalogStore",
     "DirectiveQueue",
+    "DirectiveQueued",
     "DirectiveStore",
     "FleetSection",
     "IngestNonceStorage",
     "IngestStore",
+    "NodeListing",
     "NodeOverride",
     "NodeRecord",
     "NodeRegistry",
+    "NodeSummary",
     "PendingMigrations",
     "PushError",
     "PushResult",

@@ -13,6 +13,7 @@ from supervit._exceptions import RpcError
 from supervit.auth import SharedSecret, Signer, body_mac_metadata
 from supervit.protocol import supervit_admin_pb2, supervit_admin_pb2_grpc
 from supervit.supervisor._admin import admin_payload
+from supervit.supervisor._admin_views import CatalogChange, CatalogListing, CatalogRemoval, DirectiveQueued, NodeListing
 
 __all__ = ["AdminClient"]
 
@@ -24,6 +25,8 @@ class AdminClient:
     """A plaintext channel to ``address`` (``host:port`` of ``[admin] listen``) signing with ``secret``.
 
     Failed calls raise :class:`~supervit.RpcError` (``code`` is the :class:`grpc.StatusCode`).
+    Answers are frozen dataclasses (:class:`NodeListing`, :class:`CatalogChange` …) whose
+    ``message`` is the protocol response.
     Use as ``async with AdminClient(addr, secret) as admin: ...``.
     """
 
@@ -58,39 +61,40 @@ class AdminClient:
         except grpc.aio.AioRpcError as exc:
             raise RpcError(method, exc.code(), exc.details() or "") from None
 
-    async def list_nodes_page(self, page_size: int = 0, page_token: str = "") -> supervit_admin_pb2.ListNodesResponse:
-        """One page of registered nodes (``page_size`` 0: as many as fit in one response)."""
+    async def _nodes_page(self, page_size: int, page_token: str) -> supervit_admin_pb2.ListNodesResponse:
         request = _pb.ListNodesRequest(page_size=page_size, page_token=page_token)
         response: supervit_admin_pb2.ListNodesResponse = await self._call("ListNodes", request)
         return response
 
-    async def list_nodes(self, *, page_size: int = 0) -> supervit_admin_pb2.ListNodesResponse:
+    async def list_nodes_page(self, page_size: int = 0, page_token: str = "") -> NodeListing:
+        """One page of registered nodes (``page_size`` 0: as many as fit in one response)."""
+        return NodeListing.from_message(await self._nodes_page(page_size, page_token))
+
+    async def list_nodes(self, *, page_size: int = 0) -> NodeListing:
         """Every registered node: follows the pages and returns them as one listing."""
-        listing = await self.list_nodes_page(page_size)
+        listing = await self._nodes_page(page_size, "")
         token = listing.next_page_token
         while token:
-            page = await self.list_nodes_page(page_size, token)
+            page = await self._nodes_page(page_size, token)
             listing.nodes.extend(page.nodes)
             listing.server_timestamp, listing.catalog_version = page.server_timestamp, page.catalog_version
             listing.total_count = page.total_count
             token = page.next_page_token
         listing.ClearField("next_page_token")
-        return listing
+        return NodeListing.from_message(listing)
 
-    async def enqueue_directive(
-        self, node_id: str, directive_type: int, payload: str | None = None
-    ) -> supervit_admin_pb2.EnqueueDirectiveResponse:
+    async def enqueue_directive(self, node_id: str, directive_type: int, payload: str | None = None) -> DirectiveQueued:
         """Queue a directive for ``node_id``'s next report."""
         request = _pb.EnqueueDirectiveRequest(node_id=node_id, type=directive_type)  # type: ignore[arg-type]
         if payload is not None:
             request.payload = payload
         response: supervit_admin_pb2.EnqueueDirectiveResponse = await self._call("EnqueueDirective", request)
-        return response
+        return DirectiveQueued.from_message(response)
 
-    async def list_catalog(self) -> supervit_admin_pb2.ListCatalogResponse:
+    async def list_catalog(self) -> CatalogListing:
         """The catalog's realms and version."""
         response: supervit_admin_pb2.ListCatalogResponse = await self._call("ListCatalog", _pb.ListCatalogRequest())
-        return response
+        return CatalogListing.from_message(response)
 
     async def add_realm(
         self,
@@ -100,7 +104,7 @@ class AdminClient:
         enabled: bool = True,
         use_servers: Iterable[int] = (),
         expires_at: int = 0,
-    ) -> supervit_admin_pb2.PutCatalogRealmResponse:
+    ) -> CatalogChange:
         """Add a realm to the catalog (pushed to the nodes at once)."""
         request = _pb.PutCatalogRealmRequest(
             realm_id=realm_id,
@@ -111,7 +115,7 @@ class AdminClient:
             expires_at=expires_at,
         )
         response: supervit_admin_pb2.PutCatalogRealmResponse = await self._call("PutCatalogRealm", request)
-        return response
+        return CatalogChange.from_message(response)
 
     async def update_realm(
         self,
@@ -121,7 +125,7 @@ class AdminClient:
         enabled: bool | None = None,
         use_servers: Iterable[int] | None = None,
         expires_at: int | None = None,
-    ) -> supervit_admin_pb2.PutCatalogRealmResponse:
+    ) -> CatalogChange:
         """Change the given fields of a catalog realm (its version moves on; nodes get it again)."""
         request = _pb.PutCatalogRealmRequest(realm_id=realm_id, mode=_pb.PUT_MODE_UPDATE)
         if name is not None:
@@ -134,10 +138,10 @@ class AdminClient:
         if expires_at is not None:
             request.expires_at = expires_at
         response: supervit_admin_pb2.PutCatalogRealmResponse = await self._call("PutCatalogRealm", request)
-        return response
+        return CatalogChange.from_message(response)
 
-    async def remove_realm(self, realm_id: int) -> supervit_admin_pb2.RemoveCatalogRealmResponse:
+    async def remove_realm(self, realm_id: int) -> CatalogRemoval:
         """Remove a realm from the catalog (nodes delete it)."""
         request = _pb.RemoveCatalogRealmRequest(realm_id=realm_id)
         response: supervit_admin_pb2.RemoveCatalogRealmResponse = await self._call("RemoveCatalogRealm", request)
-        return response
+        return CatalogRemoval.from_message(realm_id, response)
