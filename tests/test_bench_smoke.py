@@ -1,7 +1,13 @@
-"""Every benchmark script runs end to end on tiny parameters and writes its JSON (no thresholds)."""
+"""Every benchmark script runs end to end on tiny parameters and writes its JSON (no thresholds).
+
+One test per script (``run_all.py --quick --only NAME``), so the scripts run on parallel workers
+instead of one after another in a single test; a separate check pins that the quick plan is
+exactly these scripts, as running ``run_all.py --quick`` whole would.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -10,33 +16,43 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = [
+    "bench_verify",
+    "bench_realm_paging",
+    "bench_node_rpc",
+    "bench_supervisor_ingest",
+    "bench_metrics_overhead",
+    "bench_fleet",
+    "bench_footprint",
+    "bench_hostile",
+    "bench_replicas",
+]
+
+
+def test_quick_plan_runs_every_script() -> None:
+    """run_all.py --quick (and the full plan) covers every bench_*.py script, no more, no less."""
+    spec = importlib.util.spec_from_file_location("bench_run_all", ROOT / "bench" / "run_all.py")
+    assert spec is not None and spec.loader is not None
+    run_all = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run_all)
+    on_disk = {p.stem for p in (ROOT / "bench").glob("bench_*.py")}
+    assert set(run_all.QUICK) == set(run_all.FULL) == on_disk == set(SCRIPTS)
 
 
 @pytest.mark.e2e
 @pytest.mark.timeout(300)
-def test_bench_suite_quick(tmp_path: Path) -> None:
-    """bench/run_all.py --quick exits 0 and each script leaves a JSON document with machine info."""
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_bench_script_quick(tmp_path: Path, name: str) -> None:
+    """bench/run_all.py --quick --only NAME exits 0 and leaves NAME's JSON document with machine info."""
     result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "run_all.py"), "--quick", "--out", str(tmp_path)],
+        [sys.executable, str(ROOT / "bench" / "run_all.py"), "--quick", "--only", name, "--out", str(tmp_path)],
         capture_output=True,
         text=True,
         check=False,
         timeout=280,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    names = {p.stem for p in tmp_path.glob("*.json")}
-    assert names == {
-        "bench_verify",
-        "bench_realm_paging",
-        "bench_node_rpc",
-        "bench_supervisor_ingest",
-        "bench_metrics_overhead",
-        "bench_fleet",
-        "bench_footprint",
-        "bench_hostile",
-        "bench_replicas",
-    }
-    for path in tmp_path.glob("*.json"):
-        doc = json.loads(path.read_text())
-        assert doc["machine"]["cpu_count"] >= 1
-        assert doc["results"], path.name
+    assert {p.stem for p in tmp_path.glob("*.json")} == {name}
+    doc = json.loads((tmp_path / f"{name}.json").read_text())
+    assert doc["machine"]["cpu_count"] >= 1
+    assert doc["results"], name
