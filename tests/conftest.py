@@ -19,6 +19,32 @@ OTHER_SECRET_HEX = "fedcba9876543210" * 4
 VECTORS: dict[str, Any] = json.loads((Path(__file__).parent / "auth" / "data" / "auth_vectors.json").read_text())
 
 
+# Where the tests that take seconds live (real processes: benchmark scripts, daemons, the CLI),
+# longest first; every other test follows.
+_SLOW_FIRST = ("test_bench_smoke.py", "e2e", "cli")
+
+
+def _slowness(item: pytest.Item) -> int:
+    """The rank of the item's file or directory in _SLOW_FIRST; other e2e-marked tests next, then the rest."""
+    here = Path(__file__).parent
+    top = item.path.relative_to(here).parts[0] if item.path.is_relative_to(here) else ""
+    if top in _SLOW_FIRST:
+        return _SLOW_FIRST.index(top)
+    return len(_SLOW_FIRST) + (item.get_closest_marker("e2e") is None)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests first, otherwise in collection order (a stable sort keeps each module together).
+
+    Under xdist, with one test handed out at a time (``--maxschedchunk=1`` in pyproject.toml's
+    addopts), the workers take the long tests while there is still short work to balance them with
+    instead of one worker finishing a long test after the others ran out of work (longest first).
+    xdist's default chunks (a quarter of each worker's share, consecutive) would instead give the
+    first worker most of the slow tests.
+    """
+    items.sort(key=_slowness)
+
+
 @pytest.fixture
 def secret() -> SharedSecret:
     return SharedSecret.from_hex(SECRET_HEX)
