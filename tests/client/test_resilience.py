@@ -47,13 +47,14 @@ async def test_restarted_supervisor_backoff_reregister_resume(
     await double.wait_for(lambda: len(double.reports()) >= 2, what="reports before the outage")
 
     await double.stop()
-    await asyncio.sleep(1.5)
+    backoff = [0.05, 0.1, 0.2, 0.4, 0.4]
+    await double.wait_for(lambda: _is_subsequence(backoff, delays), within=15, what="the backoff to reach its cap")
     state = client.state
     assert state.status is ConnectionStatus.DEGRADED
     assert not client.registered
     # Backed off, not spun: 0.05 + 0.1 + 0.2 + 0.4 + 0.4 ... fits ~6 attempts into 1.5 s.
     assert 2 <= state.consecutive_failures <= 15, state.consecutive_failures
-    assert _is_subsequence([0.05, 0.1, 0.2, 0.4, 0.4], delays), delays
+    assert _is_subsequence(backoff, delays), delays
 
     restarted_at = time.monotonic()
     await double.start()
@@ -90,7 +91,12 @@ async def test_not_found_right_after_registering_backs_off(double: SupervisorDou
         rng=FixedRandom(1.0),
     )
     await client.start_status_reporting()
-    await asyncio.sleep(2.0)
+
+    def gaps_between_registrations() -> list[float]:
+        registrations = [r.at for r in double.calls("RegisterNode", ok=True)]
+        return [b - a for a, b in itertools.pairwise(registrations)]
+
+    await double.wait_for(lambda: max(gaps_between_registrations(), default=0) >= 0.3, within=15, what="a long gap")
     registrations = [r.at for r in double.calls("RegisterNode", ok=True)]
     assert 2 <= len(registrations) <= 12, len(registrations)
     gaps = [b - a for a, b in itertools.pairwise(registrations)]
@@ -167,9 +173,11 @@ async def test_wrong_secret_is_logged_loudly_and_backed_off(
 ) -> None:
     caplog.set_level(logging.INFO, logger="supervit.client")
     config = fast_config(double.endpoint, shared_secret=OTHER_SECRET_HEX, backoff_base_secs=0.05, backoff_cap_secs=0.4)
-    client = make_client(config, rng=FixedRandom(1.0))
+    delays: list[float] = []
+    client = make_client(config, rng=FixedRandom(1.0), sleep=_recording_sleep(delays))
     await client.start_status_reporting()
-    await asyncio.sleep(1.5)
+    # Until the backoff reached its cap (0.05 + 0.1 + 0.2 + 0.4 s of waiting), not a fixed time.
+    await double.wait_for(lambda: 0.4 in delays, within=15, what="the backoff to reach its cap")
     attempts = double.calls("RegisterNode")
     assert 2 <= len(attempts) <= 12, len(attempts)
     assert all(r.code == grpc.StatusCode.UNAUTHENTICATED for r in attempts)
