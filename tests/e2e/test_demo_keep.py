@@ -41,6 +41,8 @@ async def run_pasted(command: str, env: dict[str, str]) -> tuple[int, str, str]:
 
 
 async def test_demo_keep_runs_until_ctrl_c_with_paste_ready_commands(tmp_path: Path) -> None:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     demo = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "supervit", "demo", "--keep", "--duration", "1",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=clean_env(), cwd=tmp_path,
@@ -53,9 +55,6 @@ async def test_demo_keep_runs_until_ctrl_c_with_paste_ready_commands(tmp_path: P
                 raw = await demo.stdout.readline()
                 assert raw, "demo ended early:\n" + "\n".join(printed)
                 printed.append(raw.decode().strip())
-        # --duration 1 has long passed: --keep keeps everything running.
-        await asyncio.sleep(2)
-        assert demo.returncode is None
         env = clean_env()
         commands = [line for line in printed if line.startswith("export ") or " ctl " in line]
         assert any(" ctl nodes " in c for c in commands), printed
@@ -69,6 +68,10 @@ async def test_demo_keep_runs_until_ctrl_c_with_paste_ready_commands(tmp_path: P
             assert code == 0, f"{line}\n{err}"
             if " ctl nodes " in line:
                 assert "demo-1" in out and "demo-2" in out and "online" in out
+        # --duration 1 has long passed (the commands above took seconds; waits only if they did not):
+        # --keep keeps everything running.
+        await asyncio.sleep(max(0.0, started + 3 - loop.time()))
+        assert demo.returncode is None
         workdir = Path(printed[-1].removeprefix("configs, databases and logs: "))
     finally:
         if demo.returncode is None:
