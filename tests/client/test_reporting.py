@@ -86,15 +86,22 @@ async def test_adjust_interval_is_clamped_to_the_minimum(double: SupervisorDoubl
 
 async def test_request_full_report_sends_one_at_once(double: SupervisorDouble, make_client: MakeClient) -> None:
     double.queue_directive(D.REQUEST_FULL_REPORT)
-    client = make_client(fast_config(double.endpoint, status_report_interval_secs=4), rng=FixedRandom(0.0))
+    pauses: list[float] = []
+
+    async def sleep(delay: float) -> None:
+        pauses.append(delay)
+        await asyncio.sleep(delay)
+
+    client = make_client(fast_config(double.endpoint, status_report_interval_secs=4), rng=FixedRandom(0.0), sleep=sleep)
     await client.start_status_reporting()
     await _reports(double, 2, within=3)  # the interval alone would take 4 s
     first, second = double.calls("Report", ok=True)[:2]
     assert second.at - first.at < 2.0
     full = second.request
     assert full.HasField("metrics") and len(full.services) == 2
-    await asyncio.sleep(0.5)
-    assert len(double.reports()) == 2  # back to the 4 s interval afterwards
+    # Back to the 4 s interval afterwards: the loop waits (most of) 4 s, with no report meanwhile.
+    await double.wait_for(lambda: any(p > 3 for p in pauses), what="the loop to wait for the next interval")
+    assert len(double.reports()) == 2
 
 
 async def test_graceful_shutdown_calls_the_handler_once(double: SupervisorDouble, make_client: MakeClient) -> None:
