@@ -30,7 +30,7 @@ from supervit.supervisor._catalog import RealmExistsError, RealmNotFoundError
 from supervit.supervisor._paging import RESPONSE_BUDGET_BYTES, decode_node_token, encode_node_token
 from supervit.supervisor._push import CatalogPusher
 from supervit.supervisor._registry import NodeRecord
-from supervit.supervisor._store import CatalogStore, DirectiveStore, IngestStore, RegistryStore
+from supervit.supervisor._store import CatalogStore, DirectiveStore, RegistryStore
 
 __all__ = ["ADMIN_SERVICE", "AdminService", "admin_payload", "node_summary"]
 
@@ -108,8 +108,8 @@ def node_summary(node: NodeRecord, pusher: CatalogPusher) -> supervit_admin_pb2.
 class AdminService(supervit_admin_pb2_grpc.SupervisorAdminServicer):
     """Registry listing, directive queueing and catalog changes for operators.
 
-    ``verifier`` holds the admin secret (and the registry's nonce store). With ``ingest``,
-    listings first wait for the reports acknowledged so far to be committed (read your writes).
+    ``verifier`` holds the admin secret (and the registry's nonce store). Listings see every
+    report acknowledged so far: the registry's reads fold them first (its ``read_barrier``).
     """
 
     def __init__(
@@ -121,10 +121,8 @@ class AdminService(supervit_admin_pb2_grpc.SupervisorAdminServicer):
         verifier: CredentialVerifier,
         *,
         clock: Callable[[], float] = time.time,
-        ingest: IngestStore | None = None,
         require_body_mac: bool = False,
     ) -> None:
-        self.ingest = ingest
         self.authenticator = RequestAuthenticator(
             verifier, admin_payload, refusals=RefusalLog(log, level=logging.WARNING), require_body_mac=require_body_mac
         )
@@ -152,9 +150,7 @@ class AdminService(supervit_admin_pb2_grpc.SupervisorAdminServicer):
         size, last, more = 0, None, False
         cursor = after
         try:
-            if self.ingest is not None:
-                await self.ingest.flush()
-            total = await self.registry.count_nodes()
+            total = await self.registry.count_nodes()  # the registry folds acknowledged reports first
             # Read the store a chunk at a time (keyset paging): a page never loads the whole fleet.
             while not more:
                 want = _CHUNK if limit is None else min(_CHUNK, limit - len(summaries) + 1)
@@ -281,8 +277,8 @@ class AdminService(supervit_admin_pb2_grpc.SupervisorAdminServicer):
 
     async def _push(self) -> None:
         try:
-            if self.ingest is not None:
-                await self.ingest.flush()  # judge each node by its latest realm_sync_version
+            # The registry folds acknowledged reports first: each node is judged by its latest
+            # realm_sync_version.
             await self.pusher.on_catalog_change()
         except StorageError:
             # The change is committed; nodes still catch up with their next report.

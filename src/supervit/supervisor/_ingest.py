@@ -12,7 +12,8 @@ committed**: an acknowledged report is durable and its nonce too, so a replay is
 crash and restart as well (nonces are loaded back at start-up).
 
 The reports reach the node rows of the registry by a *fold*: at most a second later (and before
-anything reads those rows: :meth:`ReportIngest.flush`), one operation updates every node that
+anything reads those rows: the registry's reads await :meth:`ReportIngest.flush` through its
+``read_barrier``, so this class is the one owner of acknowledged-but-unfolded state), one operation updates every node that
 reported since the last fold with its latest report and advances the ``reports_folded_through``
 watermark in the same transaction. A node reporting several times between folds costs one row
 update, and the commits of the hot path stay small. At start-up, log rows past the watermark
@@ -195,6 +196,7 @@ class ReportIngest:
         self._logged_through = 0  # the newest committed log row
         self._fold_at: asyncio.TimerHandle | None = None
         self._folding: asyncio.Task[None] | None = None
+        registry.read_barrier = self.flush  # every read of the node rows folds first
 
     async def load(self) -> None:
         """Read the nodes, the nodes with queued directives and the unexpired nonces; fold the

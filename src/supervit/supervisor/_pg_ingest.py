@@ -114,6 +114,7 @@ class PgIngest:
     ) -> None:
         self._db = db
         self._registry = registry
+        registry.read_barrier = self.flush  # reads of the node rows wait for statements in flight
         self._redis = redis
         self._clock = clock
         self._sql = _SQL_REDIS_NONCES if redis is not None else _SQL_PG_NONCES

@@ -7,7 +7,7 @@ written by :mod:`supervit.supervisor._pg_ingest`, which also hands directives ov
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from supervit._exceptions import NotFoundError
 from supervit.protocol import supervisor_pb2
@@ -60,6 +60,13 @@ class PgRegistry:
     def __init__(self, db: PgPool, *, clock: Callable[[], float] = time.time) -> None:
         self._db = db
         self._clock = clock
+        self.read_barrier: Callable[[], Awaitable[None]] | None = None
+        """Awaited before reads of the node rows and the offline sweep (the ingest sets it: its
+        statements in flight settle first), as :attr:`NodeRegistry.read_barrier`."""
+
+    async def _folded(self) -> None:
+        if self.read_barrier is not None:
+            await self.read_barrier()
 
     async def register(
         self, request: supervisor_pb2.RegisterNodeRequest, fingerprint: str, *, report_interval_secs: int
@@ -83,6 +90,7 @@ class PgRegistry:
 
     async def get(self, node_id: str) -> NodeRecord | None:
         """The node, or None if it never registered."""
+        await self._folded()
         async with self._db.connection("read node") as conn:
             row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM nodes WHERE node_id = $1", node_id)
         found = [] if row is None else _records([tuple(row)])  # an unreadable row is quarantined
@@ -90,12 +98,14 @@ class PgRegistry:
 
     async def nodes(self) -> list[NodeRecord]:
         """Every node ever registered, by node id."""
+        await self._folded()
         async with self._db.connection("list nodes") as conn:
             rows = await conn.fetch(f"SELECT {_COLUMNS} FROM nodes ORDER BY node_id")
         return _records([tuple(row) for row in rows])
 
     async def nodes_page(self, after: str | None, limit: int) -> tuple[list[NodeRecord], str | None]:
         """The next ``limit`` rows after id ``after`` in the primary key's order (the database collation)."""
+        await self._folded()
         async with self._db.connection("list nodes") as conn:
             if after is None:
                 rows = await conn.fetch(f"SELECT {_COLUMNS} FROM nodes ORDER BY node_id LIMIT $1", limit)
@@ -107,11 +117,13 @@ class PgRegistry:
 
     async def count_nodes(self) -> int:
         """How many nodes are registered."""
+        await self._folded()
         async with self._db.connection("count nodes") as conn:
             return int(await conn.fetchval("SELECT COUNT(*) FROM nodes"))
 
     async def mark_offline(self, missed: int = 3) -> list[str]:
         """Mark online nodes silent for more than ``missed`` of their intervals offline."""
+        await self._folded()
         now = int(self._clock())
         async with self._db.connection("offline sweep") as conn:
             rows = await conn.fetch(_OFFLINE_SQL, now, missed)
@@ -142,6 +154,7 @@ class PgRegistry:
 
     async def fleet_counts(self, catalog_version: int, live_version: int) -> FleetCounts:
         """Nodes online and offline, nodes behind the catalog, directives queued: one round trip."""
+        await self._folded()
         sql = (
             "SELECT COUNT(*) FILTER (WHERE online), COUNT(*) FILTER (WHERE NOT online AND stopped_at IS NULL),"
             " COUNT(*) FILTER (WHERE realm_sync_version < $1 OR pushed_catalog_version < $2),"
@@ -154,6 +167,7 @@ class PgRegistry:
 
     async def nodes_behind(self, live_version: int, catalog_version: int) -> list[tuple[str, str, int, int]]:
         """Online nodes behind the catalog: (node_id, agent_addr, realm_sync_version, pushed version)."""
+        await self._folded()
         sql = (
             "SELECT node_id, agent_addr, realm_sync_version, pushed_catalog_version FROM nodes "
             "WHERE online AND (realm_sync_version < $1 OR pushed_catalog_version < $2) ORDER BY node_id"

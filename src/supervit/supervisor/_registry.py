@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -314,10 +314,19 @@ class NodeRegistry:
     def __init__(self, db: Database, *, clock: Callable[[], float] = time.time) -> None:
         self._db = db
         self._clock = clock
+        self.read_barrier: Callable[[], Awaitable[None]] | None = None
+        """Awaited before every read of the node rows and before the offline sweep. The report
+        ingest, the one owner of acknowledged-but-unfolded reports, sets it to its fold
+        (:meth:`ReportIngest.flush`), so no reader sees or judges by a row older than a report
+        already acknowledged."""
 
     @property
     def database(self) -> Database:
         return self._db
+
+    async def _folded(self) -> None:
+        if self.read_barrier is not None:
+            await self.read_barrier()
 
     async def register(
         self, request: supervisor_pb2.RegisterNodeRequest, fingerprint: str, *, report_interval_secs: int
@@ -382,6 +391,7 @@ class NodeRegistry:
 
     async def get(self, node_id: str) -> NodeRecord | None:
         """The node, or None if it never registered."""
+        await self._folded()
 
         def run(conn: sqlite3.Connection) -> NodeRecord | None:
             rows = rows_leniently(conn, f"SELECT {_COLUMNS}, {_PENDING} FROM nodes WHERE node_id = ?", (node_id,))
@@ -392,6 +402,7 @@ class NodeRegistry:
 
     async def nodes(self) -> list[NodeRecord]:
         """Every node ever registered, by node id."""
+        await self._folded()
 
         def run(conn: sqlite3.Connection) -> list[NodeRecord]:
             return _records(rows_leniently(conn, f"SELECT {_COLUMNS}, {_PENDING} FROM nodes ORDER BY node_id"))
@@ -400,6 +411,7 @@ class NodeRegistry:
 
     async def nodes_page(self, after: str | None, limit: int) -> tuple[list[NodeRecord], str | None]:
         """The next ``limit`` rows after id ``after`` by node id (the primary key's byte order)."""
+        await self._folded()
 
         def run(conn: sqlite3.Connection) -> tuple[list[NodeRecord], str | None]:
             sql = f"SELECT {_COLUMNS}, {_PENDING} FROM nodes WHERE node_id > ? ORDER BY node_id LIMIT ?"
@@ -411,6 +423,7 @@ class NodeRegistry:
 
     async def count_nodes(self) -> int:
         """How many nodes are registered."""
+        await self._folded()
 
         def run(conn: sqlite3.Connection) -> int:
             return int(conn.execute("SELECT COUNT(*) FROM nodes").fetchone()[0])
@@ -423,6 +436,7 @@ class NodeRegistry:
         A node is behind when its reported realm version is below ``live_version`` or its last
         confirmed push below ``catalog_version`` (the pusher's rule, :class:`CatalogPusher`).
         """
+        await self._folded()
 
         def run(conn: sqlite3.Connection) -> FleetCounts:
             online, offline, stopped, behind = conn.execute(_FLEET_SQL, (live_version, catalog_version)).fetchone()
@@ -438,6 +452,7 @@ class NodeRegistry:
 
         Returns the ids that just went offline. Their rows stay; a report brings them back.
         """
+        await self._folded()
         now = int(self._clock())
 
         def run(conn: sqlite3.Connection) -> list[str]:
@@ -448,6 +463,7 @@ class NodeRegistry:
     async def nodes_behind(self, live_version: int, catalog_version: int) -> list[tuple[str, str, int, int]]:
         """Online nodes that report fewer realms than the catalog holds or were not pushed its
         latest change: (node_id, agent_addr, realm_sync_version, pushed_catalog_version)."""
+        await self._folded()
 
         def run(conn: sqlite3.Connection) -> list[tuple[str, str, int, int]]:
             sql = (
