@@ -15,10 +15,10 @@ The reports reach the node rows of the registry by a *fold*: at most a second la
 anything reads those rows: the registry's reads await :meth:`ReportIngest.flush` through its
 ``read_barrier``, so this class is the one owner of acknowledged-but-unfolded state), one
 operation updates every node that reported since the last fold with its latest report and
-advances the ``reports_folded_through`` watermark in the same transaction. A node reporting several times between folds costs one row
-update, and the commits of the hot path stay small. At start-up, log rows past the watermark
-(reports acknowledged before a crash but not yet folded) are folded first, so nothing
-acknowledged is lost.
+advances the ``reports_folded_through`` watermark in the same transaction. A node reporting
+several times between folds costs one row update, and the commits of the hot path stay small.
+At start-up, log rows past the watermark (reports acknowledged before a crash but not yet
+folded) are folded first, so nothing acknowledged is lost.
 
 Two kinds of report go through :meth:`NodeRegistry.ingest_report`'s own transaction instead:
 
