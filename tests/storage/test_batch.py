@@ -6,6 +6,8 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from supervit import StorageError
 from supervit.storage import BatchPolicy, Database, DurableLog, Migration
 
@@ -74,3 +76,26 @@ async def test_drain_waits_for_items_still_waiting_for_their_batch(tmp_path: Pat
         await batcher.drain()
         assert late.done() and not batcher.busy
         assert (await _rows(db))[-1] == "late"
+
+
+async def test_a_sequential_caller_is_never_held_back_by_the_delay(tmp_path: Path) -> None:
+    """Nothing else is unsettled when a sequential caller appends: no load, so no 30 s wait."""
+    async with await Database.open(tmp_path / "b.db", _SCHEMA) as db:
+        batcher = DurableLog(db, _append, what="items", policy=BatchPolicy(max_delay_secs=30))
+        for n in range(5):
+            await asyncio.wait_for(batcher.append(f"s{n}"), 20)
+        assert await _rows(db) == [f"s{n}" for n in range(5)]
+
+
+async def test_max_items_waiting_start_the_operation_without_the_delay(tmp_path: Path) -> None:
+    async with await Database.open(tmp_path / "b.db", _SCHEMA) as db:
+        batcher = DurableLog(db, _append, what="items", policy=BatchPolicy(max_delay_secs=30, max_items=4))
+        for wave in range(3):  # concurrent appends: the log is under load from the second wave on
+            await asyncio.wait_for(asyncio.gather(*(batcher.append(f"w{wave}-{n}") for n in range(4))), 20)
+        assert len(await _rows(db)) == 3
+
+
+def test_a_policy_refuses_nonsense() -> None:
+    for bad in ({"max_delay_secs": -1}, {"max_items": 0}, {"under_load": -0.5}):
+        with pytest.raises(ValueError):
+            BatchPolicy(**bad)  # type: ignore[arg-type]
