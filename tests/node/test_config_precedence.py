@@ -41,7 +41,10 @@ class Clock:
 
 def write_toml(path: Path, *, log_level: str, mtime: int) -> Path:
     path.write_text(
-        f"""[supervisor.client]
+        f"""[supervisor.metrics]
+listen = ""
+
+[supervisor.client]
 node_id = "node-1"
 shared_secret = "{SECRET_HEX}"
 
