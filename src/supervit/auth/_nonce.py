@@ -191,7 +191,7 @@ class SqliteNonceStorage(NonceStorage):
         self._window: NonceWindow | None = None
         self._loading: asyncio.Future[None] | None = None
         self._log: DurableLog[tuple[str, int], None] = DurableLog(
-            db, _append_nonces, what="nonce(s)", policy=NODE_NONCE_BATCHING
+            db, _append_nonces, what="nonce(s)", policy=NODE_NONCE_BATCHING, single_statement=True
         )
 
     @classmethod

@@ -57,6 +57,8 @@ class DurableLog(Generic[Item, R]):
     ``write(conn, items)`` runs on the event loop inside the group's transaction and returns the
     operation's result; ``on_committed(items, result)`` (optional) runs on the loop once it has
     committed, before any appender resumes. ``what`` names the items in error messages.
+    ``single_statement=True`` promises that ``write`` executes at most one statement (see
+    :meth:`Database.write`): the operation then skips its SAVEPOINT.
     """
 
     def __init__(
@@ -67,8 +69,10 @@ class DurableLog(Generic[Item, R]):
         what: str,
         on_committed: Callable[[list[Item], R], None] | None = None,
         policy: BatchPolicy = NODE_NONCE_BATCHING,
+        single_statement: bool = False,
     ) -> None:
         self._db = db
+        self._single = single_statement
         self._write = write
         self._what = what
         self._on_committed = on_committed
@@ -134,7 +138,7 @@ class DurableLog(Generic[Item, R]):
 
         try:
             try:
-                result = await self._db.write(run)
+                result = await self._db.write(run, single_statement=self._single)
             except _Rejected as rejected:
                 await self._split(taken, rejected.error)
                 return
@@ -175,7 +179,7 @@ class DurableLog(Generic[Item, R]):
             return self._call_write(conn, [item for item, _ in part])
 
         try:
-            result = await self._db.write(run)
+            result = await self._db.write(run, single_statement=self._single)
         except _Rejected as rejected:
             await self._split(part, rejected.error)
         except Exception as exc:

@@ -189,7 +189,12 @@ class ReportIngest:
         self.nonces = RecentNonces()
         # Accepted requests reach the log as one operation per group commit.
         self._log = DurableLog(
-            self._db, _write_batch, what="report(s)/nonce(s)", on_committed=self._logged, policy=REPORT_LOG_BATCHING
+            self._db,
+            _write_batch,
+            what="report(s)/nonce(s)",
+            on_committed=self._logged,
+            policy=REPORT_LOG_BATCHING,
+            single_statement=True,  # one INSERT
         )
         # Reports committed to the log but not yet in the node rows, by node (latest, count).
         self._unfolded: dict[str, tuple[tuple[object, ...], int]] = {}
