@@ -176,6 +176,27 @@ async def test_ingest_consumes_nonce_even_for_unknown_node(tmp_path: Path) -> No
         await db.close()
 
 
+async def test_registry_nonce_store_counts_both_of_its_tables(tmp_path: Path) -> None:
+    """The supervisor's nonce count adds the per-row nonces and those logged with reports."""
+    from supervit.supervisor._registry import RegistryNonceStorage
+
+    db = await open_supervisor_database(tmp_path)
+    try:
+        nonces = RegistryNonceStorage(db)
+        assert await nonces.count() == 0
+        assert await nonces.consume("admin-1", 2**40)
+        assert await nonces.consume("admin-2", 2**40)
+
+        def log_reports(conn: Any) -> None:
+            sql = "INSERT INTO report_log (expires_at, nonces, reports) VALUES (?, ?, NULL)"
+            conn.execute(sql, (2**40, '["r-1", "r-2", "r-3"]'))
+
+        await db.write(log_reports)
+        assert await nonces.count() == 5
+    finally:
+        await db.close()
+
+
 async def test_schema_v1_database_is_migrated(tmp_path: Path) -> None:
     """A supervisor.db written at schema 1 gains the report log (schema 2, renamed in 5) on open."""
     from supervit.storage import Database

@@ -516,6 +516,10 @@ class RegistryNonceStorage(SqliteNonceStorage):
     """
 
     cleanup_statements = (NONCE_CLEANUP_SQL, _CLEANUP_BATCHES_SQL)
+    # Report and health-check nonces are logged with their reports, not in `accepted_nonces`.
+    count_sql = (
+        "SELECT (SELECT COUNT(*) FROM nonces) + (SELECT COALESCE(SUM(json_array_length(nonces)), 0) FROM report_log)"
+    )
 
     def __init__(self, db: Database, *, clock: Callable[[], float] = time.time) -> None:
         # Per-row (shared-file) mode: the `nonces` table must also serve ingest_report's own
