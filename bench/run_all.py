@@ -30,12 +30,12 @@ FULL: dict[str, list[str]] = {
 QUICK: dict[str, list[str]] = {
     "bench_verify": ["--count", "200"],
     "bench_realm_paging": ["--sizes", "200,400", "--pages", "20"],
-    "bench_node_rpc": ["--duration", "0.5", "--warmup", "0.2", "--rounds", "1", "--concurrency", "4"],
+    "bench_node_rpc": ["--duration", "0.25", "--warmup", "0.1", "--rounds", "1", "--concurrency", "4"],
     "bench_supervisor_ingest": [
         "--duration",
-        "0.5",
+        "0.25",
         "--warmup",
-        "0.2",
+        "0.1",
         "--rounds",
         "1",
         "--nodes",
@@ -45,9 +45,9 @@ QUICK: dict[str, list[str]] = {
     ],
     "bench_metrics_overhead": [
         "--duration",
-        "0.5",
+        "0.25",
         "--warmup",
-        "0.2",
+        "0.1",
         "--rounds",
         "1",
         "--nodes",
@@ -62,7 +62,7 @@ QUICK: dict[str, list[str]] = {
     "bench_fleet": ["--nodes", "50", "--interval", "1", "--duration", "2", "--window", "1", "--processes", "1"],
     "bench_footprint": ["--duration", "2", "--settle", "1"],
     "bench_hostile": ["--count", "5", "--flood", "20", "--settle", "0.5"],
-    "bench_replicas": ["--duration", "0.5", "--warmup", "0.2", "--rounds", "1", "--nodes", "20", "--concurrency", "4"],
+    "bench_replicas": ["--duration", "0.25", "--warmup", "0.1", "--rounds", "1", "--nodes", "20", "--concurrency", "4"],
 }
 
 
