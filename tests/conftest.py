@@ -19,17 +19,27 @@ OTHER_SECRET_HEX = "fedcba9876543210" * 4
 VECTORS: dict[str, Any] = json.loads((Path(__file__).parent / "auth" / "data" / "auth_vectors.json").read_text())
 
 
-# Where the tests that take seconds live (real processes: benchmark scripts, daemons, the CLI),
-# longest first; every other test follows.
-_SLOW_FIRST = ("test_bench_smoke.py", "e2e", "cli")
+# Where the tests that take seconds live (real processes: benchmark scripts, daemons, the CLI), as
+# paths under tests/, roughly longest first; every other test follows. test_replicas (three
+# supervisors under load, ~25 s) and the demo tests run longest on their own.
+_SLOW_FIRST = (
+    "e2e/test_replicas.py",
+    "e2e/test_fleet.py::test_demo_runs_and_exits_zero",
+    "e2e/test_demo_keep.py",
+    "test_bench_smoke.py",
+    "e2e",
+    "cli",
+)
 
 
 def _slowness(item: pytest.Item) -> int:
-    """The rank of the item's file or directory in _SLOW_FIRST; other e2e-marked tests next, then the rest."""
+    """The rank of the first _SLOW_FIRST entry the test's id starts with; other e2e-marked tests next, then the rest."""
     here = Path(__file__).parent
-    top = item.path.relative_to(here).parts[0] if item.path.is_relative_to(here) else ""
-    if top in _SLOW_FIRST:
-        return _SLOW_FIRST.index(top)
+    where = item.path.relative_to(here).as_posix() if item.path.is_relative_to(here) else ""
+    test_id = f"{where}::{item.name}"
+    for rank, prefix in enumerate(_SLOW_FIRST):
+        if test_id == prefix or test_id.startswith((f"{prefix}/", f"{prefix}::")):
+            return rank
     return len(_SLOW_FIRST) + (item.get_closest_marker("e2e") is None)
 
 
