@@ -1,5 +1,9 @@
 """One error style for every command: ``supervit <command>: error: <what>``, exit 2 for usage and
-configuration errors, 1 for runtime failures, never a traceback (real subprocesses)."""
+configuration errors, 1 for runtime failures, never a traceback.
+
+Daemon commands run as real subprocesses; argument errors that never get past the command line
+(unknown words, bad addresses) run through the same ``main()`` in process (tests/cli/_inprocess.py).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli import _inprocess
 from tests.conftest import EXAMPLE_SECRET_HEX, SECRET_HEX
 
 ADMIN_HEX = "ad" * 32
@@ -102,7 +107,7 @@ listen = ""
 
 def test_gen_credential_timestamp_out_of_range_is_a_usage_error() -> None:
     """A 20-digit --timestamp is refused with one line, exit 2, no traceback."""
-    result = run_cli(
+    result = _inprocess.run_cli(
         "gen-credential", "--action", "node_info", "--node-id", "n", "--shared-secret", SECRET_HEX,
         "--timestamp", "99999999999999999999",
     )  # fmt: skip
@@ -111,8 +116,8 @@ def test_gen_credential_timestamp_out_of_range_is_a_usage_error() -> None:
 
 
 def test_unknown_command_and_option() -> None:
-    one_line(run_cli("frobnicate"), "supervit: error: No such command 'frobnicate'", 2)
-    one_line(run_cli("ctl", "nodes", "--bogus"), "supervit ctl nodes: error: No such option '--bogus'", 2)
+    one_line(_inprocess.run_cli("frobnicate"), "supervit: error: No such command 'frobnicate'", 2)
+    one_line(_inprocess.run_cli("ctl", "nodes", "--bogus"), "supervit ctl nodes: error: No such option '--bogus'", 2)
 
 
 def test_node_port_in_use_says_address_already_in_use(tmp_path: Path, taken_port: int) -> None:
@@ -176,10 +181,12 @@ def test_daemons_refuse_the_published_example_secret(tmp_path: Path) -> None:
     ],
 )
 def test_ctl_addresses_without_a_port_are_refused(address: str, words: str) -> None:
-    result = run_cli("ctl", "realm", "list", "--node", address, "--node-id", "n", "--shared-secret", SECRET_HEX)
+    result = _inprocess.run_cli(
+        "ctl", "realm", "list", "--node", address, "--node-id", "n", "--shared-secret", SECRET_HEX
+    )
     line = one_line(result, "supervit ctl realm list: error: Invalid value for --node: ", 2)
     assert words in line
-    result = run_cli("ctl", "nodes", "--admin", address, "--admin-secret", ADMIN_HEX)
+    result = _inprocess.run_cli("ctl", "nodes", "--admin", address, "--admin-secret", ADMIN_HEX)
     one_line(result, "supervit ctl nodes: error: Invalid value for --admin: ", 2)
 
 

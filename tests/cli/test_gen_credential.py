@@ -1,4 +1,8 @@
-"""`supervit gen-credential` in a real subprocess: vectors, JSON shape, bad arguments."""
+"""`supervit gen-credential`: vectors, JSON shape, bad arguments.
+
+Through the CLI's own ``main()`` in this process (tests/cli/_inprocess.py), except the one test
+that runs ``python -m supervit`` as a real subprocess to prove the entry point and environment.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +13,13 @@ from typing import Any
 
 import pytest
 
+from tests.cli._inprocess import run_cli
 from tests.conftest import EXAMPLE_SECRET_HEX, SECRET_HEX, VECTORS
 
 ACTIONS_WITH_REALM = {"create_realm", "get_realm", "update_realm", "delete_realm"}
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_subprocess(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "supervit", *args], capture_output=True, text=True, check=False, env=env
     )
@@ -69,11 +74,12 @@ def test_register_action_signs_fingerprint(vector: dict[str, Any]) -> None:
 
 
 def test_secret_from_environment_and_human_output() -> None:
-    """The secret may come from SUPERVIT_SHARED_SECRET; human output names each part."""
+    """The secret may come from SUPERVIT_SHARED_SECRET; human output names each part (a real
+    ``python -m supervit`` process)."""
     import os
 
     env = {**os.environ, "SUPERVIT_SHARED_SECRET": SECRET_HEX}
-    result = run_cli("gen-credential", "--action", "node_info", "--node-id", "n1", env=env)
+    result = run_subprocess("gen-credential", "--action", "node_info", "--node-id", "n1", env=env)
     assert result.returncode == 0, result.stderr
     assert "payload    node_info:n1" in result.stdout
     assert "signature" in result.stdout
