@@ -197,6 +197,41 @@ async def test_registry_nonce_store_counts_both_of_its_tables(tmp_path: Path) ->
         await db.close()
 
 
+async def test_report_log_cleanup_removes_only_folded_expired_rows_in_small_chunks(tmp_path: Path) -> None:
+    """Expired rows at or below the folded watermark go, in several short statements; an expired
+    row past the watermark (not yet folded) and a live row stay."""
+    from supervit.supervisor._registry import RegistryNonceStorage
+
+    db = await open_supervisor_database(tmp_path)
+    try:
+        statements: list[str] = []
+
+        def fill(conn: Any) -> None:
+            sql = "INSERT INTO report_log (batch_id, expires_at, nonces, reports) VALUES (?, ?, '[]', NULL)"
+            conn.executemany(sql, [(i, 10) for i in range(1, 251)])  # expired, folded
+            conn.execute(sql, (251, 2**40))  # live, folded
+            conn.execute(sql, (252, 10))  # expired, not folded yet
+            conn.execute("UPDATE meta SET value = 251 WHERE key = 'reports_folded_through'")
+
+        await db.write(fill)
+        nonces = RegistryNonceStorage(db, clock=lambda: 1000.0)
+        db.write = _counting(db.write, statements)  # type: ignore[method-assign]
+        await nonces.cleanup()
+        left = await db.read(lambda c: [r[0] for r in c.execute("SELECT batch_id FROM report_log ORDER BY 1")])
+        assert left == [251, 252]
+        assert len(statements) >= 3  # 250 rows never go in one statement
+    finally:
+        await db.close()
+
+
+def _counting(write: Callable[..., Any], calls: list[str]) -> Callable[..., Any]:
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append("write")
+        return await write(*args, **kwargs)
+
+    return counted
+
+
 async def test_schema_v1_database_is_migrated(tmp_path: Path) -> None:
     """A supervisor.db written at schema 1 gains the report log (schema 2, renamed in 5) on open."""
     from supervit.storage import Database

@@ -74,6 +74,7 @@ RETURNING agent_addr, pushed_catalog_version
 
 # An expired row may be taken over: its credential could no longer pass the window check anyway.
 # Rows whose reports are not folded into the node rows yet stay (the fold is seconds behind).
+_CLEANUP_CHUNK_ROWS = 100
 _CLEANUP_BATCHES_SQL = """
 DELETE FROM report_log WHERE batch_id IN (
     SELECT batch_id FROM report_log
@@ -524,7 +525,9 @@ class RegistryNonceStorage(SqliteNonceStorage):
     def __init__(self, db: Database, *, clock: Callable[[], float] = time.time) -> None:
         # Per-row (shared-file) mode: the `nonces` table must also serve ingest_report's own
         # transaction, and RegisterNode/admin calls are rare enough not to need batching.
-        super().__init__(db, clock=clock, shared_file=True)
+        # Small chunks: a report-log row holds one group commit's reports (kilobytes), and each
+        # chunk's DELETE runs on the event loop between report groups, so it must stay short.
+        super().__init__(db, clock=clock, shared_file=True, cleanup_chunk=_CLEANUP_CHUNK_ROWS)
 
     async def close(self) -> None:
         """Nothing to release: the supervisor closes its database itself."""
