@@ -32,14 +32,25 @@ async def _reports(double: SupervisorDouble, count: int, within: float = 5.0) ->
 
 
 async def test_reports_follow_the_configured_interval(double: SupervisorDouble, make_client: MakeClient) -> None:
-    client = make_client(fast_config(double.endpoint, status_report_interval_secs=0.2))
+    pauses: list[float] = []
+
+    async def sleep(delay: float) -> None:
+        pauses.append(delay)
+        await asyncio.sleep(delay)
+
+    # rng 0: no random first-report delay, so every recorded pause is an interval wait.
+    client = make_client(
+        fast_config(double.endpoint, status_report_interval_secs=0.2), rng=FixedRandom(0.0), sleep=sleep
+    )
     await client.start_status_reporting()
     await client.start_status_reporting()  # idempotent
-    await _reports(double, 1)
-    start = len(double.reports())
-    await asyncio.sleep(1.5)
-    sent = len(double.reports()) - start
-    assert 3 <= sent <= 9, sent  # ~7 expected at 0.2 s
+    await _reports(double, 6)
+    times = _report_times(double)[:6]
+    # Never sooner than the interval (a lower bound holds however loaded the machine is) ...
+    assert times[-1] - times[0] >= 5 * 0.2 * 0.9, times
+    # ... and never asked to wait longer: each pause is the interval less the report's own time.
+    waits = [p for p in pauses if p < 60]  # not the health-check loop's interval
+    assert len(waits) >= 5 and all(0 < p <= 0.2 for p in waits), pauses
     [registration] = double.calls("RegisterNode")
     assert registration.ok and registration.at < double.calls("Report")[0].at
 

@@ -147,8 +147,12 @@ async def test_skew_without_server_time_falls_back_to_backoff(
     double: SupervisorDouble, make_client: MakeClient
 ) -> None:
     double.send_server_time = False
+    delays: list[float] = []
     client = make_client(
-        fast_config(double.endpoint, backoff_base_secs=0.05, backoff_cap_secs=0.4), clock=lambda: time.time() + 900
+        fast_config(double.endpoint, backoff_base_secs=0.05, backoff_cap_secs=0.4),
+        clock=lambda: time.time() + 900,
+        rng=FixedRandom(0.5),
+        sleep=_recording_sleep(delays),
     )
     await client.connect()
     with pytest.raises(RpcError) as info:
@@ -157,10 +161,13 @@ async def test_skew_without_server_time_falls_back_to_backoff(
     # The client asked for the time with a HealthCheck, which was refused too.
     assert [r.method for r in double.received] == ["RegisterNode", "HealthCheck"]
 
+    before = len(double.calls("RegisterNode"))
     await client.start_status_reporting()
-    await asyncio.sleep(1.0)
-    attempts = len(double.calls("RegisterNode"))
-    assert attempts <= 15, attempts  # backing off, not spinning
+    await double.wait_for(lambda: len(double.calls("RegisterNode")) >= before + 5, what="five refused registrations")
+    # Backing off, not spinning: a pause before every retry, growing to the cap (jitter pinned at half).
+    backoffs = [d for d in delays if d < 60]  # not the health-check loop's interval
+    assert backoffs[:4] == pytest.approx([0.025, 0.05, 0.1, 0.2]), delays
+    assert len(backoffs) >= len(double.calls("RegisterNode")) - before - 1, delays
     assert not client.registered
 
     double.send_server_time = True  # a supervisor that tells the time lets the node in
