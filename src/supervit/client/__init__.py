@@ -9,7 +9,7 @@ of the wire contract: ``NOT_FOUND`` "node not registered" for re-registration an
 """
 
 from supervit.client._backoff import Backoff
-from supervit.client._client import RealmVersionSource, ShutdownHandler, Sleep, SupervitClient
+from supervit.client._client import RealmVersionSource, ShutdownDirectiveHandler, Sleep, SupervitClient
 from supervit.client._errors import (
     LEAVING_METADATA_KEY,
     NOT_REGISTERED_DETAILS,
@@ -68,7 +68,7 @@ __all__ = [
     "RequestRefusedError",
     "ServiceHealth",
     "ShutdownAck",
-    "ShutdownHandler",
+    "ShutdownDirectiveHandler",
     "Sleep",
     "SupervisedClient",
     "SupervitClient",

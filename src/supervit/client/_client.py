@@ -60,13 +60,13 @@ from supervit.inventory import ServiceCollector
 from supervit.metrics import MAX_POWER_RESERVE_LEVEL, MetricsProvider, Snapshot, SystemMetricsCollector
 from supervit.protocol import supervisor_pb2
 
-__all__ = ["RealmVersionSource", "ShutdownHandler", "Sleep", "SupervitClient"]
+__all__ = ["RealmVersionSource", "ShutdownDirectiveHandler", "Sleep", "SupervitClient"]
 
 log = logging.getLogger("supervit.client")
 
 RealmVersionSource = Callable[[], Awaitable[int]]
 """Async callable returning the node's highest stored realm version (e.g. ``store.max_realm_version``)."""
-ShutdownHandler = Callable[[str], Awaitable[None]]
+ShutdownDirectiveHandler = Callable[[str], Awaitable[None]]
 """Async callback receiving the reason of a GRACEFUL_SHUTDOWN directive."""
 
 _DIRECTIVE = supervisor_pb2.DirectiveType
@@ -108,7 +108,7 @@ class SupervitClient(SupervisorConnection):
         *,
         metrics: MetricsProvider | None = None,
         realm_version: RealmVersionSource | None = None,
-        on_shutdown: ShutdownHandler | None = None,
+        on_shutdown: ShutdownDirectiveHandler | None = None,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         sleep: Sleep = asyncio.sleep,
@@ -435,7 +435,7 @@ class SupervitClient(SupervisorConnection):
         task.add_done_callback(self._callback_tasks.discard)
 
     @staticmethod
-    async def _run_shutdown_handler(handler: ShutdownHandler, reason: str) -> None:
+    async def _run_shutdown_handler(handler: ShutdownDirectiveHandler, reason: str) -> None:
         try:
             await handler(reason)
         except Exception:

@@ -17,7 +17,7 @@ from supervit.node._daemon import (
     ReportingClientFactory,
     services_from_config,
 )
-from supervit.node._supervisord import ShutdownHandler, Supervisord
+from supervit.node._supervisord import ShutdownRequestHandler, Supervisord
 
 __all__ = [
     "SUPERVISED_SERVICE",
@@ -31,7 +31,7 @@ __all__ = [
     "ServiceCollector",
     "ServiceInfo",
     "ServiceState",
-    "ShutdownHandler",
+    "ShutdownRequestHandler",
     "Supervisord",
     "Undo",
     "add_supervised_service",

@@ -34,14 +34,14 @@ from supervit.protocol import common_pb2, supervised_pb2, supervised_pb2_grpc
 from supervit.rpc import abort, abort_for
 from supervit.storage import ConfigStore, Database, RealmStore, open_node_database, validate_config_value
 
-__all__ = ["DEFAULT_DATA_DIR", "ShutdownHandler", "Supervisord"]
+__all__ = ["DEFAULT_DATA_DIR", "ShutdownRequestHandler", "Supervisord"]
 
 DEFAULT_DATA_DIR = Path("./supervit-data")
 """Where a Supervisord built without stores keeps ``actrix.db`` (as ``supervit node``'s default)."""
 
 log = logging.getLogger(__name__)
 
-ShutdownHandler = Callable[[bool, int, str | None], Awaitable[None] | None]
+ShutdownRequestHandler = Callable[[bool, int, str | None], Awaitable[None] | None]
 """``handler(graceful, timeout_secs, reason)``: start (schedule) the node's shutdown.
 
 Called before the Shutdown response is sent, so it should only *schedule* the stop. Raising
@@ -132,7 +132,7 @@ class Supervisord(supervised_pb2_grpc.SupervisedServiceServicer):
         self._started_at = clock()
         self._metrics: MetricsProvider | None = None
         self._metrics_lock = asyncio.Lock()
-        self._shutdown_handler: ShutdownHandler | None = None
+        self._shutdown_handler: ShutdownRequestHandler | None = None
         # One lock per (config_type, key) while it is being applied and stored, so two concurrent
         # updates of one key cannot interleave apply(A), apply(B), store(B), store(A) and leave the
         # live state and the stored value disagreeing. Weak values: idle locks disappear.
@@ -194,8 +194,8 @@ class Supervisord(supervised_pb2_grpc.SupervisedServiceServicer):
         self._metrics = provider
         return self
 
-    def with_shutdown_handler(self, handler: ShutdownHandler) -> Supervisord:
-        """Let Shutdown requests call ``handler`` (see :data:`ShutdownHandler`); returns self.
+    def with_shutdown_handler(self, handler: ShutdownRequestHandler) -> Supervisord:
+        """Let Shutdown requests call ``handler`` (see :data:`ShutdownRequestHandler`); returns self.
 
         Without a handler every Shutdown request is refused (``accepted=false``).
         """
