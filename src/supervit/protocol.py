@@ -26,6 +26,7 @@ from supervit._proto import (
 
 __all__ = [
     "LEAVING_METADATA_KEY",
+    "LOG_LEVELS",
     "NOT_REGISTERED_DETAILS",
     "SERVER_TIME_METADATA_KEY",
     "common_pb2",
@@ -44,6 +45,10 @@ LEAVING_METADATA_KEY = "supervit-leaving"
 """Request metadata of a node's final Report before it stops on purpose (value: the reason, or
 ``"stopping"``). A supervit supervisor records the node as ``stopped`` at once; an actrix
 supervisor ignores unknown metadata, so the report is an ordinary one there (supervit extension)."""
+
+LOG_LEVELS = ("trace", "debug", "info", "warn", "warning", "error", "critical")
+"""Log level names supervit accepts, case-insensitively: in its config files, on the command line
+and as the value of a ``LOG_LEVEL`` config update (the names the actrix nodes use, plus Python's)."""
 
 NOT_REGISTERED_DETAILS = "node not registered"
 """Status details a supervisor sends with ``NOT_FOUND`` for a Report from an unknown node."""

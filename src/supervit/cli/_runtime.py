@@ -14,6 +14,7 @@ from prometheus_client import disable_created_metrics
 
 from supervit._exceptions import ConfigError
 from supervit.auth import MAKE_SECRET_HINT
+from supervit.protocol import LOG_LEVELS
 from supervit.telemetry import configure_logging
 
 __all__ = [
@@ -67,7 +68,7 @@ def setup_logging(level: int, log_format: str = "text") -> None:
 
 LOG_LEVEL_OPTION = click.option(
     "--log-level",
-    type=click.Choice(["trace", "debug", "info", "warn", "warning", "error", "critical"], case_sensitive=False),
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
     default=None,
     help="Override the configured log level.",
 )

@@ -22,7 +22,7 @@ from supervit.config._secrets import read_secret_file
 from supervit.config._security import SecuritySection
 from supervit.config._tls import check_cert_and_key, check_certificates
 from supervit.metrics import POWER_MODELS
-from supervit.protocol import common_pb2
+from supervit.protocol import LOG_LEVELS, common_pb2
 
 log = logging.getLogger("supervit.config")
 
@@ -43,7 +43,6 @@ DEFAULT_NODE_NAME = "actrix-node"
 """The original's default ``node_name``."""
 DEFAULT_ADVERTISED_IP = "127.0.0.1"
 """Advertised when ``ip`` is a wildcard and neither ``advertised_ip`` nor ``agent_addr`` is set (as the original)."""
-LOG_LEVELS = ("trace", "debug", "info", "warn", "warning", "error", "critical")
 LOG_FORMATS = ("text", "json")
 DEFAULT_NODE_METRICS_LISTEN = "127.0.0.1:9464"
 SERVICE_STATES = ("healthy", "running", "error", "disabled")

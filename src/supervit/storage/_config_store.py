@@ -13,12 +13,11 @@ import time
 from collections.abc import Callable
 
 from supervit._exceptions import InvalidRequestError
-from supervit.protocol import common_pb2
+from supervit.protocol import LOG_LEVELS, common_pb2
 from supervit.storage._db import Database
 
 __all__ = ["ConfigStore", "validate_config_value"]
 
-_LOG_LEVELS = frozenset({"trace", "debug", "info", "warn", "warning", "error", "critical"})
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
 _HOST_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
@@ -48,8 +47,8 @@ def validate_config_value(config_type: int, value: str) -> str:
         return value
     if config_type == common_pb2.LOG_LEVEL:
         level = value.strip().lower()
-        if level not in _LOG_LEVELS:
-            allowed = ", ".join(sorted(_LOG_LEVELS))
+        if level not in LOG_LEVELS:
+            allowed = ", ".join(sorted(LOG_LEVELS))
             raise ValueError(f"log level {value!r} is not one of {allowed}")
         return level
     if config_type == common_pb2.SERVICE_ENABLED:

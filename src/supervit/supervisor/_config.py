@@ -33,6 +33,7 @@ from supervit.config import (
     read_toml,
     split_host_port,
 )
+from supervit.protocol import LOG_LEVELS
 from supervit.rpc import ADMIN_LIMITS, SUPERVISOR_LIMITS, ServiceLimits, with_overrides
 
 log = logging.getLogger("supervit.config")
@@ -49,7 +50,6 @@ __all__ = [
     "load_supervisor_config",
 ]
 
-_LOG_LEVELS = ("trace", "debug", "info", "warn", "warning", "error", "critical")
 _SYNCHRONOUS = ("FULL", "NORMAL")
 _MAX_INTERVAL_SECS = 86_400
 _LOG_FORMATS = ("text", "json")
@@ -236,8 +236,8 @@ class SupervisorConfig:
         """Parse the secrets and raise :class:`ConfigError` naming the TOML key of the first problem."""
         srv = self.server
         _check_listen(srv.listen, "server.listen")
-        if srv.log_level.lower() not in _LOG_LEVELS:
-            raise ConfigError("server.log_level", f"must be one of {', '.join(_LOG_LEVELS)}, got {srv.log_level!r}")
+        if srv.log_level.lower() not in LOG_LEVELS:
+            raise ConfigError("server.log_level", f"must be one of {', '.join(LOG_LEVELS)}, got {srv.log_level!r}")
         if srv.log_format not in _LOG_FORMATS:
             raise ConfigError("server.log_format", f"must be one of {', '.join(_LOG_FORMATS)}, got {srv.log_format!r}")
         if srv.max_message_bytes < 1024:
