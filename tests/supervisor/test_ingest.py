@@ -13,7 +13,7 @@ import grpc
 import pytest
 
 from supervit.protocol import supervisor_pb2
-from supervit.supervisor import SUPERVISOR_DB_FILENAME, RecentNonces, _ingest
+from supervit.supervisor import SUPERVISOR_DB_FILENAME, SUPERVISOR_MIGRATIONS, RecentNonces, _ingest
 from tests.supervisor.conftest import NodeSim, make_config
 
 Started = Callable[..., Any]
@@ -202,6 +202,9 @@ async def test_a_schema_4_database_is_upgraded_keeping_its_report_log(
             "ALTER TABLE report_log RENAME TO nonce_batches;"
             " DROP INDEX report_log_expires_at;"
             " CREATE INDEX nonce_batches_expires_at ON nonce_batches (expires_at);"
+            # The per-row nonce table schema 6 folds into the log.
+            " CREATE TABLE nonces (nonce TEXT PRIMARY KEY NOT NULL, expires_at INTEGER NOT NULL) STRICT, WITHOUT ROWID;"
+            " CREATE INDEX nonces_expires_at ON nonces (expires_at);"
             " PRAGMA user_version = 4;"
         )
         assert copy.execute("SELECT reports FROM nodes").fetchone() == (0,)
@@ -215,4 +218,4 @@ async def test_a_schema_4_database_is_upgraded_keeping_its_report_log(
     with sqlite3.connect(old / SUPERVISOR_DB_FILENAME) as conn:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         (version,) = conn.execute("PRAGMA user_version").fetchone()
-    assert "report_log" in tables and "nonce_batches" not in tables and version == 5
+    assert "report_log" in tables and "nonce_batches" not in tables and version == SUPERVISOR_MIGRATIONS[-1].version

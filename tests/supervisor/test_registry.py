@@ -12,7 +12,7 @@ import pytest
 
 from supervit._exceptions import InvalidRequestError, NotFoundError
 from supervit.protocol import supervisor_pb2
-from supervit.supervisor import DirectiveQueue, NodeRegistry, open_supervisor_database
+from supervit.supervisor import DirectiveQueue, open_supervisor_database
 from tests.conftest import FakeClock
 from tests.supervisor.conftest import NodeSim, make_config
 
@@ -158,78 +158,6 @@ async def test_directive_for_unknown_node_is_refused(tmp_path: Path) -> None:
             await DirectiveQueue(db).enqueue("nobody", supervisor_pb2.REQUEST_FULL_REPORT)
     finally:
         await db.close()
-
-
-async def test_ingest_consumes_nonce_even_for_unknown_node(tmp_path: Path) -> None:
-    """An unregistered node's report consumes its nonce: replaying it is refused as a replay."""
-    from supervit._exceptions import NonceReusedError
-
-    db = await open_supervisor_database(tmp_path)
-    try:
-        registry = NodeRegistry(db)
-        request = supervisor_pb2.ReportRequest(node_id="ghost", timestamp=1, location_tag="", version="", name="")
-        kwargs: dict[str, Any] = {"nonce": "n-1", "nonce_expires_at": 2**40, "interval_secs": 5}
-        assert await registry.ingest_report(request, **kwargs) is None
-        with pytest.raises(NonceReusedError):
-            await registry.ingest_report(request, **kwargs)
-    finally:
-        await db.close()
-
-
-async def test_registry_nonce_store_counts_both_of_its_tables(tmp_path: Path) -> None:
-    """The supervisor's nonce count adds the per-row nonces and those logged with reports."""
-    from supervit.supervisor._registry import RegistryNonceStorage
-
-    db = await open_supervisor_database(tmp_path)
-    try:
-        nonces = RegistryNonceStorage(db)
-        assert await nonces.count() == 0
-        assert await nonces.consume("admin-1", 2**40)
-        assert await nonces.consume("admin-2", 2**40)
-
-        def log_reports(conn: Any) -> None:
-            sql = "INSERT INTO report_log (expires_at, nonces, reports) VALUES (?, ?, NULL)"
-            conn.execute(sql, (2**40, '["r-1", "r-2", "r-3"]'))
-
-        await db.write(log_reports)
-        assert await nonces.count() == 5
-    finally:
-        await db.close()
-
-
-async def test_report_log_cleanup_removes_only_folded_expired_rows_in_small_chunks(tmp_path: Path) -> None:
-    """Expired rows at or below the folded watermark go, in several short statements; an expired
-    row past the watermark (not yet folded) and a live row stay."""
-    from supervit.supervisor._registry import RegistryNonceStorage
-
-    db = await open_supervisor_database(tmp_path)
-    try:
-        statements: list[str] = []
-
-        def fill(conn: Any) -> None:
-            sql = "INSERT INTO report_log (batch_id, expires_at, nonces, reports) VALUES (?, ?, '[]', NULL)"
-            conn.executemany(sql, [(i, 10) for i in range(1, 251)])  # expired, folded
-            conn.execute(sql, (251, 2**40))  # live, folded
-            conn.execute(sql, (252, 10))  # expired, not folded yet
-            conn.execute("UPDATE meta SET value = 251 WHERE key = 'reports_folded_through'")
-
-        await db.write(fill)
-        nonces = RegistryNonceStorage(db, clock=lambda: 1000.0)
-        db.write = _counting(db.write, statements)  # type: ignore[method-assign]
-        await nonces.cleanup()
-        left = await db.read(lambda c: [r[0] for r in c.execute("SELECT batch_id FROM report_log ORDER BY 1")])
-        assert left == [251, 252]
-        assert len(statements) >= 3  # 250 rows never go in one statement
-    finally:
-        await db.close()
-
-
-def _counting(write: Callable[..., Any], calls: list[str]) -> Callable[..., Any]:
-    async def counted(*args: Any, **kwargs: Any) -> Any:
-        calls.append("write")
-        return await write(*args, **kwargs)
-
-    return counted
 
 
 async def test_schema_v1_database_is_migrated(tmp_path: Path) -> None:

@@ -12,8 +12,6 @@ from supervit.auth._body_mac import (
 )
 from supervit.auth._credential import Signer, new_nonce, sign
 from supervit.auth._nonce import (
-    CONSUME_NONCE_SQL,
-    NONCE_CLEANUP_SQL,
     MemoryNonceStorage,
     NonceStorage,
     NonceWindow,
@@ -38,13 +36,11 @@ from supervit.auth._verifier import (
 __all__ = [
     "BODY_MAC_METADATA_KEY",
     "BODY_MAC_MISSING",
-    "CONSUME_NONCE_SQL",
     "DEFAULT_WINDOW_SECS",
     "EXAMPLE_SECRETS_HEX",
     "INVALID_BODY_MAC",
     "MAKE_SECRET_HINT",
     "MIN_SECRET_HEX_CHARS",
-    "NONCE_CLEANUP_SQL",
     "NONCE_TTL_EXTRA_SECS",
     "Action",
     "CredentialVerifier",

@@ -45,7 +45,7 @@ from supervit.supervisor._directives import DirectiveQueue, QueuedDirective, val
 from supervit.supervisor._ingest import IngestNonceStorage, RecentNonces, ReportIngest
 from supervit.supervisor._pg_schema import PG_MIGRATIONS, PendingMigrations
 from supervit.supervisor._push import CatalogPusher, PushError, PushResult
-from supervit.supervisor._registry import NodeRecord, NodeRegistry, Registration, RegistryNonceStorage, ReportOutcome
+from supervit.supervisor._registry import NodeRecord, NodeRegistry, Registration, ReportOutcome
 from supervit.supervisor._schema import SUPERVISOR_DB_FILENAME, SUPERVISOR_MIGRATIONS, open_supervisor_database
 from supervit.supervisor._server import Supervisor
 from supervit.supervisor._service import (
@@ -105,7 +105,6 @@ __all__ = [
     "RealmNotFoundError",
     "RecentNonces",
     "Registration",
-    "RegistryNonceStorage",
     "RegistryStore",
     "ReportIngest",
     "ReportOutcome",

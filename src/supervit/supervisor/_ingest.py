@@ -5,11 +5,16 @@ interval override and catalog push position, which nodes may have queued directi
 nonces consumed within the credential window. Nonces are checked against that memory on the
 event loop (check-and-remember is atomic there), so a replay is refused at once.
 
-Every accepted report (and health check) is then written through one shared database operation
-per group commit: one row of the ``report_log`` table holding all their nonces and reports (an
-append: one or two pages per commit). **Each request is answered only after that operation has
-committed**: an acknowledged report is durable and its nonce too, so a replay is refused after a
-crash and restart as well (nonces are loaded back at start-up).
+That window is the supervisor's one replay check: RegisterNode and admin credentials (and the
+readiness probe) consume through it too (:class:`IngestNonceStorage`), so a nonce is single-use
+across every RPC. And the report log is the one place accepted nonces are remembered: every
+accepted report, health check and credential is then written through one shared database
+operation per group commit: one row of the ``report_log`` table holding all their nonces and
+reports (an append: one or two pages per commit). **Each request is answered only after that
+operation has committed**: an acknowledged report is durable and its nonce too, so a replay is
+refused after a crash and restart as well (:meth:`ReportIngest.load` reads every unexpired
+logged nonce back into the window). A report that takes its own transaction (below) logs its
+nonce in that transaction, as a report-log row of its own.
 
 The reports reach the node rows of the registry by a *fold*: at most a second later (and before
 anything reads those rows: the registry's reads await :meth:`ReportIngest.flush` through its
@@ -57,6 +62,25 @@ log = logging.getLogger("supervit.supervisor")
 
 # Acknowledged reports reach the node rows at most this much later (sooner when something reads them).
 _FOLD_INTERVAL_SECS = 1.0
+
+# A log row can go once its nonces expired (their credentials can no longer pass the window
+# check) and its reports, if any, are folded. The newest row always stays: a row id is one above
+# the largest in the table, so an emptied table would hand out ids at or below the folded
+# watermark again (and a crash would then skip their reports at start-up). Small chunks: a row
+# holds one group commit's reports (kilobytes), and each chunk's DELETE runs on the event loop
+# between report groups, so it must stay short.
+_CLEANUP_CHUNK_ROWS = 100
+_CLEANUP_SQL = """
+DELETE FROM report_log WHERE batch_id IN (
+    SELECT batch_id FROM report_log
+    WHERE expires_at < ?
+      AND (reports IS NULL OR batch_id <= (SELECT value FROM meta WHERE key = 'reports_folded_through'))
+      AND batch_id < (SELECT MAX(batch_id) FROM report_log)
+    LIMIT ?
+)
+RETURNING json_array_length(nonces)
+"""
+_COUNT_SQL = "SELECT COALESCE(SUM(json_array_length(nonces)), 0) FROM report_log"
 
 # One statement updates every node of a fold (a row per node is many more statement steps, each
 # releasing and re-taking the GIL). UPDATE ... FROM needs SQLite 3.33; older ones update row by row.
@@ -216,7 +240,8 @@ class ReportIngest:
                 conn, "SELECT node_id, agent_addr, interval_override, pushed_catalog_version FROM nodes"
             )
             pending = [row[0] for row in conn.execute("SELECT DISTINCT node_id FROM directives")]
-            nonces = conn.execute("SELECT nonce, expires_at FROM nonces WHERE expires_at >= ?", (now,)).fetchall()
+            # Every nonce the supervisor remembers (schema v6 moved the older per-row table here).
+            nonces: list[tuple[str, int]] = []
             sql = "SELECT nonces, expires_at FROM report_log WHERE expires_at >= ?"
             for text, expires_at in conn.execute(sql, (now,)):
                 nonces.extend((nonce, expires_at) for nonce in json.loads(text))
@@ -334,6 +359,25 @@ class ReportIngest:
         await self.flush()  # a later fold of that report must not mark the node online again
         return await self.registry.mark_stopped(node_id)
 
+    async def cleanup(self, *, chunk: int = _CLEANUP_CHUNK_ROWS) -> int:
+        """Delete expired log rows (folded, or holding nonces only) in chunks of ``chunk`` rows,
+        each its own short write; returns how many nonces were forgotten."""
+        removed = 0
+        while True:
+            now = int(self._clock())
+
+            def run(conn: sqlite3.Connection, now: int = now) -> list[int]:
+                return [int(n) for (n,) in conn.execute(_CLEANUP_SQL, (now, chunk)).fetchall()]
+
+            counts = await self._db.write(run, single_statement=True)
+            removed += sum(counts)
+            if len(counts) < chunk:
+                return removed
+
+    async def count_nonces(self) -> int:
+        """Nonces remembered in the report log (expired ones included until :meth:`cleanup`)."""
+        return await self._db.read(lambda conn: int(conn.execute(_COUNT_SQL).fetchone()[0]))
+
     def _logged(self, accepted: list[_Accepted], batch_id: int | None) -> None:
         # The batch is committed: its reports now wait for the next fold.
         for _, _, row in accepted:
@@ -415,11 +459,26 @@ class IngestNonceStorage(NonceStorage):
 
     RegisterNode, Report, HealthCheck and the admin service all consume through the same window
     (persisted through the same log), so a nonce is single-use across every RPC the supervisor
-    answers, as the contract requires of a receiver.
+    answers, as the contract requires of a receiver. A consume returns once its nonce is committed
+    to the report log; a storage failure raises :class:`NonceStorageError` (the nonce then stays
+    refused in memory: never an accept).
     """
 
     def __init__(self, ingest: ReportIngest) -> None:
         self._ingest = ingest
+
+    @property
+    def remembered(self) -> int:
+        """Nonces held in the window (expired ones until the next consume)."""
+        return len(self._ingest.nonces)
+
+    async def count(self) -> int:
+        """Nonces stored in ``supervisor.db`` (expired ones included until cleaned up)."""
+        return await self._ingest.count_nonces()
+
+    async def cleanup(self) -> int:
+        """Forget expired nonces (and folded report-log rows); returns how many nonces went."""
+        return await self._ingest.cleanup()
 
     async def consume(self, nonce: str, expires_at: float) -> bool:
         try:

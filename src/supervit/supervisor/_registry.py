@@ -4,14 +4,16 @@ Persisted in ``supervisor.db`` (see :mod:`supervit.supervisor._schema`), so it s
 Nodes are never deleted: one that misses ``offline_after_missed`` report intervals is *marked*
 offline by :meth:`NodeRegistry.mark_offline` and is online again with its next report.
 
-:meth:`NodeRegistry.ingest_report` consumes a report's nonce, records the report and takes the
+:meth:`NodeRegistry.ingest_report` remembers a report's nonce, records the report and takes the
 node's next directive in one write (one group-commit round trip, one transaction); all protobuf
-work happens on the event loop before it. It is the path of reports that must wait for their
-commit; the others take :class:`~supervit.supervisor.ReportIngest`'s write-behind path.
+work happens on the event loop before it. It is the path of reports that must commit with their
+directive (or prove the node unknown); the others take :class:`~supervit.supervisor.ReportIngest`'s
+report log. Either way the nonce was checked first against the ingest's in-memory window.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import time
@@ -19,8 +21,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from supervit._exceptions import NonceReusedError
-from supervit.auth import CONSUME_NONCE_SQL, NONCE_CLEANUP_SQL, SqliteNonceStorage
 from supervit.protocol import common_pb2, supervisor_pb2
 from supervit.storage import Database
 from supervit.supervisor._directives import QueuedDirective, adjusted_interval, take_next
@@ -30,7 +30,6 @@ __all__ = [
     "NodeRecord",
     "NodeRegistry",
     "Registration",
-    "RegistryNonceStorage",
     "ReportOutcome",
     "encode_without_credential",
     "rows_leniently",
@@ -72,16 +71,9 @@ WHERE node_id = ?
 RETURNING agent_addr, pushed_catalog_version
 """
 
-# An expired row may be taken over: its credential could no longer pass the window check anyway.
-# Rows whose reports are not folded into the node rows yet stay (the fold is seconds behind).
-_CLEANUP_CHUNK_ROWS = 100
-_CLEANUP_BATCHES_SQL = """
-DELETE FROM report_log WHERE batch_id IN (
-    SELECT batch_id FROM report_log
-    WHERE expires_at < ? AND batch_id <= (SELECT value FROM meta WHERE key = 'reports_folded_through')
-    LIMIT ?
-)
-"""
+# The nonce of a report that commits in its own transaction: a report-log row of its own that
+# acknowledges no logged report (so the fold skips it), the one table every accepted nonce is in.
+_LOG_NONCE_SQL = "INSERT INTO report_log (expires_at, nonces, reports) VALUES (?, ?, NULL)"
 
 _OFFLINE_SQL = """
 UPDATE nodes SET online = 0, offline_since = ?
@@ -362,12 +354,14 @@ class NodeRegistry:
         nonce_expires_at: int,
         interval_secs: int,
     ) -> ReportOutcome | None:
-        """Consume ``nonce``, record the report, take the next directive: one transaction.
+        """Remember ``nonce``, record the report, take the next directive: one transaction.
 
-        Returns None when the node is not registered (its nonce stays consumed, so the same
-        request cannot be replayed). ``interval_secs`` is the configured interval, used unless an
-        ADJUST_INTERVAL override is in force (a delivered ADJUST_INTERVAL sets a new override).
-        Raises :class:`NonceReusedError` if the nonce was already consumed and
+        The nonce must already have been checked and consumed in the supervisor's one replay
+        window (:class:`~supervit.supervisor.ReportIngest`, the only caller); this writes it to the
+        report log with the report, so it is refused after a restart too. Returns None when the
+        node is not registered (its nonce is remembered all the same, so the request cannot be
+        replayed). ``interval_secs`` is the configured interval, used unless an ADJUST_INTERVAL
+        override is in force (a delivered ADJUST_INTERVAL sets a new override). Raises
         :class:`StorageError` if the database failed (nothing was recorded then).
         """
         now = int(self._clock())
@@ -376,9 +370,10 @@ class NodeRegistry:
         head = (request.name, request.location_tag, request.version, blob, now, now)
         tail = (request.power_reserve_level, request.realm_sync_version)
 
+        logged = json.dumps([nonce])
+
         def run(conn: sqlite3.Connection) -> ReportOutcome | None:
-            if conn.execute(CONSUME_NONCE_SQL, (nonce, nonce_expires_at, now)).rowcount != 1:
-                raise NonceReusedError()
+            conn.execute(_LOG_NONCE_SQL, (nonce_expires_at, logged))
             row = conn.execute("SELECT interval_override FROM nodes WHERE node_id = ?", (node_id,)).fetchone()
             if row is None:
                 return None
@@ -505,29 +500,3 @@ class NodeRegistry:
                 conn.execute(sql, (now, pushed_version, node_id))
 
         await self._db.write(run, single_statement=True)
-
-
-class RegistryNonceStorage(SqliteNonceStorage):
-    """Consumed nonces in the supervisor database, shared by every supervisor-side credential check.
-
-    The same table backs :meth:`NodeRegistry.ingest_report`, so a nonce is single-use across
-    RegisterNode, Report, HealthCheck and the admin service. It is the node's
-    :class:`~supervit.SqliteNonceStorage` on the supervisor's database, whose cleanup also clears
-    expired report nonce batches. :meth:`close` is a no-op: the database belongs to the supervisor.
-    """
-
-    cleanup_statements = (NONCE_CLEANUP_SQL, _CLEANUP_BATCHES_SQL)
-    # Report and health-check nonces are logged with their reports, not in `accepted_nonces`.
-    count_sql = (
-        "SELECT (SELECT COUNT(*) FROM nonces) + (SELECT COALESCE(SUM(json_array_length(nonces)), 0) FROM report_log)"
-    )
-
-    def __init__(self, db: Database, *, clock: Callable[[], float] = time.time) -> None:
-        # Per-row (shared-file) mode: the `nonces` table must also serve ingest_report's own
-        # transaction, and RegisterNode/admin calls are rare enough not to need batching.
-        # Small chunks: a report-log row holds one group commit's reports (kilobytes), and each
-        # chunk's DELETE runs on the event loop between report groups, so it must stay short.
-        super().__init__(db, clock=clock, shared_file=True, cleanup_chunk=_CLEANUP_CHUNK_ROWS)
-
-    async def close(self) -> None:
-        """Nothing to release: the supervisor closes its database itself."""

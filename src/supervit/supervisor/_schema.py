@@ -1,7 +1,9 @@
 """The supervisor database (``supervisor.db``): node registry, directive queue, realm catalog, nonces.
 
 Everything the supervisor persists lives in one SQLite file, so a report's nonce, registry update
-and directive hand-over commit in one transaction. A release that changes the schema appends a
+and directive hand-over commit in one transaction. Every nonce the supervisor accepts (RegisterNode,
+Report, HealthCheck, admin) is remembered in one table, ``report_log`` (since v6; see
+:mod:`supervit.supervisor._ingest`). A release that changes the schema appends a
 :class:`~supervit.storage.Migration`; a published one is never edited.
 """
 
@@ -125,12 +127,25 @@ DROP INDEX nonce_batches_expires_at;
 CREATE INDEX report_log_expires_at ON report_log (expires_at);
 """
 
+# One nonce table (issue 13): the per-row `nonces` table (v1) held the nonces of RegisterNode, admin
+# calls and the reports that commit in their own transaction, beside those of the report log. Every
+# accepted nonce now goes into a report-log row (a JSON array; `reports` NULL when it acknowledged
+# none), so its remembered nonces move there, one row per expiry second, and the table goes. Expired
+# ones move too: the clean-up drops them (the migration has no clock).
+_V6 = """
+INSERT INTO report_log (expires_at, nonces, reports)
+SELECT expires_at, json_group_array(nonce), NULL FROM nonces GROUP BY expires_at ORDER BY expires_at;
+
+DROP TABLE nonces;
+"""
+
 SUPERVISOR_MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, _V1),
     Migration(2, _V2),
     Migration(3, _V3),
     Migration(4, _V4),
     Migration(5, _V5),
+    Migration(6, _V6),
 )
 """Every schema step of the supervisor database, oldest first."""
 

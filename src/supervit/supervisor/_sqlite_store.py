@@ -10,7 +10,7 @@ from supervit.supervisor._catalog import RealmCatalog
 from supervit.supervisor._config import SupervisorConfig
 from supervit.supervisor._directives import DirectiveQueue
 from supervit.supervisor._ingest import IngestNonceStorage, ReportIngest
-from supervit.supervisor._registry import NodeRegistry, RegistryNonceStorage
+from supervit.supervisor._registry import NodeRegistry
 from supervit.supervisor._schema import open_supervisor_database
 
 __all__ = ["SqliteStore"]
@@ -33,7 +33,6 @@ class SqliteStore:
         self.directives = DirectiveQueue(db, clock=clock, on_enqueued=self.ingest.directive_queued)
         # One nonce window for every RPC (nodes' and admin's): a nonce is single-use across all.
         self.nonces = IngestNonceStorage(self.ingest)
-        self._expiring = RegistryNonceStorage(db, clock=clock)  # expiry clean-up of the nonce tables
 
     @classmethod
     async def open(cls, config: SupervisorConfig, *, clock: Callable[[], float] = time.time) -> SqliteStore:
@@ -64,7 +63,7 @@ class SqliteStore:
 
     async def cleanup(self) -> None:
         """Forget expired nonces and folded report-log rows."""
-        await self._expiring.cleanup()
+        await self.ingest.cleanup()
 
     async def close(self) -> None:
         """Fold every acknowledged report into the registry, then close the database."""
