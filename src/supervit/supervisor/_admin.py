@@ -108,7 +108,8 @@ def node_summary(node: NodeRecord, pusher: CatalogPusher) -> supervit_admin_pb2.
 class AdminService(supervit_admin_pb2_grpc.SupervisorAdminServicer):
     """Registry listing, directive queueing and catalog changes for operators.
 
-    ``verifier`` holds the admin secret (and the registry's nonce store). Listings see every
+    ``verifier`` holds the admin secret and the store's nonces (on SQLite the ingest's one replay
+    window, :class:`~supervit.supervisor.IngestNonceStorage`). Listings see every
     report acknowledged so far: the registry's reads fold them first (its ``read_barrier``).
     """
 
