@@ -14,6 +14,7 @@ from supervit.auth._credential import Signer, new_nonce, sign
 from supervit.auth._nonce import (
     MemoryNonceStorage,
     NonceStorage,
+    NonceTicket,
     NonceWindow,
     SqliteNonceStorage,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "CredentialVerifier",
     "MemoryNonceStorage",
     "NonceStorage",
+    "NonceTicket",
     "NonceWindow",
     "ServiceEntry",
     "SharedSecret",

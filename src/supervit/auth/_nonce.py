@@ -22,6 +22,7 @@ __all__ = [
     "NONCE_LOG_CLEANUP_SQL",
     "MemoryNonceStorage",
     "NonceStorage",
+    "NonceTicket",
     "NonceWindow",
     "SqliteNonceStorage",
 ]
@@ -141,6 +142,103 @@ RETURNING json_array_length(nonces)
 """
 
 
+# A companion database's ``accepted_nonces`` table (the node database's schema 3): one row per
+# nonce, written by the request's own transaction (NonceTicket.write).
+_COMPANION_INSERT_SQL = "INSERT INTO accepted_nonces (nonce, expires_at) VALUES (?, ?)"
+_COMPANION_LOAD_SQL = "SELECT nonce, expires_at FROM accepted_nonces WHERE expires_at >= ?"
+_COMPANION_COUNT_SQL = "SELECT COUNT(*) FROM accepted_nonces"
+_COMPANION_CLEANUP_SQL = """
+DELETE FROM accepted_nonces WHERE rowid IN (SELECT rowid FROM accepted_nonces WHERE expires_at < ? LIMIT ?)
+"""
+
+_PENDING, _RIDING, _LOGGING, _RECORDED = range(4)
+
+
+class NonceTicket:
+    """A nonce reserved by :meth:`SqliteNonceStorage.reserve`: remembered, not yet durable.
+
+    It becomes durable either in the transaction of the request's own write on the store's
+    companion database (the ticket is a :class:`~supervit.storage.Rider`: run the handler inside
+    :func:`~supervit.storage.riding`) or, if no such write committed it, by :meth:`settle`, which
+    appends it to the nonce log. Await :meth:`settle` before the request is answered, whatever
+    the handler did: it returns at once when the handler's write already committed the nonce.
+    """
+
+    __slots__ = ("_done", "_state", "_store", "_wanted", "expires_at", "nonce")
+
+    def __init__(self, store: SqliteNonceStorage, nonce: str, expires_at: int) -> None:
+        self._store = store
+        self.nonce = nonce
+        self.expires_at = expires_at
+        self._state = _PENDING
+        self._wanted = False  # settle() was called: a failed ride falls back to the log at once
+        self._done: asyncio.Future[None] | None = None
+
+    @property
+    def recorded(self) -> bool:
+        """Whether the nonce is committed (by a companion write or the nonce log)."""
+        return self._state == _RECORDED
+
+    def board(self, db: Database) -> bool:
+        """Ride on a write to the companion database unless already riding, recorded or logged."""
+        if self._state == _PENDING and db is self._store.companion:
+            self._state = _RIDING
+            return True
+        return False
+
+    def write(self, conn: sqlite3.Connection) -> None:
+        """Record the nonce inside the carrying transaction."""
+        conn.execute(_COMPANION_INSERT_SQL, (self.nonce, self.expires_at))
+
+    def landed(self, committed: bool) -> None:
+        """The carrying transaction's fate: committed, or not (the log takes over if settling)."""
+        if committed:
+            self._finish(None)
+        else:
+            self._state = _PENDING
+            if self._wanted:
+                self._append()
+
+    async def settle(self) -> None:
+        """Return once the nonce is durable: at once if a companion write committed it; else after
+        waiting for a write in flight that carries it and, if that did not commit it (or nothing
+        wrote it), appending it to the nonce log. Raises :class:`NonceStorageError` if it cannot be
+        stored (the nonce stays remembered in memory: never accepted again by this process)."""
+        self._wanted = True
+        if self._state == _PENDING:
+            self._append()
+        if self._state == _RECORDED:
+            return
+        if self._done is None:
+            self._done = asyncio.get_running_loop().create_future()
+        # Shielded: a cancelled caller must not cancel the outcome other settlers may wait for.
+        await asyncio.shield(self._done)
+
+    def _append(self) -> None:
+        self._state = _LOGGING
+        # The log writes it whether or not anybody still waits (a cancelled request included).
+        self._store._log_nonce(self.nonce, self.expires_at).add_done_callback(self._logged)
+
+    def _logged(self, future: asyncio.Future[None]) -> None:
+        if future.cancelled():
+            self._finish(NonceStorageError("nonce store failed: the nonce log was cancelled"))
+            return
+        error = future.exception()
+        self._finish(None if error is None else NonceStorageError(f"nonce store failed: {error}"))
+
+    def _finish(self, error: NonceStorageError | None) -> None:
+        if error is None:
+            self._state = _RECORDED
+        done = self._done
+        if done is None or done.done():
+            return  # no settle() waits (it checks the state itself)
+        if error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(error)
+            done.exception()  # a settler cancelled meanwhile leaves it unread: not worth a warning
+
+
 def _append_nonces(conn: sqlite3.Connection, accepted: list[tuple[str, int]]) -> None:
     # Uniqueness was decided in memory; the file only has to remember the nonces across restarts,
     # so a batch is one appended row (expiring with its latest nonce) instead of one B-tree
@@ -166,6 +264,13 @@ class SqliteNonceStorage(NonceStorage):
     consume nonces from the same file at the same time: each consume is then one atomic
     insert-or-refuse on the ``nonces`` table's unique key instead (slower under load); every
     process sharing the file must use it (opening in this mode adopts the log into the table).
+
+    A *companion* database (the node's ``actrix.db``, whose schema has an ``accepted_nonces``
+    table of one nonce per row) lets a request record its nonce in the same transaction as its own
+    write: :meth:`reserve` remembers the nonce (atomically, in memory) and returns a
+    :class:`NonceTicket` that either rides on that write or is appended to the log by
+    :meth:`NonceTicket.settle`. The companion's nonces are loaded at start-up, counted and cleaned
+    up with this file's; the companion itself is its owner's to open and close.
     """
 
     FILE_NAME = "nonce.db"
@@ -186,8 +291,12 @@ class SqliteNonceStorage(NonceStorage):
         cleanup_interval_secs: float = 60.0,
         cleanup_chunk: int = 2000,
         shared_file: bool = False,
+        companion: Database | None = None,
     ) -> None:
+        if companion is not None and shared_file:
+            raise ValueError("a companion database needs the single-process mode (shared_file=False)")
         self._db = db
+        self._companion = companion
         self._clock = clock
         self._cleanup_interval = cleanup_interval_secs
         self._cleanup_chunk = cleanup_chunk
@@ -208,17 +317,36 @@ class SqliteNonceStorage(NonceStorage):
         cleanup_interval_secs: float = 60.0,
         synchronous: str = "FULL",
         shared_file: bool = False,
+        companion: Database | None = None,
     ) -> SqliteNonceStorage:
-        """Open (creating if missing) ``data_dir/nonce.db`` and start background cleanup."""
+        """Open (creating if missing) ``data_dir/nonce.db`` and start background cleanup.
+
+        ``companion``: an open database with an ``accepted_nonces`` table (the node database at
+        schema 3 or later) whose nonces count as consumed too (see the class docstring).
+        """
         try:
             db = await Database.open(Path(data_dir) / cls.FILE_NAME, _NONCE_MIGRATIONS, synchronous=synchronous)
         except StorageError as exc:
             raise NonceStorageError(str(exc)) from exc
-        store = cls(db, clock=clock, cleanup_interval_secs=cleanup_interval_secs, shared_file=shared_file)
+        try:
+            store = cls(
+                db,
+                clock=clock,
+                cleanup_interval_secs=cleanup_interval_secs,
+                shared_file=shared_file,
+                companion=companion,
+            )
+        except ValueError:
+            await db.close()
+            raise
         if shared_file:
             await store._adopt_log()
         else:
-            await store._ready()
+            try:
+                await store._ready()
+            except StorageError as exc:
+                await db.close()
+                raise NonceStorageError(f"nonce store failed: {exc}") from exc
         store._cleanup_task = asyncio.get_running_loop().create_task(store._cleanup_loop())
         return store
 
@@ -230,6 +358,11 @@ class SqliteNonceStorage(NonceStorage):
     def database(self) -> Database:
         """The nonce database (for commit metrics and readiness checks)."""
         return self._db
+
+    @property
+    def companion(self) -> Database | None:
+        """The companion database whose writes may carry a nonce (None without one)."""
+        return self._companion
 
     @property
     def remembered(self) -> int | None:
@@ -257,6 +390,29 @@ class SqliteNonceStorage(NonceStorage):
             return True
         except StorageError as exc:
             raise NonceStorageError(f"nonce store failed: {exc}") from exc
+
+    async def reserve(self, nonce: str, expires_at: float) -> NonceTicket | None:
+        """Remember ``nonce`` until ``expires_at`` (atomic check-and-remember) without waiting for
+        the disk; None if it is already remembered (a replay).
+
+        The returned ticket is not durable yet: record it in a companion write (ride it) and
+        :meth:`NonceTicket.settle` it before the request is answered. Needs a companion database
+        (single-process mode); raises :class:`NonceStorageError` if the file cannot be read at
+        start-up.
+        """
+        if self._companion is None:
+            raise RuntimeError("reserve() needs a companion database")
+        expiry = int(expires_at)
+        try:
+            window = self._window or await self._ready()
+        except StorageError as exc:
+            raise NonceStorageError(f"nonce store failed: {exc}") from exc
+        if not window.consume(nonce, expiry, int(self._clock())):
+            return None
+        return NonceTicket(self, nonce, expiry)
+
+    def _log_nonce(self, nonce: str, expiry: int) -> asyncio.Future[None]:
+        return self._log.append((nonce, expiry))
 
     async def _ready(self) -> NonceWindow:
         # The window starts with every unexpired nonce the file remembers (both tables).
@@ -305,15 +461,21 @@ class SqliteNonceStorage(NonceStorage):
                 rows.extend((nonce, expiry) for nonce in json.loads(text))
             return rows
 
+        rows = await self._db.read(run)
+        if self._companion is not None:
+            rows.extend(await self._companion.read(lambda c: c.execute(_COMPANION_LOAD_SQL, (now,)).fetchall()))
         window = NonceWindow()
-        for nonce, expiry in await self._db.read(run):
+        for nonce, expiry in rows:
             window.consume(nonce, expiry, now)
         self._window = window
 
     async def cleanup(self) -> int:
         """Delete expired nonces now (chunked); returns how many were removed."""
         removed = 0
-        for sql in self.cleanup_statements:
+        statements = [(self._db, sql) for sql in self.cleanup_statements]
+        if self._companion is not None:
+            statements.append((self._companion, _COMPANION_CLEANUP_SQL))
+        for db, sql in statements:
             while True:
                 now, chunk = int(self._clock()), self._cleanup_chunk
 
@@ -326,7 +488,7 @@ class SqliteNonceStorage(NonceStorage):
                     counts = cursor.fetchall()  # RETURNING the nonces of each deleted row
                     return len(counts), sum(n for (n,) in counts)
 
-                rows, nonces = await self._db.write(run, single_statement=True)
+                rows, nonces = await db.write(run, single_statement=True)
                 removed += nonces
                 if rows < chunk:
                     break
@@ -335,7 +497,10 @@ class SqliteNonceStorage(NonceStorage):
     async def count(self) -> int:
         """Nonces currently stored (expired ones included until cleaned up)."""
         sql = self.count_sql
-        return await self._db.read(lambda c: int(c.execute(sql).fetchone()[0]))
+        count = await self._db.read(lambda c: int(c.execute(sql).fetchone()[0]))
+        if self._companion is not None:
+            count += await self._companion.read(lambda c: int(c.execute(_COMPANION_COUNT_SQL).fetchone()[0]))
+        return count
 
     async def _cleanup_loop(self) -> None:
         while True:

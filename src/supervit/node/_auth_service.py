@@ -7,6 +7,17 @@ nonce. Refusals are ``UNAUTHENTICATED`` with the contract's message ("timestamp 
 "invalid signature", "nonce already used"); a nonce store failure is ``INTERNAL`` (never a
 silent accept). Requests missing required fields never get here: the bytes-parsing handler of
 :func:`add_supervised_service` answers them ``INVALID_ARGUMENT`` naming the field.
+
+**One commit per write request.** A read RPC consumes its nonce (durably) before the service
+runs. A write RPC of :class:`~supervit.node.Supervisord` whose every effect is one transaction in
+the nonce store's companion database (:meth:`Supervisord.write_database`, e.g. CreateRealm on
+``actrix.db``) instead *reserves* the nonce (remembered in memory, atomically: a concurrent replay
+is refused) and runs the service with the nonce riding on its write
+(:func:`~supervit.storage.riding`): the realm and its nonce commit together or not at all. Before
+any answer leaves (a response, an abort, an error) the ticket is settled: at once if that write
+committed it, else it is appended to the nonce log first (a business failure, invalid input, a
+failed write); if even that fails the answer is ``INTERNAL``. Everything else (other stores,
+user-supplied services, appliers acting outside the database) keeps consume-then-run.
 """
 
 from __future__ import annotations
@@ -21,9 +32,20 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
-from supervit.auth import DEFAULT_WINDOW_SECS, CredentialVerifier, NonceStorage, SharedSecret, request_payload
+from supervit._exceptions import AuthError, NonceReusedError, NonceStorageError, StorageError
+from supervit.auth import (
+    DEFAULT_WINDOW_SECS,
+    CredentialVerifier,
+    NonceStorage,
+    NonceTicket,
+    SharedSecret,
+    SqliteNonceStorage,
+    request_payload,
+)
+from supervit.node._supervisord import Supervisord
 from supervit.protocol import supervised_pb2, supervised_pb2_grpc
 from supervit.rpc import RefusalLog, RequestAuthenticator, RpcServer, ServiceLimits, authenticated, service_handler
+from supervit.storage import riding
 
 __all__ = ["SUPERVISED_SERVICE", "AuthService", "add_supervised_service"]
 
@@ -72,6 +94,45 @@ def _delegate(name: str) -> Callable[..., Any]:
     return authenticated(delegate)
 
 
+def _delegate_write(name: str) -> Callable[..., Any]:
+    """The servicer method ``name`` of a write RPC: one commit when the service allows it."""
+    plain = _delegate(name)
+
+    async def delegate(self: AuthService, request: Any, context: Ctx) -> Any:
+        ticket = await self._reserve(name, request, context)
+        if ticket is None:
+            return await plain(self, request, context)
+        return await self._run_riding(name, ticket, request, context)
+
+    functools.update_wrapper(delegate, plain)  # __wrapped__: the consume-first path it falls back to
+    delegate.__doc__ = (
+        f"Authenticate, then delegate to the wrapped service's {name} (its nonce committed with its write)."
+    )
+    return delegate
+
+
+class _SettleFirst:
+    """The context a riding handler sees: an abort settles the nonce before the status is sent
+    (grpc sends it from inside ``abort``), and becomes INTERNAL if the nonce cannot be stored."""
+
+    __slots__ = ("_context", "_ticket")
+
+    def __init__(self, context: Ctx, ticket: NonceTicket) -> None:
+        self._context = context
+        self._ticket = ticket
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+    async def abort(self, code: grpc.StatusCode, details: str = "", *args: Any, **kwargs: Any) -> Any:
+        try:
+            await self._ticket.settle()
+        except NonceStorageError as exc:
+            log.error("nonce storage failure: %s", exc)
+            await self._context.abort(grpc.StatusCode.INTERNAL, "nonce storage failure")
+        return await self._context.abort(code, details, *args, **kwargs)
+
+
 class AuthService(supervised_pb2_grpc.SupervisedServiceServicer):
     """Wraps any SupervisedService implementation with credential verification.
 
@@ -83,7 +144,9 @@ class AuthService(supervised_pb2_grpc.SupervisedServiceServicer):
 
     Every method of ``supervisor.v1.SupervisedService`` is the same step: :meth:`authenticate`,
     then call ``service``'s method of that name (synchronous or asynchronous). The nonce is
-    consumed (durably, with a durable store) before ``service`` runs.
+    consumed (durably, with a durable store) before ``service`` runs, except for a write that a
+    :class:`Supervisord` commits in the nonce store's companion database: then the nonce commits
+    in the same transaction and is durable before the answer (module docstring).
     """
 
     def __init__(
@@ -123,13 +186,56 @@ class AuthService(supervised_pb2_grpc.SupervisedServiceServicer):
         """Verify ``request.credential`` (and the body MAC) or abort the RPC (UNAUTHENTICATED / INTERNAL)."""
         await self.authenticator.authenticate(request, context)
 
+    async def _reserve(self, name: str, request: Any, context: Ctx) -> NonceTicket | None:
+        # The credential checked and its nonce reserved, when RPC `name` commits in the nonce
+        # store's companion database; None: take the consume-first path.
+        storage = self.verifier.nonce_storage
+        service = self.service
+        if (
+            not isinstance(storage, SqliteNonceStorage)
+            or storage.companion is None
+            or not isinstance(service, Supervisord)
+            or service.write_database(name, request) is not storage.companion
+        ):
+            return None
+        authenticator, verifier = self.authenticator, self.verifier
+        try:
+            now = verifier.now()
+            authenticator.check(request, context, now=now)
+            credential = request.credential
+            ticket = await storage.reserve(credential.nonce, verifier.nonce_expiry(credential, now))
+            if ticket is None:
+                raise NonceReusedError()
+        except (AuthError, StorageError) as exc:
+            await authenticator.refuse(request, context, exc)
+        return ticket
+
+    async def _run_riding(self, name: str, ticket: NonceTicket, request: Any, context: Ctx) -> Any:
+        try:
+            with riding(ticket):
+                response = await getattr(self.service, name)(request, _SettleFirst(context, ticket))
+        except grpc.aio.AbortError:
+            raise  # sent by _SettleFirst.abort, which settled the nonce first
+        except BaseException:
+            # Whatever went wrong, its answer (grpc's, after this) waits for the nonce too.
+            await self._settle(ticket, request, context)
+            raise
+        await self._settle(ticket, request, context)
+        return response
+
+    async def _settle(self, ticket: NonceTicket, request: Any, context: Ctx) -> None:
+        try:
+            await ticket.settle()
+        except NonceStorageError as exc:
+            await self.authenticator.refuse(request, context, exc)
+
     # The same step for every RPC of SUPERVISED_SERVICE (a test checks the table is complete).
-    UpdateConfig = _delegate("UpdateConfig")
+    UpdateConfig = _delegate_write("UpdateConfig")
     GetConfig = _delegate("GetConfig")
-    CreateRealm = _delegate("CreateRealm")
+    CreateRealm = _delegate_write("CreateRealm")
     GetRealm = _delegate("GetRealm")
-    UpdateRealm = _delegate("UpdateRealm")
-    DeleteRealm = _delegate("DeleteRealm")
+    UpdateRealm = _delegate_write("UpdateRealm")
+    DeleteRealm = _delegate_write("DeleteRealm")
     ListRealms = _delegate("ListRealms")
     GetNodeInfo = _delegate("GetNodeInfo")
     Shutdown = _delegate("Shutdown")

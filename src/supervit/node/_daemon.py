@@ -193,7 +193,9 @@ class NodeDaemon:
             await self._start_metrics()
             self._lock = DataDirLock.acquire(sd.data_dir, key="supervisor.supervisord.data_dir")
             self._db = await open_node_database(sd.data_dir)
-            self._nonces = await SqliteNonceStorage.open(sd.data_dir)
+            # actrix.db is the nonce store's companion: a realm or config write records its
+            # request's nonce in its own transaction (one commit per request; AuthService).
+            self._nonces = await SqliteNonceStorage.open(sd.data_dir, companion=self._db)
             log.debug("data dir %s: %s and %s open", sd.data_dir, self._db.path.name, self._nonces.path.name)
             telemetry = self.telemetry
             if telemetry is not None:

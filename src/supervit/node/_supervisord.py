@@ -77,6 +77,9 @@ def _store_errors(
     return wrapper
 
 
+_REALM_WRITES = frozenset({"CreateRealm", "UpdateRealm", "DeleteRealm"})
+
+
 def _config_type_name(config_type: int) -> str:
     try:
         return common_pb2.ConfigType.Name(config_type)  # type: ignore[arg-type]
@@ -174,6 +177,30 @@ class Supervisord(supervised_pb2_grpc.SupervisedServiceServicer):
         db, self._own_db = self._own_db, None
         if db is not None:
             await db.close()
+
+    def write_database(self, method: str, request: Any) -> Database | None:
+        """The database whose one transaction holds every effect of RPC ``method`` on ``request``.
+
+        For CreateRealm, UpdateRealm, DeleteRealm, and UpdateConfig without ``apply_immediately``:
+        the store's database, when the store is this package's SQLite store and the method is not
+        overridden; else (a read, an applier acting outside the database, a custom store or
+        method, stores not open yet) None. :class:`~supervit.node.AuthService` then records the
+        request's nonce in that same transaction (one commit per request instead of two).
+        """
+        cls = type(self)
+        if method in _REALM_WRITES:
+            store: RealmStore | ConfigStore | None = self._realm_store
+            if type(store) is not RealmStore:
+                return None
+        elif method == "UpdateConfig" and not request.apply_immediately:
+            store = self._config_store
+            if type(store) is not ConfigStore:
+                return None
+        else:
+            return None
+        if getattr(cls, method) is not getattr(Supervisord, method):
+            return None  # a subclass's own version may do more than the store write
+        return store.database
 
     async def _realms(self) -> RealmStore:
         if self._realm_store is None:

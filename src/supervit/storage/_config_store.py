@@ -107,6 +107,11 @@ class ConfigStore:
         self._db = db
         self._clock = clock
 
+    @property
+    def database(self) -> Database:
+        """The database this store writes (:meth:`set` is one transaction in it)."""
+        return self._db
+
     async def get(self, config_type: int, key: str) -> str | None:
         """The stored value, or None if none was ever set."""
 

@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 
 from supervit._exceptions import StorageError
 from supervit.storage._policy import GROUP_COMMIT_BATCHING, BatchPolicy
+from supervit.storage._rider import Rider, current_rider
 
 __all__ = ["Database", "Migration"]
 
@@ -108,9 +109,19 @@ class _WriteOp:
     future: asyncio.Future[Any]
     savepoint: bool
     on_settled: Callable[[], None] | None
+    rider: Rider | None
 
 
 _Outcome = tuple[_WriteOp, bool, Any]
+
+
+def _land(group: list[_WriteOp], committed: bool) -> None:
+    # Riders learn their transaction's fate before any writer resumes.
+    for op in group:
+        rider = op.rider
+        if rider is not None:
+            op.rider = None
+            rider.landed(committed)
 
 
 def _resolve(items: list[_Outcome]) -> None:
@@ -260,6 +271,10 @@ class Database:
 
         ``on_settled`` is called on the loop once the write's fate is decided (committed or failed),
         even if the caller was cancelled meanwhile: the place for cache invalidation.
+
+        A :class:`~supervit.storage.Rider` in the caller's context that boards this database is
+        written in the same transaction, before ``fn`` and outside its savepoint (``fn`` failing
+        does not undo it), and learns whether the transaction committed (``supervit/storage/_rider.py``).
         """
         if self._closed:
             raise StorageError(f"database {self.path.name} is closed")
@@ -269,7 +284,10 @@ class Database:
         elif loop is not self._loop:
             raise StorageError(f"database {self.path.name} is written from a second event loop")
         future: asyncio.Future[T] = loop.create_future()
-        self._pending.append(_WriteOp(fn, future, not single_statement, on_settled))
+        rider = current_rider()
+        if rider is not None and not rider.board(self):
+            rider = None
+        self._pending.append(_WriteOp(fn, future, not single_statement, on_settled, rider))
         if not self._busy:
             self._busy = True
             # Run the group after the callbacks already queued: requests that arrived in the same
@@ -307,6 +325,14 @@ class Database:
         self._committer.call(loop, lambda: self._commit(conn), lambda error: self._finish_group(group, outcomes, error))
 
     def _run_op(self, conn: sqlite3.Connection, op: _WriteOp) -> _Outcome:
+        rider = op.rider
+        if rider is not None:
+            try:
+                rider.write(conn)  # one statement, atomic by itself; kept whatever fn does
+            except Exception as exc:
+                log.error("%s: a rider could not be written: %s", self.path.name, exc)
+                op.rider = None
+                rider.landed(False)
         if op.savepoint:
             conn.execute("SAVEPOINT op")
         try:
@@ -350,6 +376,7 @@ class Database:
             log.error("commit of %d writes to %s failed: %s", len(group), self.path.name, error)
             failure = StorageError(f"{self.path.name}: commit failed: {error}")
             outcomes = [(op, False, failure) for op in group]
+        _land(group, error is None)
         _resolve(outcomes)
         # Writes that arrived during the commit form the next group straight away.
         assert self._loop is not None
@@ -366,12 +393,14 @@ class Database:
         except sqlite3.Error:
             log.exception("rollback failed on %s", self.path.name)
         failure = StorageError(f"{self.path.name}: {why}")
+        _land(group, False)
         _resolve([(op, False, failure) for op in group])
         self._set_idle()
 
     def _fail_pending(self, error: StorageError) -> None:
         log.error("%s", error)
         group, self._pending = self._pending, []
+        _land(group, False)
         _resolve([(op, False, error) for op in group])
         self._set_idle()
 

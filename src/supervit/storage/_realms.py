@@ -118,6 +118,11 @@ class RealmStore:
         self._cache_size = cache_size
         self._writes_in_flight = 0
 
+    @property
+    def database(self) -> Database:
+        """The database this store writes (each public write is one transaction in it)."""
+        return self._db
+
     async def _write(self, fn: Callable[[sqlite3.Connection], _T], *, single_statement: bool = False) -> _T:
         self._writes_in_flight += 1
         self._cache.clear()

@@ -71,7 +71,21 @@ BEGIN
 END;
 """
 
-NODE_MIGRATIONS: tuple[Migration, ...] = (Migration(1, _V1), Migration(2, _V2))
+# The nonces of write requests, each committed in the same transaction as the request's own write
+# (a realm or config change), so such a request costs one commit instead of two (nonce.db, then
+# this file) and a crash never keeps the change without its nonce. One row per nonce, appended;
+# SqliteNonceStorage (its "companion" database) loads them at start-up, counts them and deletes
+# them once expired, by expires_at.
+_V3 = """
+CREATE TABLE accepted_nonces (
+    nonce      TEXT    NOT NULL,
+    expires_at INTEGER NOT NULL
+) STRICT;
+
+CREATE INDEX accepted_nonces_expires_at ON accepted_nonces (expires_at);
+"""
+
+NODE_MIGRATIONS: tuple[Migration, ...] = (Migration(1, _V1), Migration(2, _V2), Migration(3, _V3))
 """Every schema step of the node database, oldest first."""
 
 
