@@ -12,7 +12,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
-from supervit.auth import MemoryNonceStorage, NonceStorage, SharedSecret, Signer, request_payload
+from supervit.auth import MemoryNonceStorage, NonceStorage, SharedSecret, Signer, SqliteNonceStorage, request_payload
 from supervit.metrics import StaticMetricsProvider
 from supervit.node import AuthService, ServiceCollector, ServiceInfo, ServiceState, Supervisord, add_supervised_service
 from supervit.protocol import common_pb2, supervised_pb2_grpc
@@ -112,9 +112,16 @@ async def running_node(
     secret: str | SharedSecret | list[str | SharedSecret] = SECRET_HEX,
     nonces: NonceStorage | None = None,
     services: list[ServiceInfo] | None = None,
+    sqlite_nonces: bool = False,
 ) -> AsyncIterator[RunningNode]:
-    """Start a node server on port 0 with real SQLite in ``data_dir``; close everything on exit."""
+    """Start a node server on port 0 with real SQLite in ``data_dir``; close everything on exit.
+
+    ``sqlite_nonces``: nonces in ``data_dir/nonce.db`` with actrix.db as companion, as the daemon
+    (write RPCs commit their nonce with their write); else ``nonces`` or an in-memory store.
+    """
     db = await open_node_database(data_dir)
+    if sqlite_nonces:
+        nonces = await SqliteNonceStorage.open(data_dir, clock=clock, companion=db)
     nonce_store = nonces or MemoryNonceStorage(clock=clock)
     collector = ServiceCollector(default_services() if services is None else services)
     metrics = StaticMetricsProvider(METRICS, 4)

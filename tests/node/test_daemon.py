@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -92,7 +93,8 @@ async def test_realms_config_and_nonces_survive_restart(tmp_path: Path) -> None:
     await daemon.start()
     async with grpc.aio.insecure_channel(daemon.address) as channel:
         client = NodeClient(channel, node_id=NODE)
-        await client.call(sd.CreateRealmRequest(realm_id=9, name="keep", enabled=True, version=3, expires_at=0))
+        create = client.sign(sd.CreateRealmRequest(realm_id=9, name="keep", enabled=True, version=3, expires_at=0))
+        assert (await client.call(create, sign=False)).success
         await client.call(
             sd.UpdateConfigRequest(
                 config_type=common_pb2.CUSTOM, config_key="k", config_value="v", apply_immediately=False
@@ -101,6 +103,11 @@ async def test_realms_config_and_nonces_survive_restart(tmp_path: Path) -> None:
         replay = client.sign(sd.GetNodeInfoRequest())
         await client.call(replay, sign=False)
     await daemon.stop()
+    # The daemon wires actrix.db as the nonce store's companion: the realm and its nonce are one
+    # commit (and the config value and its nonce another).
+    with sqlite3.connect(tmp_path / "actrix.db") as conn:
+        nonces = [n for (n,) in conn.execute("SELECT nonce FROM accepted_nonces ORDER BY rowid")]
+    assert len(nonces) == 2 and nonces[0] == create.credential.nonce
 
     again = NodeDaemon(config, metrics=StaticMetricsProvider(METRICS, 5))
     await again.start()
@@ -110,9 +117,10 @@ async def test_realms_config_and_nonces_survive_restart(tmp_path: Path) -> None:
             assert (await client.call(sd.GetRealmRequest(realm_id=9))).realm.name == "keep"
             got = await client.call(sd.GetConfigRequest(config_type=common_pb2.CUSTOM, config_key="k"))
             assert got.config_value == "v"
-            with pytest.raises(grpc.aio.AioRpcError) as info:
-                await client.call(replay, sign=False)
-            assert info.value.details() == "nonce already used"
+            for copy in (replay, create):
+                with pytest.raises(grpc.aio.AioRpcError) as info:
+                    await client.call(copy, sign=False)
+                assert info.value.details() == "nonce already used"
     finally:
         await again.stop()
 

@@ -274,7 +274,8 @@ class Database:
 
         A :class:`~supervit.storage.Rider` in the caller's context that boards this database is
         written in the same transaction, before ``fn`` and outside its savepoint (``fn`` failing
-        does not undo it), and learns whether the transaction committed (``supervit/storage/_rider.py``).
+        does not undo it), and learns whether the transaction committed (``supervit/storage/_rider.py``);
+        if the rider cannot be written, ``fn`` does not run and this raises :class:`StorageError`.
         """
         if self._closed:
             raise StorageError(f"database {self.path.name} is closed")
@@ -330,9 +331,10 @@ class Database:
             try:
                 rider.write(conn)  # one statement, atomic by itself; kept whatever fn does
             except Exception as exc:
-                log.error("%s: a rider could not be written: %s", self.path.name, exc)
+                # The write does not run without its rider: its effect must never commit alone.
                 op.rider = None
                 rider.landed(False)
+                return (op, False, StorageError(f"{self.path.name}: cannot record the write's rider: {exc}"))
         if op.savepoint:
             conn.execute("SAVEPOINT op")
         try:

@@ -7,7 +7,8 @@ into tasks started from there); the next :meth:`~supervit.storage.Database.write
 context on a database the rider :meth:`~Rider.board`-s runs :meth:`Rider.write` in the same
 transaction, *outside* the write's own savepoint (so the rider is kept even when the write itself
 fails and rolls back alone), and tells the rider with :meth:`Rider.landed` whether that
-transaction committed, before the writer learns its own result.
+transaction committed, before the writer learns its own result. A rider that cannot be written
+fails its write (which then does not run): the write never commits without it.
 """
 
 from __future__ import annotations
