@@ -27,7 +27,7 @@ import inspect
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from google.protobuf.message import Message
@@ -164,6 +164,7 @@ class AuthService(supervised_pb2_grpc.SupervisedServiceServicer):
             raise ValueError("node_id must not be empty")
         self.service = service
         self.node_id = node_id
+        self._kinds: tuple[object, object, bool] = (None, None, False)
         self.verifier = CredentialVerifier(_secrets(shared_secret), nonce_storage, max_clock_skew_secs, clock=clock)
         self.authenticator = RequestAuthenticator(
             self.verifier,
@@ -189,14 +190,17 @@ class AuthService(supervised_pb2_grpc.SupervisedServiceServicer):
     async def _reserve(self, name: str, request: Any, context: Ctx) -> NonceTicket | None:
         # The credential checked and its nonce reserved, when RPC `name` commits in the nonce
         # store's companion database; None: take the consume-first path.
-        storage = self.verifier.nonce_storage
-        service = self.service
-        if (
-            not isinstance(storage, SqliteNonceStorage)
-            or storage.companion is None
-            or not isinstance(service, Supervisord)
-            or service.write_database(name, request) is not storage.companion
-        ):
+        storage, service = self.verifier.nonce_storage, self.service
+        kinds = self._kinds
+        if kinds[0] is not storage or kinds[1] is not service:
+            # Once per (store, service) pair: isinstance on an ABC costs a microsecond per call.
+            fits = isinstance(storage, SqliteNonceStorage) and isinstance(service, Supervisord)
+            self._kinds = kinds = (storage, service, fits)
+        if not kinds[2]:
+            return None
+        storage, service = cast(SqliteNonceStorage, storage), cast(Supervisord, service)  # checked above
+        companion = storage.companion
+        if companion is None or service.write_database(name, request) is not companion:
             return None
         authenticator, verifier = self.authenticator, self.verifier
         try:

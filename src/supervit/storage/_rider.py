@@ -14,9 +14,7 @@ fails its write (which then does not run): the write never commits without it.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -47,11 +45,22 @@ def current_rider() -> Rider | None:
     return _RIDER.get()
 
 
-@contextmanager
-def riding(rider: Rider) -> Iterator[None]:
-    """Within the block (and tasks started from it), writes may carry ``rider``."""
-    token = _RIDER.set(rider)
-    try:
-        yield
-    finally:
-        _RIDER.reset(token)
+class riding:  # lower case: used like a function, ``with riding(ticket): ...``
+    """Within the block (and tasks started from it), writes may carry ``rider``.
+
+    A class rather than a generator context manager: it is entered once per write request.
+    """
+
+    __slots__ = ("_rider", "_token")
+
+    def __init__(self, rider: Rider) -> None:
+        self._rider = rider
+        self._token: Token[Rider | None] | None = None
+
+    def __enter__(self) -> None:
+        self._token = _RIDER.set(self._rider)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._token is not None:
+            _RIDER.reset(self._token)
+            self._token = None
