@@ -154,11 +154,13 @@ async def test_node_figures_and_commit_metrics(node: NodeDaemon) -> None:
                 realm_id=realm_id, name=f"r{realm_id}", enabled=True, version=version, expires_at=0
             )
             assert (await client.call(request)).success
+        # Writes commit their nonce in actrix.db with the realm; a read's nonce goes to nonce.db.
+        assert (await client.call(sd.GetRealmRequest(realm_id=1))).success
     found = await scrape(node.metrics_address)
     assert found.value("supervit_realms") == 2
     assert found.value("supervit_max_realm_version") == 9
     assert found.value("supervit_power_reserve_level") == 4
-    assert found.value("supervit_nonces_remembered") == 2
+    assert found.value("supervit_nonces_remembered") == 3
     assert found.value("supervit_service_up", service="turn-1") == 1
     assert found.value("supervit_service_up", service="sig-1") == 0
     # Every acknowledged write was committed: both databases saw commits of at least one operation.
