@@ -14,12 +14,14 @@ import pytest
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "supervit"
 
-BASE = {"_exceptions", "_version", "_proto", "protocol"}
+# _lazy: the lazy re-export helper of the package roots (imports nothing of supervit itself).
+BASE = {"_exceptions", "_lazy", "_version", "_proto", "protocol"}
 ALLOWED: dict[str, set[str]] = {
     "_exceptions": set(),
+    "_lazy": set(),
     "_version": set(),
     "_proto": set(),
-    "protocol": {"_proto"},
+    "protocol": {"_lazy", "_proto"},
     "storage": BASE,
     "metrics": BASE,
     "inventory": BASE,
@@ -142,3 +144,38 @@ def test_no_import_cycles_between_modules() -> None:
     for node in sorted(graph):
         if node not in state:
             visit(node)
+
+
+def _lazy_roots() -> list[Path]:
+    return [p for p in _sources() if "lazy_exports(" in p.read_text() and p.name != "_lazy.py"]
+
+
+def _lazy_table(tree: ast.Module) -> dict[str, list[str]]:
+    """The ``{module: (name, …)}`` given to ``lazy_exports`` in a package root."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "lazy_exports":
+            table: dict[str, tuple[str, ...]] = ast.literal_eval(node.args[1])
+            return {module: sorted(names) for module, names in table.items()}
+    raise AssertionError("no lazy_exports(...) call")
+
+
+def test_lazy_package_roots_load_what_their_type_checking_block_imports() -> None:
+    """A lazy root's table and its ``if TYPE_CHECKING:`` imports (what mypy sees) name the same
+    names from the same modules, and every name in ``__all__`` resolves at run time."""
+    import importlib
+
+    roots = _lazy_roots()
+    assert {_module_name(p) for p in roots} >= {"supervit", "supervit.auth", "supervit.supervisor"}
+    for path in roots:
+        tree = ast.parse(path.read_text(), str(path))
+        typed: dict[str, list[str]] = {}
+        for node in tree.body:
+            if _is_type_checking_block(node):
+                assert isinstance(node, ast.If)
+                for imp in node.body:
+                    assert isinstance(imp, ast.ImportFrom) and imp.module, ast.unparse(imp)
+                    typed.setdefault(imp.module, []).extend(alias.name for alias in imp.names)
+        assert {module: sorted(names) for module, names in typed.items()} == _lazy_table(tree), path
+        package = importlib.import_module(_module_name(path))
+        for name in package.__all__:
+            getattr(package, name)  # AttributeError names the missing one

@@ -14,15 +14,36 @@ here too, so the client and the supervisor each import them from the protocol la
 
 from __future__ import annotations
 
-from supervit._proto import (
-    common_pb2,
-    supervised_pb2,
-    supervised_pb2_grpc,
-    supervisor_pb2,
-    supervisor_pb2_grpc,
-    supervit_admin_pb2,
-    supervit_admin_pb2_grpc,
-)
+from typing import TYPE_CHECKING
+
+from supervit._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from supervit._proto import (
+        common_pb2,
+        supervised_pb2,
+        supervised_pb2_grpc,
+        supervisor_pb2,
+        supervisor_pb2_grpc,
+        supervit_admin_pb2,
+        supervit_admin_pb2_grpc,
+    )
+else:
+    # Imported on first use (supervit/_lazy.py); the block above, for type checkers, names the same.
+    __getattr__, __dir__ = lazy_exports(
+        __name__,
+        {
+            "supervit._proto": (
+                "common_pb2",
+                "supervised_pb2",
+                "supervised_pb2_grpc",
+                "supervisor_pb2",
+                "supervisor_pb2_grpc",
+                "supervit_admin_pb2",
+                "supervit_admin_pb2_grpc",
+            ),
+        },
+    )
 
 __all__ = [
     "LEAVING_METADATA_KEY",

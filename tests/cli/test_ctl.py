@@ -1,4 +1,10 @@
-"""`supervit ctl` as a real subprocess against an in-process node (NodeDaemon) and supervisor."""
+"""`supervit ctl` against an in-process node (NodeDaemon) and supervisor.
+
+ctl runs through ``main()`` in process (tests/cli/_inprocess.py): the same parsing, calls, output
+and exit codes as ``python -m supervit ctl``. Secrets read from the environment and files, with the
+warning a loose secret file gets, run as real subprocesses (the process's own environment, stderr
+and logging set-up), as do ctl's calls in tests/e2e.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ from supervit.metrics import StaticMetricsProvider
 from supervit.node import NodeDaemon
 from supervit.protocol import common_pb2, supervisor_pb2
 from supervit.supervisor import Supervisor, load_supervisor_config
+from tests.cli._inprocess import run_cli_in_thread
 from tests.conftest import OTHER_SECRET_HEX, SECRET_HEX
 from tests.supervisor.conftest import NodeSim
 
@@ -50,6 +57,12 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 async def supervit(*args: str, env: dict[str, str] | None = None) -> Result:
+    """``supervit ARGS`` through ``main()`` in a worker thread while this loop serves the node/supervisor."""
+    done = await run_cli_in_thread(*args, env=clean_env() if env is None else env)
+    return Result(done.returncode, done.stdout, done.stderr)
+
+
+async def supervit_subprocess(*args: str, env: dict[str, str] | None = None) -> Result:
     """Run ``python -m supervit ARGS`` without blocking the loop that serves the node/supervisor."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -259,10 +272,10 @@ async def test_ctl_reads_the_daemons_variable_names_and_secret_files(
     secret_file.write_text(ADMIN_HEX + "\n")
     secret_file.chmod(0o600)
     env = clean_env(SUPERVIT_ADMIN__SECRET_FILE=str(secret_file))
-    quiet = await supervit("ctl", "nodes", "--admin", f"http://{supervisor.admin_address}", env=env)
+    quiet = await supervit_subprocess("ctl", "nodes", "--admin", f"http://{supervisor.admin_address}", env=env)
     assert quiet.code == 0 and quiet.err == "", quiet.err
     secret_file.chmod(0o644)
-    loose = await supervit("ctl", "nodes", "--admin", supervisor.admin_address, env=env)
+    loose = await supervit_subprocess("ctl", "nodes", "--admin", supervisor.admin_address, env=env)
     assert loose.code == 0 and f"chmod 600 {secret_file}" in loose.err
     assert loose.err.startswith("supervit ctl nodes: warning: --admin-secret-file: secret file ")
 

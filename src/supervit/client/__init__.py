@@ -8,36 +8,91 @@ of the wire contract: ``NOT_FOUND`` "node not registered" for re-registration an
 ``x-server-time`` trailing metadata.
 """
 
-from supervit.client._backoff import Backoff
-from supervit.client._client import RealmVersionSource, ShutdownDirectiveHandler, Sleep, SupervitClient
-from supervit.client._errors import (
-    LEAVING_METADATA_KEY,
-    NOT_REGISTERED_DETAILS,
-    SERVER_TIME_METADATA_KEY,
-    CredentialRejectedError,
-    DeadlineExceededError,
-    InvalidArgumentError,
-    PeerUnavailableError,
-    RefusedNotFoundError,
-    RegistrationRejectedError,
-    RemoteNotFoundError,
-    RequestRefusedError,
-    status_error,
-)
-from supervit.client._node_views import (
-    ConfigUpdate,
-    ConfigValue,
-    NodeInfo,
-    NodeMetrics,
-    RealmInfo,
-    RealmPage,
-    ServiceHealth,
-    ShutdownAck,
-)
-from supervit.client._skew import ClockSkewEstimator
-from supervit.client._state import ConnectionState, ConnectionStatus
-from supervit.client._supervised import SupervisedClient
-from supervit.client._supervisor_views import Directive, HealthStatus, RegistrationResult, ReportResult
+from typing import TYPE_CHECKING
+
+from supervit._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from supervit.client._backoff import Backoff
+    from supervit.client._client import RealmVersionSource, ShutdownDirectiveHandler, Sleep, SupervitClient
+    from supervit.client._errors import (
+        LEAVING_METADATA_KEY,
+        NOT_REGISTERED_DETAILS,
+        SERVER_TIME_METADATA_KEY,
+        CredentialRejectedError,
+        DeadlineExceededError,
+        InvalidArgumentError,
+        PeerUnavailableError,
+        RefusedNotFoundError,
+        RegistrationRejectedError,
+        RemoteNotFoundError,
+        RequestRefusedError,
+        status_error,
+    )
+    from supervit.client._node_views import (
+        ConfigUpdate,
+        ConfigValue,
+        NodeInfo,
+        NodeMetrics,
+        RealmInfo,
+        RealmPage,
+        ServiceHealth,
+        ShutdownAck,
+    )
+    from supervit.client._skew import ClockSkewEstimator
+    from supervit.client._state import ConnectionState, ConnectionStatus
+    from supervit.client._supervised import SupervisedClient
+    from supervit.client._supervisor_views import Directive, HealthStatus, RegistrationResult, ReportResult
+else:
+    # Imported on first use (supervit/_lazy.py); the block above, for type checkers, names the same.
+    __getattr__, __dir__ = lazy_exports(
+        __name__,
+        {
+            "supervit.client._backoff": ("Backoff",),
+            "supervit.client._client": (
+                "RealmVersionSource",
+                "ShutdownDirectiveHandler",
+                "Sleep",
+                "SupervitClient",
+            ),
+            "supervit.client._errors": (
+                "LEAVING_METADATA_KEY",
+                "NOT_REGISTERED_DETAILS",
+                "SERVER_TIME_METADATA_KEY",
+                "CredentialRejectedError",
+                "DeadlineExceededError",
+                "InvalidArgumentError",
+                "PeerUnavailableError",
+                "RefusedNotFoundError",
+                "RegistrationRejectedError",
+                "RemoteNotFoundError",
+                "RequestRefusedError",
+                "status_error",
+            ),
+            "supervit.client._node_views": (
+                "ConfigUpdate",
+                "ConfigValue",
+                "NodeInfo",
+                "NodeMetrics",
+                "RealmInfo",
+                "RealmPage",
+                "ServiceHealth",
+                "ShutdownAck",
+            ),
+            "supervit.client._skew": ("ClockSkewEstimator",),
+            "supervit.client._state": (
+                "ConnectionState",
+                "ConnectionStatus",
+            ),
+            "supervit.client._supervised": ("SupervisedClient",),
+            "supervit.client._supervisor_views": (
+                "Directive",
+                "HealthStatus",
+                "RegistrationResult",
+                "ReportResult",
+            ),
+        },
+    )
 
 __all__ = [
     "LEAVING_METADATA_KEY",

@@ -16,31 +16,68 @@ docs/power-reserve.md.
 
 from __future__ import annotations
 
-from supervit.metrics._power import (
-    DEFAULT_THRESHOLDS,
-    MAX_POWER_RESERVE_LEVEL,
-    PowerThresholds,
-    ResourceSample,
-    Sigmoid,
-    bottleneck,
-    power_reserve_level,
-    resource_scores,
-)
-from supervit.metrics._pwrzv import (
-    POWER_MODELS,
-    PWRZV_SIGMOIDS,
-    PwrzvMetrics,
-    pwrzv_level,
-    pwrzv_reserve,
-    pwrzv_scores,
-)
-from supervit.metrics._pwrzv_proc import read_pwrzv_metrics
-from supervit.metrics._system import (
-    MetricsProvider,
-    Snapshot,
-    StaticMetricsProvider,
-    SystemMetricsCollector,
-)
+from typing import TYPE_CHECKING
+
+from supervit._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from supervit.metrics._power import (
+        DEFAULT_THRESHOLDS,
+        MAX_POWER_RESERVE_LEVEL,
+        PowerThresholds,
+        ResourceSample,
+        Sigmoid,
+        bottleneck,
+        power_reserve_level,
+        resource_scores,
+    )
+    from supervit.metrics._pwrzv import (
+        POWER_MODELS,
+        PWRZV_SIGMOIDS,
+        PwrzvMetrics,
+        pwrzv_level,
+        pwrzv_reserve,
+        pwrzv_scores,
+    )
+    from supervit.metrics._pwrzv_proc import read_pwrzv_metrics
+    from supervit.metrics._system import (
+        MetricsProvider,
+        Snapshot,
+        StaticMetricsProvider,
+        SystemMetricsCollector,
+    )
+else:
+    # Imported on first use (supervit/_lazy.py); the block above, for type checkers, names the same.
+    __getattr__, __dir__ = lazy_exports(
+        __name__,
+        {
+            "supervit.metrics._power": (
+                "DEFAULT_THRESHOLDS",
+                "MAX_POWER_RESERVE_LEVEL",
+                "PowerThresholds",
+                "ResourceSample",
+                "Sigmoid",
+                "bottleneck",
+                "power_reserve_level",
+                "resource_scores",
+            ),
+            "supervit.metrics._pwrzv": (
+                "POWER_MODELS",
+                "PWRZV_SIGMOIDS",
+                "PwrzvMetrics",
+                "pwrzv_level",
+                "pwrzv_reserve",
+                "pwrzv_scores",
+            ),
+            "supervit.metrics._pwrzv_proc": ("read_pwrzv_metrics",),
+            "supervit.metrics._system": (
+                "MetricsProvider",
+                "Snapshot",
+                "StaticMetricsProvider",
+                "SystemMetricsCollector",
+            ),
+        },
+    )
 
 __all__ = [
     "DEFAULT_THRESHOLDS",

@@ -1,22 +1,71 @@
 """gRPC plumbing shared by the node and the supervisor: precise request checking, limits, server set-up."""
 
-from supervit.rpc._authenticated import RequestAuthenticator, authenticated
-from supervit.rpc._handlers import StorageObserver, abort, abort_for, current_request_bytes, service_handler
-from supervit.rpc._health import StorageHealth
-from supervit.rpc._limits import (
-    ADMIN_LIMITS,
-    MAX_STORABLE_INT,
-    SUPERVISED_LIMITS,
-    SUPERVISOR_LIMITS,
-    RequestValidator,
-    ServiceLimits,
-    default_limits,
-    with_overrides,
-)
-from supervit.rpc._memory import MemoryTrimmer, resident_bytes
-from supervit.rpc._refusals import RefusalLog
-from supervit.rpc._server import DEFAULT_MAX_CONCURRENT_RPCS, DEFAULT_MAX_MESSAGE_BYTES, RpcServer, ServerTLS
-from supervit.rpc._tuning import SERVER_SWITCH_INTERVAL_SECS, tune_for_serving
+from typing import TYPE_CHECKING
+
+from supervit._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from supervit.rpc._authenticated import RequestAuthenticator, authenticated
+    from supervit.rpc._handlers import StorageObserver, abort, abort_for, current_request_bytes, service_handler
+    from supervit.rpc._health import StorageHealth
+    from supervit.rpc._limits import (
+        ADMIN_LIMITS,
+        MAX_STORABLE_INT,
+        SUPERVISED_LIMITS,
+        SUPERVISOR_LIMITS,
+        RequestValidator,
+        ServiceLimits,
+        default_limits,
+        with_overrides,
+    )
+    from supervit.rpc._memory import MemoryTrimmer, resident_bytes
+    from supervit.rpc._refusals import RefusalLog
+    from supervit.rpc._server import DEFAULT_MAX_CONCURRENT_RPCS, DEFAULT_MAX_MESSAGE_BYTES, RpcServer, ServerTLS
+    from supervit.rpc._tuning import SERVER_SWITCH_INTERVAL_SECS, tune_for_serving
+else:
+    # Imported on first use (supervit/_lazy.py); the block above, for type checkers, names the same.
+    __getattr__, __dir__ = lazy_exports(
+        __name__,
+        {
+            "supervit.rpc._authenticated": (
+                "RequestAuthenticator",
+                "authenticated",
+            ),
+            "supervit.rpc._handlers": (
+                "StorageObserver",
+                "abort",
+                "abort_for",
+                "current_request_bytes",
+                "service_handler",
+            ),
+            "supervit.rpc._health": ("StorageHealth",),
+            "supervit.rpc._limits": (
+                "ADMIN_LIMITS",
+                "MAX_STORABLE_INT",
+                "SUPERVISED_LIMITS",
+                "SUPERVISOR_LIMITS",
+                "RequestValidator",
+                "ServiceLimits",
+                "default_limits",
+                "with_overrides",
+            ),
+            "supervit.rpc._memory": (
+                "MemoryTrimmer",
+                "resident_bytes",
+            ),
+            "supervit.rpc._refusals": ("RefusalLog",),
+            "supervit.rpc._server": (
+                "DEFAULT_MAX_CONCURRENT_RPCS",
+                "DEFAULT_MAX_MESSAGE_BYTES",
+                "RpcServer",
+                "ServerTLS",
+            ),
+            "supervit.rpc._tuning": (
+                "SERVER_SWITCH_INTERVAL_SECS",
+                "tune_for_serving",
+            ),
+        },
+    )
 
 __all__ = [
     "ADMIN_LIMITS",

@@ -20,19 +20,19 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
-from google.protobuf.message import Message
 
 from supervit._exceptions import InvalidRequestError, StorageError
 from supervit.auth import CredentialVerifier
 from supervit.protocol import supervit_admin_pb2, supervit_admin_pb2_grpc
 from supervit.rpc import RefusalLog, RequestAuthenticator, abort, abort_for, authenticated
+from supervit.supervisor._admin_payload import admin_payload
 from supervit.supervisor._catalog import RealmExistsError, RealmNotFoundError
 from supervit.supervisor._paging import RESPONSE_BUDGET_BYTES, decode_node_token, encode_node_token
 from supervit.supervisor._push import CatalogPusher
 from supervit.supervisor._registry import NodeRecord
 from supervit.supervisor._store import CatalogStore, DirectiveStore, RegistryStore
 
-__all__ = ["ADMIN_SERVICE", "AdminService", "admin_payload", "node_summary"]
+__all__ = ["ADMIN_SERVICE", "AdminService", "node_summary"]
 
 log = logging.getLogger("supervit.supervisor.admin")
 
@@ -44,25 +44,6 @@ ADMIN_SERVICE = supervit_admin_pb2.DESCRIPTOR.services_by_name["SupervisorAdmin"
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 _pb = supervit_admin_pb2
-
-
-def admin_payload(request: Message) -> str:
-    """The payload an admin request's credential signs.
-
-    ``admin:list_nodes``, ``admin:enqueue_directive:<node_id>:<type number>``,
-    ``admin:list_catalog``, ``admin:put_realm:<realm_id>``, ``admin:remove_realm:<realm_id>``.
-    """
-    if isinstance(request, _pb.ListNodesRequest):
-        return "admin:list_nodes"
-    if isinstance(request, _pb.EnqueueDirectiveRequest):
-        return f"admin:enqueue_directive:{request.node_id}:{int(request.type)}"
-    if isinstance(request, _pb.ListCatalogRequest):
-        return "admin:list_catalog"
-    if isinstance(request, _pb.PutCatalogRealmRequest):
-        return f"admin:put_realm:{request.realm_id}"
-    if isinstance(request, _pb.RemoveCatalogRealmRequest):
-        return f"admin:remove_realm:{request.realm_id}"
-    raise TypeError(f"no admin payload rule for {type(request).__name__}")
 
 
 def node_summary(node: NodeRecord, pusher: CatalogPusher) -> supervit_admin_pb2.NodeSummary:

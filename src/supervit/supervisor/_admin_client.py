@@ -12,7 +12,7 @@ from google.protobuf.message import Message
 from supervit._exceptions import RpcError
 from supervit.auth import SharedSecret, Signer, body_mac_metadata
 from supervit.protocol import supervit_admin_pb2, supervit_admin_pb2_grpc
-from supervit.supervisor._admin import admin_payload
+from supervit.supervisor._admin_payload import admin_payload
 from supervit.supervisor._admin_views import CatalogChange, CatalogListing, CatalogRemoval, DirectiveQueued, NodeListing
 
 __all__ = ["AdminClient"]
