@@ -1,4 +1,8 @@
-"""`supervit supervisor migrate / export / import` as real subprocesses: SQLite state moved into PostgreSQL."""
+"""`supervit supervisor migrate / export / import`: SQLite state moved into PostgreSQL.
+
+The export runs as a real subprocess; the other commands through ``main()`` in process (the same
+parsing, output and exit codes; tests/cli/_inprocess.py).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import grpc
 
 from supervit.protocol import supervisor_pb2
 from supervit.supervisor import PG_MIGRATIONS, Supervisor, load_supervisor_config
-from tests.cli.test_ctl import clean_env, supervit
+from tests.cli.test_ctl import clean_env, supervit, supervit_subprocess
 from tests.conftest import SECRET_HEX
 from tests.stores import SharedStores
 from tests.supervisor.conftest import NodeSim
@@ -48,7 +52,7 @@ async def test_export_from_sqlite_import_into_postgres(tmp_path: Path, stores: S
 
     env = clean_env()
     out = tmp_path / "fleet.json"
-    result = await supervit("supervisor", "export", "--config", str(sqlite_toml), "--out", str(out), env=env)
+    result = await supervit_subprocess("supervisor", "export", "--config", str(sqlite_toml), "--out", str(out), env=env)
     assert result.code == 0, result.err
     assert "exported 2 node(s), 2 catalog entr(y/ies), 1 directive(s)" in result.out
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli._inprocess import run_cli_in_thread
 from tests.conftest import EXAMPLE_SECRET_HEX
 from tests.e2e.test_fleet import ADMIN_HEX, SUP_ADMIN, SUP_LISTENING, Proc, clean_env
 from tests.e2e.test_node_daemon import LISTENING as NODE_LISTENING
@@ -48,6 +49,7 @@ async def seed_supervisor(tmp_path: Path, *extra: str) -> Proc:
 
 
 async def admin_nodes(proc: Proc, cwd: Path) -> str:
+    """``supervit ctl nodes`` as a real subprocess."""
     admin = proc.lines[SUP_ADMIN]
     code, out, err = await run(
         sys.executable, "-m", "supervit", "ctl", "nodes", "--admin", admin, "--admin-secret", ADMIN_HEX,
@@ -55,6 +57,14 @@ async def admin_nodes(proc: Proc, cwd: Path) -> str:
     )  # fmt: skip
     assert code == 0, err
     return out
+
+
+async def admin_nodes_in_process(proc: Proc) -> str:
+    """``supervit ctl nodes`` through ``main()`` in process: for polling (tests/cli/_inprocess.py)."""
+    done = await run_cli_in_thread("ctl", "nodes", "--admin", proc.lines[SUP_ADMIN], "--admin-secret", ADMIN_HEX,
+                                   env=clean_env())  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 async def test_seed_supervisor_needs_the_explicit_example_secret_opt_in(tmp_path: Path) -> None:
@@ -154,7 +164,7 @@ async def test_seed_node_toml_without_advertised_ip(tmp_path: Path) -> None:
         async with asyncio.timeout(20):
             while "online" not in row:
                 await asyncio.sleep(0.3)
-                listing = await admin_nodes(sup, tmp_path)
+                listing = await admin_nodes_in_process(sup)
                 row = next((r for r in listing.splitlines() if r.startswith("actrix-node-01")), "")
         assert f"127.0.0.1:{port}" in row and "actrix-node" in row
     finally:
