@@ -21,14 +21,17 @@ VECTORS: dict[str, Any] = json.loads((Path(__file__).parent / "auth" / "data" / 
 
 # Where the tests that take seconds live (real processes: benchmark scripts, daemons, the CLI), as
 # paths under tests/, roughly longest first; every other test follows. test_replicas (three
-# supervisors under load, ~25 s) and the demo tests run longest on their own.
+# supervisors under load, ~25 s) and the demo tests run longest on their own. The fuzz tests (~10 s
+# each, in process) and the paging test's large registrations would otherwise come last of all.
 _SLOW_FIRST = (
     "e2e/test_replicas.py",
     "e2e/test_fleet.py::test_demo_runs_and_exits_zero",
     "e2e/test_demo_keep.py",
     "test_bench_smoke.py",
     "e2e",
+    "test_fuzz.py",
     "cli",
+    "supervisor/test_paging.py",
 )
 
 

@@ -10,31 +10,43 @@ import json
 import subprocess
 import sys
 
-import pytest
-
 HEAVY = ("grpc", "google.protobuf", "psutil", "prometheus_client", "sqlite3", "asyncpg", "redis")
 
-
-def imported_after(statement: str) -> list[str]:
-    """Which of HEAVY a fresh interpreter has imported after ``statement``."""
-    probe = f"import sys\n{statement}\nimport json\nprint(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60)
-    loaded: list[str] = json.loads(done.stdout)
-    return loaded
-
-
-@pytest.mark.parametrize(
-    ("statement", "expected"),
-    [
-        ("import supervit", []),
-        # gen-credential signs payloads (protobuf enums), no gRPC.
-        ("import supervit.cli._gen_credential", ["google.protobuf"]),
-        # ctl is a gRPC client: none of the daemons' storage, system metrics or Prometheus client.
-        ("import supervit.cli._ctl", ["grpc", "google.protobuf"]),
-        # The supervisor needs no system metrics; neither daemon loads the HA backends unless configured.
-        ("import supervit.cli._supervisor", ["grpc", "google.protobuf", "prometheus_client", "sqlite3"]),
-        ("import supervit.cli._node", ["grpc", "google.protobuf", "psutil", "prometheus_client", "sqlite3"]),
-    ],
+# Each step imports one more command's module; each needs all that the step before it loaded, so
+# one interpreter checks them all: what is loaded after a step is what that command loads.
+STEPS = (
+    "import supervit",
+    "import supervit.cli._gen_credential",
+    "import supervit.cli._ctl",
+    "import supervit.cli._supervisor",
+    "import supervit.cli._node",
 )
-def test_a_command_imports_only_what_it_uses(statement: str, expected: list[str]) -> None:
-    assert imported_after(statement) == expected
+PROBE = f"""
+import json, sys
+heavy = {HEAVY!r}
+before = [m for m in heavy if m in sys.modules]  # e.g. sqlite3, when coverage measures this process
+after = []
+for step in {STEPS!r}:
+    exec(step)
+    after.append([m for m in heavy if m in sys.modules])
+print(json.dumps({{"before": before, "after": after}}))
+"""
+
+
+def test_each_command_imports_only_what_it_uses() -> None:
+    done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True, timeout=60)
+    found = json.loads(done.stdout)
+    expected = [
+        [],
+        # gen-credential signs payloads (protobuf enums), no gRPC.
+        ["google.protobuf"],
+        # ctl is a gRPC client: none of the daemons' storage, system metrics or Prometheus client.
+        ["grpc", "google.protobuf"],
+        # The supervisor needs no system metrics; neither daemon loads the HA backends unless configured.
+        ["grpc", "google.protobuf", "prometheus_client", "sqlite3"],
+        ["grpc", "google.protobuf", "psutil", "prometheus_client", "sqlite3"],
+    ]
+    preloaded = set(found["before"])
+    assert dict(zip(STEPS, found["after"], strict=True)) == {
+        step: sorted({*names, *preloaded}, key=HEAVY.index) for step, names in zip(STEPS, expected, strict=True)
+    }

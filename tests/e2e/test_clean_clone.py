@@ -23,12 +23,14 @@ def git(*args: str, cwd: Path) -> str:
 
 
 def env_without_ours() -> dict[str, str]:
-    """This process's environment minus what points at this checkout (venv, supervit variables).
+    """This process's environment minus what points at this checkout (venv, supervit variables,
+    dev.py's bytecode cache directory).
 
     Coverage's subprocess measurement goes too: the clone's copy of supervit is not the code under
     test, and its data would be reported against files that vanish with the temp dir.
     """
-    drop = ("SUPERVIT_", "VIRTUAL_ENV", "PYTHONPATH", "PYTHONDONTWRITEBYTECODE", "PYTHONHOME", "COV_", "COVERAGE_")
+    drop = ("SUPERVIT_", "VIRTUAL_ENV", "PYTHONPATH", "PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX", "PYTHONHOME")
+    drop += ("COV_", "COVERAGE_")
     return {k: v for k, v in os.environ.items() if not k.startswith(drop)}
 
 
