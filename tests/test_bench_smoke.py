@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -50,6 +51,10 @@ def test_bench_script_quick(tmp_path: Path, name: str) -> None:
         text=True,
         check=False,
         timeout=280,
+        # Not measured for coverage: the daemons and clients a bench starts are the e2e tests'
+        # code paths (94.75 % with, 94.67 % without), and tracing its load generators and servers
+        # cost ~19 s of the suite's CPU.
+        env={k: v for k, v in os.environ.items() if k != "COVERAGE_PROCESS_CONFIG"},
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert {p.stem for p in tmp_path.glob("*.json")} == {name}
