@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,6 +12,7 @@ from supervit import _exceptions as exc
 from supervit.auth import SqliteNonceStorage
 from supervit.storage import Database, RealmStore, open_node_database, riding
 from tests.conftest import FakeClock
+from tests.nonce_files import companion_nonces, logged_nonces
 
 
 @pytest.fixture
@@ -21,16 +20,6 @@ async def actrix(tmp_path: Path) -> AsyncIterator[Database]:
     db = await open_node_database(tmp_path)
     yield db
     await db.close()
-
-
-def companion_nonces(data_dir: Path) -> list[str]:
-    with sqlite3.connect(data_dir / "actrix.db") as conn:
-        return [n for (n,) in conn.execute("SELECT nonce FROM accepted_nonces ORDER BY rowid")]
-
-
-def logged_nonces(data_dir: Path) -> list[str]:
-    with sqlite3.connect(data_dir / "nonce.db") as conn:
-        return [n for (text,) in conn.execute("SELECT nonces FROM accepted_nonces") for n in json.loads(text)]
 
 
 async def test_reserved_nonce_is_refused_at_once(tmp_path: Path, actrix: Database, clock: FakeClock) -> None:

@@ -6,8 +6,6 @@ Against a real server with the daemon's wiring: nonce.db with actrix.db as its c
 from __future__ import annotations
 
 import asyncio
-import json
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -17,20 +15,9 @@ import pytest
 from supervit.node import Supervisord
 from supervit.protocol import common_pb2, supervised_pb2
 from tests.node._helpers import NodeClient, RunningNode, running_node, status_of
+from tests.nonce_files import companion_nonces, logged_nonces
 
 sd = supervised_pb2
-
-
-def companion_nonces(data_dir: Path) -> list[str]:
-    """Nonces committed in actrix.db (another connection's view)."""
-    with sqlite3.connect(data_dir / "actrix.db") as conn:
-        return [n for (n,) in conn.execute("SELECT nonce FROM accepted_nonces ORDER BY rowid")]
-
-
-def logged_nonces(data_dir: Path) -> list[str]:
-    """Nonces committed in nonce.db's log."""
-    with sqlite3.connect(data_dir / "nonce.db") as conn:
-        return [n for (text,) in conn.execute("SELECT nonces FROM accepted_nonces") for n in json.loads(text)]
 
 
 def count_commits(node: RunningNode) -> dict[str, int]:
