@@ -207,6 +207,28 @@ def test_payload_table() -> None:
     assert request_payload(supervised_pb2.ListRealmsRequest(page_size=3), "n") == "list_realms:n"
 
 
+def test_request_payload_is_build_payload_for_every_request_type() -> None:
+    """request_payload formats each type's prefix once; the text is build_payload's, type by type."""
+    from supervit.auth._payloads import _PAYLOAD_RULES
+
+    fields = {"node_id": "n-é", "timestamp": 1_700_000_123, "realm_id": 42, "config_key": "k:ü", "config_type": 2}
+    for cls, (own_id, action, subject) in _PAYLOAD_RULES.items():
+        names = {f.name for f in cls.DESCRIPTOR.fields}
+        request = cls(**{k: v for k, v in fields.items() if k in names})
+        node_id = "n-é" if own_id else "node-9"
+        expected = build_payload(
+            action,
+            node_id,
+            None if subject is None else subject(request),  # type: ignore[arg-type]
+            2 if action.needs_config_type else None,
+        )
+        assert request_payload(request, None if own_id else "node-9") == expected, cls.__name__
+    with pytest.raises(ValueError, match="receiving node's id"):
+        request_payload(supervised_pb2.GetRealmRequest(realm_id=1))
+    with pytest.raises(TypeError, match="no payload rule"):
+        request_payload(common_pb2.NonceCredential())
+
+
 def test_secret_parsing_errors_never_show_the_secret() -> None:
     """Bad secrets are refused with a reason naming the field, never echoing the value."""
     for bad, reason in [

@@ -52,3 +52,43 @@ async def test_daemon_is_an_async_context_manager(tmp_path: Path) -> None:
     # Stopped for good: the data dir is free again for a new daemon.
     async with NodeDaemon(make_config(tmp_path), tune_process=False) as again:
         assert again.port and port
+
+
+def test_tuning_raises_the_young_collection_threshold_only() -> None:
+    """tune_for_serving raises the collector's young threshold, never lowers it, and leaves a
+    disabled collector disabled."""
+    import gc
+
+    from supervit.rpc import tune_for_serving
+    from supervit.rpc._tuning import SERVER_GC_GEN0_THRESHOLD
+
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        tune_for_serving()
+        assert gc.get_threshold() == (SERVER_GC_GEN0_THRESHOLD, 10, 10)
+        gc.set_threshold(SERVER_GC_GEN0_THRESHOLD * 2, 5, 5)
+        tune_for_serving()
+        assert gc.get_threshold() == (SERVER_GC_GEN0_THRESHOLD * 2, 5, 5)
+        gc.set_threshold(0, 10, 10)
+        tune_for_serving()
+        assert gc.get_threshold()[0] == 0
+    finally:
+        gc.set_threshold(*before)
+
+
+def test_the_daemon_commands_freeze_their_startup_heap() -> None:
+    """freeze_startup_heap (called by `supervit node`/`supervisor` once serving) exempts the
+    objects alive then from later collections."""
+    import gc
+
+    from supervit.cli._runtime import freeze_startup_heap
+
+    marker = [object()]
+    try:
+        freeze_startup_heap()
+        assert gc.get_freeze_count() > 0
+        assert gc.is_tracked(marker)
+        assert all(o is not marker for o in gc.get_objects(generation=2))  # frozen, not in the oldest
+    finally:
+        gc.unfreeze()

@@ -12,6 +12,7 @@ import click
 from supervit.cli._runtime import (
     LOG_LEVEL_OPTION,
     allow_example_secret_option,
+    freeze_startup_heap,
     refuse_example_secrets,
     setup_logging,
 )
@@ -41,6 +42,7 @@ def _supervit_client(wiring: ClientWiring) -> ReportingClient:
 
 
 def _announce(daemon: NodeDaemon) -> None:
+    freeze_startup_heap()  # before announcing: nobody is waiting on the collection yet
     # stdout carries only these machine-readable lines (flushed: a parent may be waiting on them).
     click.echo(f"{LISTENING_PREFIX}{daemon.address}")
     if daemon.metrics_address is not None:

@@ -14,6 +14,7 @@ from supervit._exceptions import ConfigError
 from supervit.cli._runtime import (
     LOG_LEVEL_OPTION,
     allow_example_secret_option,
+    freeze_startup_heap,
     refuse_example_secrets,
     setup_logging,
 )
@@ -31,6 +32,7 @@ METRICS_LISTENING_PREFIX = "supervit supervisor metrics listening on "
 
 
 def _announce(running: Supervisor) -> None:
+    freeze_startup_heap()  # before announcing: nobody is waiting on the collection yet
     # stdout carries only these machine-readable lines (flushed: a parent may be waiting on them).
     click.echo(f"{LISTENING_PREFIX}{running.address}")
     if running.admin_address is not None:
