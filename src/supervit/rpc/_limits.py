@@ -18,7 +18,10 @@ Violations raise :class:`~supervit.InvalidRequestError` naming the field path an
 
 Checks are compiled once per message type into a list of (field, check), and a request
 reads only the fields that have a check (sub-messages without anything to check, such as
-``SystemMetrics``, are skipped), so the hot path does no reflection and formats nothing.
+``SystemMetrics``, are skipped), so the hot path does no reflection and formats nothing. The
+same checks are also written out as one generated function per request type, which only says
+whether a request passes (no Python call per field); a request it does not pass is walked by
+the list, which words the refusal.
 """
 
 from __future__ import annotations
