@@ -18,15 +18,11 @@ Violations raise :class:`~supervit.InvalidRequestError` naming the field path an
 
 Checks are compiled once per message type into a list of (field, check), and a request
 reads only the fields that have a check (sub-messages without anything to check, such as
-``SystemMetrics``, are skipped), so the hot path does no reflection and formats nothing. The
-same checks are also written out as one generated function per request type, which only says
-whether a request passes (no Python call per field); a request it does not pass is walked by
-the list, which words the refusal.
+``SystemMetrics``, are skipped), so the hot path does no reflection and formats nothing.
 """
 
 from __future__ import annotations
 
-import keyword
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -263,18 +259,14 @@ def _walk(checks: _Checks, message: Any) -> None:
 class RequestValidator:
     """The compiled checks of one request type under one :class:`ServiceLimits`."""
 
-    __slots__ = ("_checks", "_passes", "name")
+    __slots__ = ("_checks", "name")
 
     def __init__(self, descriptor: _descriptor.Descriptor, limits: ServiceLimits) -> None:
         self.name = descriptor.name
         self._checks = _compile(descriptor, limits, {})
-        self._passes = _generate(descriptor, limits)
 
     def validate(self, message: Message) -> None:
         """Raise :class:`InvalidRequestError` naming the first field beyond its limit."""
-        passes = self._passes
-        if passes is not None and passes(message):
-            return  # the common case: one generated function, no call per field
         try:
             _walk(self._checks, message)
         except _Violation as violation:
@@ -309,99 +301,6 @@ def _compile(descriptor: _descriptor.Descriptor, limits: ServiceLimits, memo: di
         elif item is not None:  # fields without a check are not even read
             checks.append((fd.name, item))
     return checks
-
-
-# -- the generated fast path ----------------------------------------------------------------------
-#
-# The same checks as _compile's, written out as one straight-line function per request type that
-# only answers whether the message passes: a pass costs no Python call per field (the closures of
-# _compile cost one or two each). A message it does not pass is walked by the closures, which word
-# the refusal, so the messages cannot differ; and if the walk finds nothing, the message is
-# accepted: the closures stay the definition of every limit.
-
-
-def _generate(descriptor: _descriptor.Descriptor, limits: ServiceLimits) -> Callable[[Any], bool] | None:
-    """``passes(message)`` for ``descriptor`` under ``limits``; None for a recursive message type
-    (straight-line code cannot follow it: the walk alone serves it)."""
-    lines: list[str] = []
-    if not _emit(descriptor, limits, "m", lines, 1, (), [0]):
-        return None
-    source = "def passes(m):\n" + "\n".join(lines) + "\n    return True\n"
-    namespace: dict[str, Any] = {}
-    exec(compile(source, f"<limits of {descriptor.full_name}>", "exec"), namespace)  # our own text
-    passes: Callable[[Any], bool] = namespace["passes"]
-    return passes
-
-
-def _emit(
-    descriptor: _descriptor.Descriptor,
-    limits: ServiceLimits,
-    var: str,
-    lines: list[str],
-    depth: int,
-    outer: tuple[str, ...],
-    counter: list[int],
-) -> bool:
-    """Append the checks of message ``var`` to ``lines``; False if the type recurses."""
-    if descriptor.full_name in outer:
-        return False
-    outer = (*outer, descriptor.full_name)
-    pad = "    " * depth
-    for fd in descriptor.fields:
-        key = f"{descriptor.name}.{fd.name}"
-        counter[0] += 1
-        value = f"v{counter[0]}"
-        access = f"{var}.{fd.name}" if not keyword.iskeyword(fd.name) else f"getattr({var}, {fd.name!r})"
-        if fd.is_repeated:
-            lines.append(f"{pad}{value} = {access}")
-            lines.append(f"{pad}if len({value}) > {limits.max_count.get(key, limits.default_repeated)}: return False")
-            item = f"i{counter[0]}"
-            body: list[str] = []
-            if not _emit_value(fd, key, limits, item, body, depth + 1, outer, counter):
-                return False
-            if body:
-                lines.append(f"{pad}for {item} in {value}:")
-                lines.extend(body)
-        elif not _emit_value(fd, key, limits, access, lines, depth, outer, counter):
-            return False
-    return True
-
-
-def _emit_value(
-    fd: _descriptor.FieldDescriptor,
-    key: str,
-    limits: ServiceLimits,
-    access: str,
-    lines: list[str],
-    depth: int,
-    outer: tuple[str, ...],
-    counter: list[int],
-) -> bool:
-    """Append the checks of one value (a field, or an item of a repeated one) read by ``access``."""
-    pad = "    " * depth
-    counter[0] += 1
-    value = f"x{counter[0]}"
-    if fd.type == _STRING:
-        limit = limits.max_bytes.get(key, limits.default_string_bytes)
-        lines.append(f"{pad}{value} = {access}")
-        lines.append(
-            f"{pad}if type({value}) is not str or (len({value}) > {limit // 4} and (len({value}) > {limit}"
-            f" or (not {value}.isascii() and len({value}.encode()) > {limit}))): return False"
-        )
-    elif fd.type == _MESSAGE:
-        assert fd.message_type is not None
-        nested: list[str] = []
-        if not _emit(fd.message_type, limits, value, nested, depth, outer, counter):
-            return False
-        if nested:  # a sub-message without anything to check is not even read
-            lines.append(f"{pad}{value} = {access}")
-            lines.extend(nested)
-    elif key in limits.ranges:
-        low, high = limits.ranges[key]
-        lines.append(f"{pad}if not {int(low)} <= {access} <= {int(high)}: return False")
-    elif fd.type in _UINT64_TYPES and key in limits.integer_columns:
-        lines.append(f"{pad}if not 0 <= {access} <= {int(limits.max_uint64)}: return False")
-    return True
 
 
 def _field_kinds(service: str) -> tuple[set[str], set[str]]:
