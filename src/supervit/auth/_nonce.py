@@ -141,6 +141,11 @@ DELETE FROM accepted_nonces WHERE batch_id IN (SELECT batch_id FROM accepted_non
 RETURNING json_array_length(nonces)
 """
 
+# What SqliteNonceStorage.count adds up in nonce.db: the per-row table and the logged batches.
+_COUNT_SQL = (
+    "SELECT (SELECT COUNT(*) FROM nonces) + (SELECT COALESCE(SUM(json_array_length(nonces)), 0) FROM accepted_nonces)"
+)
+
 
 # A companion database's ``accepted_nonces`` table (the node database's schema 3): one row per
 # nonce, written by the request's own transaction (NonceTicket.write).
@@ -274,14 +279,6 @@ class SqliteNonceStorage(NonceStorage):
     """
 
     FILE_NAME = "nonce.db"
-    # Chunked deletes (``?`` = now, chunk size) run by :meth:`cleanup`; subclasses sharing a
-    # database with more expiring tables add theirs.
-    cleanup_statements: tuple[str, ...] = (NONCE_CLEANUP_SQL, NONCE_LOG_CLEANUP_SQL)
-    # What :meth:`count` adds up; a subclass keeping its logged nonces elsewhere names that table.
-    count_sql: str = (
-        "SELECT (SELECT COUNT(*) FROM nonces)"
-        " + (SELECT COALESCE(SUM(json_array_length(nonces)), 0) FROM accepted_nonces)"
-    )
 
     def __init__(
         self,
@@ -472,7 +469,7 @@ class SqliteNonceStorage(NonceStorage):
     async def cleanup(self) -> int:
         """Delete expired nonces now (chunked); returns how many were removed."""
         removed = 0
-        statements = [(self._db, sql) for sql in self.cleanup_statements]
+        statements = [(self._db, NONCE_CLEANUP_SQL), (self._db, NONCE_LOG_CLEANUP_SQL)]
         if self._companion is not None:
             statements.append((self._companion, _COMPANION_CLEANUP_SQL))
         for db, sql in statements:
@@ -496,8 +493,7 @@ class SqliteNonceStorage(NonceStorage):
 
     async def count(self) -> int:
         """Nonces currently stored (expired ones included until cleaned up)."""
-        sql = self.count_sql
-        count = await self._db.read(lambda c: int(c.execute(sql).fetchone()[0]))
+        count = await self._db.read(lambda c: int(c.execute(_COUNT_SQL).fetchone()[0]))
         if self._companion is not None:
             count += await self._companion.read(lambda c: int(c.execute(_COMPANION_COUNT_SQL).fetchone()[0]))
         return count
