@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from supervit._exceptions import StorageError
-from supervit.storage import Database, Migration
+from supervit.storage import BatchPolicy, Database, Migration
 
 MIGRATIONS = (Migration(1, "CREATE TABLE items (id INTEGER PRIMARY KEY, value TEXT NOT NULL);"),)
 
@@ -131,6 +131,33 @@ async def test_many_concurrent_writes_all_commit(db: Database) -> None:
     ids = await asyncio.gather(*(db.write(insert(f"v{i}")) for i in range(500)))
     assert sorted(ids) == list(range(1, 501))
     assert len(outside_values(db.path)) == 500
+
+
+async def test_a_group_carries_at_most_max_items_writes(tmp_path: Path) -> None:
+    sizes: list[int] = []
+    async with await Database.open(tmp_path / "g.db", MIGRATIONS, batching=BatchPolicy(max_items=4)) as db:
+        db.commit_observer = lambda _secs, operations: sizes.append(operations)
+        await asyncio.gather(*(db.write(insert(f"v{i}")) for i in range(10)))
+    assert sum(sizes) == 10 and max(sizes) == 4
+
+
+async def test_a_full_group_does_not_wait_for_the_linger(tmp_path: Path) -> None:
+    """After a group with company the next one lingers (30 s here) unless max_items writes wait."""
+    policy = BatchPolicy(max_delay_secs=30, max_items=4)
+    async with await Database.open(tmp_path / "l.db", MIGRATIONS, batching=policy) as db:
+        for wave in range(3):
+            await asyncio.wait_for(asyncio.gather(*(db.write(insert(f"w{wave}-{i}")) for i in range(4))), 20)
+        assert len(outside_values(db.path)) == 12
+
+
+async def test_close_commits_writes_waiting_for_the_linger_without_waiting_for_it(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "w.db", MIGRATIONS, batching=BatchPolicy(max_delay_secs=30, max_items=100))
+    await asyncio.gather(*(db.write(insert(f"first-{i}")) for i in range(4)))  # company: the next group lingers
+    waiting = [asyncio.ensure_future(db.write(insert(f"late-{i}"))) for i in range(2)]
+    await asyncio.sleep(0)
+    await asyncio.wait_for(db.close(), 10)
+    assert len(await asyncio.gather(*waiting)) == 2
+    assert len(outside_values(tmp_path / "w.db")) == 6
 
 
 async def test_read_is_one_snapshot(db: Database) -> None:

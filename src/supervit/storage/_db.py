@@ -161,6 +161,7 @@ class Database:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: list[_WriteOp] = []
         self._busy = False  # a group is running or committing; the connection is not free
+        self._lingering: asyncio.TimerHandle | None = None  # the next group waits for company
         self._drained: asyncio.Event | None = None
         self._committer = _Committer(f"sqlite-commit:{path.name}")
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sqlite-read:{path.name}")
@@ -288,11 +289,16 @@ class Database:
         rider = current_rider()
         if rider is not None and not rider.board(self):
             rider = None
-        self._pending.append(_WriteOp(fn, future, not single_statement, on_settled, rider))
+        pending = self._pending
+        pending.append(_WriteOp(fn, future, not single_statement, on_settled, rider))
         if not self._busy:
             self._busy = True
             # Run the group after the callbacks already queued: requests that arrived in the same
             # loop iteration join it.
+            loop.call_soon(self._start_group, loop.time())
+        elif self._lingering is not None and len(pending) >= self._max_batch:
+            self._lingering.cancel()  # a full group waits for no one
+            self._lingering = None
             loop.call_soon(self._start_group, loop.time())
         return await future
 
@@ -300,6 +306,7 @@ class Database:
         loop = self._loop
         conn = self._conn
         assert loop is not None and conn is not None
+        self._lingering = None
         if not self._pending:
             self._set_idle()
             return
@@ -384,8 +391,8 @@ class Database:
         assert self._loop is not None
         # Under load (this group had company) wait a moment longer so the next fsync serves more
         # writers; a lone write on an idle database is never held back.
-        if self._linger > 0 and len(group) > 1:
-            self._loop.call_later(self._linger, self._start_group, self._loop.time())
+        if self._linger > 0 and len(group) > 1 and len(self._pending) < self._max_batch and not self._closed:
+            self._lingering = self._loop.call_later(self._linger, self._start_group, self._loop.time())
         else:
             self._start_group(self._loop.time())
 
@@ -479,6 +486,10 @@ class Database:
         self._closed = True
         if self._busy:
             self._drained = asyncio.Event()
+            if self._lingering is not None:  # no write can join any more: do not wait for company
+                self._lingering.cancel()
+                self._lingering = None
+                asyncio.get_running_loop().call_soon(self._start_group, asyncio.get_running_loop().time())
             await self._drained.wait()
         if self._conn is not None:
             conn, self._conn = self._conn, None

@@ -24,7 +24,11 @@ class BatchPolicy:
     :class:`~supervit.storage.Database`): the longest anything waits for company, on top of the
     commit itself. Never applied when there is no load, so a lone caller is never held back.
     ``max_items``: a group never waits once this many are waiting (a database group carries at
-    most this many operations).
+    most this many operations). This is what keeps a closed loop of callers (each waits for its
+    answer before sending again) flowing: with a delay alone, nearly all of them pile into one
+    group, then wait together for its commit while the next group has nobody to take; a group
+    that starts once ``max_items`` wait commits while the rest are still being served, so the
+    disk, the server and its callers work at the same time (docs/performance.md, step 12).
     ``under_load``: a log is under load while the moving average of items already unsettled
     (waiting or on disk) when one is appended is at least this (a database: while its previous
     group had company).
@@ -39,16 +43,20 @@ class BatchPolicy:
             raise ValueError(f"invalid batch policy {self!r}")
 
 
-GROUP_COMMIT_BATCHING = BatchPolicy(max_delay_secs=0.002, max_items=512)
+GROUP_COMMIT_BATCHING = BatchPolicy(max_delay_secs=0.005, max_items=16)
 """Every :class:`~supervit.storage.Database`: after a group that had company, the next waits
-2 ms so its fsync serves more writers (halved commits per request, docs/performance.md step 3)."""
+up to 5 ms for more (docs/performance.md step 3), or starts at once when 16 operations wait: a
+commit costs about as much CPU as half a request (~125 µs, most of it the fsync's system time),
+so 16 operations per commit keep that below a twentieth of each request's cost."""
 
-NODE_NONCE_BATCHING = BatchPolicy(max_delay_secs=0.005)
-"""The node's nonce log (``SqliteNonceStorage``): 5 ms measured best for a closed loop of
-back-to-back verifiers on the 2-core benchmark machine (bench/bench_node_rpc.py)."""
+NODE_NONCE_BATCHING = BatchPolicy(max_delay_secs=0.005, max_items=16)
+"""The node's nonce log (``SqliteNonceStorage``): a group every 5 ms under load, or at once when
+16 nonces wait (bench/bench_node_rpc.py, docs/performance.md steps 8 and 12)."""
 
-REPORT_LOG_BATCHING = BatchPolicy(max_delay_secs=0.02)
+REPORT_LOG_BATCHING = BatchPolicy(max_delay_secs=0.02, max_items=16)
 """The supervisor's report log: a fleet reports on its own schedule, so waiting longer for
 company costs latency (about 10 ms on average) but no throughput, while one commit per 20 ms
 instead of about one per report cuts the supervisor's CPU per report by about a fifth at 300
-reports/s (bench/bench_fleet.py, docs/performance.md)."""
+reports/s (bench/bench_fleet.py, docs/performance.md). 16 waiting reports start the group at
+once: without that, clients that wait for their answer before reporting again were held to
+one group of them per 20 ms (1,500 reports/s for 32 such clients, step 12)."""
