@@ -93,12 +93,15 @@ def write_node_config(
 
 
 @contextmanager
-def node_daemon(directory: Path, *, also: dict[str, str] | None = None, **kwargs: str) -> Iterator[tuple[str, int]]:
-    """A real ``supervit node`` subprocess; ``also`` as for :func:`started` (e.g. the metrics line)."""
+def node_daemon(
+    directory: Path, *, also: dict[str, str] | None = None, env: dict[str, str] | None = None, **kwargs: str
+) -> Iterator[tuple[str, int]]:
+    """A real ``supervit node`` subprocess; ``also`` as for :func:`started` (e.g. the metrics line);
+    ``env`` is added to its environment (e.g. ``PYTHONPATH`` at another tree's ``src``)."""
     config = write_node_config(directory, **kwargs)
     cmd = [sys.executable, "-m", "supervit", "node", "--config", str(config)]
     extra = {"supervit node metrics listening on ": ""} if also is not None else None
-    with started(cmd, "supervit node listening on ", also=extra) as found:
+    with started(cmd, "supervit node listening on ", env=env, also=extra) as found:
         if also is not None and extra is not None:
             also.update(extra)
         yield found
@@ -139,16 +142,17 @@ def write_supervisor_config(
 
 @contextmanager
 def supervisor_daemon(
-    directory: Path, *, also: dict[str, str] | None = None, **kwargs: object
+    directory: Path, *, also: dict[str, str] | None = None, env: dict[str, str] | None = None, **kwargs: object
 ) -> Iterator[tuple[str, int]]:
     """A real ``supervit supervisor`` subprocess (yields its SupervisorService address and pid).
 
-    With ``also`` (a dict, filled in place) the metrics line is read too (no admin secret given).
+    With ``also`` (a dict, filled in place) the metrics line is read too (no admin secret given);
+    ``env`` is added to its environment.
     """
     config = write_supervisor_config(directory, **kwargs)  # type: ignore[arg-type]
     cmd = [sys.executable, "-m", "supervit", "supervisor", "--config", str(config)]
     extra = {"supervit supervisor metrics listening on ": ""} if also is not None else None
-    with started(cmd, "supervit supervisor listening on ", also=extra) as found:
+    with started(cmd, "supervit supervisor listening on ", env=env, also=extra) as found:
         if also is not None and extra is not None:
             also.update(extra)
         yield found

@@ -61,3 +61,35 @@ def test_bench_script_quick(tmp_path: Path, name: str) -> None:
     doc = json.loads((tmp_path / f"{name}.json").read_text())
     assert doc["machine"]["cpu_count"] >= 1
     assert doc["results"], name
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(300)
+def test_side_by_side_runs_trees_against_the_bare_server(tmp_path: Path) -> None:
+    """bench/side_by_side.py (the A/B of two trees) runs this checkout twice and writes its JSON."""
+    out = tmp_path / "side_by_side.json"
+    args = ["--rpc", "get_realm", "--rounds", "1", "--duration", "0.5", "--warmup", "0.2", "--json", str(out)]
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "side_by_side.py"), *args, str(ROOT), str(ROOT)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=280,
+        env={k: v for k, v in os.environ.items() if k != "COVERAGE_PROCESS_CONFIG"},
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (row,) = json.loads(out.read_text())["results"]
+    assert [s["server"] for s in row["servers"]] == ["bare", "tree 1", "tree 2"]
+    assert all(s["errors"] == 0 and s["rps"] > 0 for s in row["servers"])
+    assert row["servers"][1]["rps_vs_tree_1"] == 1.0
+
+
+def test_side_by_side_refuses_a_directory_that_is_not_a_checkout(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "side_by_side.py"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 2 and "not a supervit checkout" in result.stderr

@@ -1,0 +1,152 @@
+"""Two or more supervit trees side by side with the bare floor, alternating, in one run.
+
+How a change is judged (docs/performance.md, "Method"): whole runs minutes apart differ by more
+than most changes, so the code before and after run in the same run, round by round. Each TREE is
+a checkout (its ``src/`` goes on the daemon's ``PYTHONPATH``); the load generator is this
+checkout's. A checkout of an older commit for the "before" side::
+
+    git worktree add /tmp/before HEAD~1
+    python bench/side_by_side.py --rpc report --rounds 6 --duration 5 /tmp/before .
+
+Prints, per server, the medians of the rounds and the median per-round ratios to the bare
+server and to the first tree (throughput and the server's CPU per call, all its threads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import _common
+import _loadgen
+import _procs
+from bench_node_rpc import NODE_ID, _seed
+
+RPCS = ("get_realm", "create_realm", "report")
+NODES = 1000  # registered nodes the reports rotate over (as bench_supervisor_ingest.py)
+REALMS = 100  # realms seeded for get_realm (as bench_node_rpc.py)
+
+
+def _tree(text: str) -> Path:
+    path = Path(text).resolve()
+    if not (path / "src" / "supervit" / "__init__.py").is_file():
+        raise argparse.ArgumentTypeError(f"{text}: not a supervit checkout (no src/supervit/__init__.py)")
+    return path
+
+
+def _start(stack: ExitStack, rpc: str, tree: Path) -> tuple[str, int]:
+    """A daemon of ``tree`` for ``rpc``, seeded; returns (address, pid)."""
+    directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="side-by-side-")))
+    env = {"PYTHONPATH": str(tree / "src")}
+    if rpc == "report":
+        found = stack.enter_context(_procs.supervisor_daemon(directory, env=env))
+        asyncio.run(_procs.register_nodes(found[0], "bench", NODES))
+    else:
+        found = stack.enter_context(_procs.node_daemon(directory, node_id=NODE_ID, env=env))
+        asyncio.run(_seed(found[0], REALMS))
+    return found
+
+
+def _median_ratio(mine: list[dict[str, Any]], base: list[dict[str, Any]], key: str) -> float | None:
+    ratios = [m[key] / b[key] for m, b in zip(mine, base, strict=True) if m[key] and b[key]]
+    return round(statistics.median(ratios), 3) if ratios else None
+
+
+def compare(rpc: str, trees: list[Path], args: argparse.Namespace) -> dict[str, Any]:
+    """Alternate the bare server and every tree's daemon for ``args.rounds`` rounds."""
+    if rpc == "report":
+        workload = _loadgen.Workload("report", "bench", _procs.SECRET_HEX, nodes=NODES, mode=args.client_mode)
+    else:
+        workload = _loadgen.Workload(rpc, NODE_ID, _procs.SECRET_HEX, realm_ids=REALMS, mode=args.client_mode)
+    with ExitStack() as stack:
+        servers = {"bare": stack.enter_context(_procs.bare_server())}
+        for i, tree in enumerate(trees):
+            servers[f"tree {i + 1}"] = _start(stack, rpc, tree)
+        names = list(servers)
+        rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+        for r in range(args.rounds):
+            for name in names if r % 2 == 0 else reversed(names):  # nobody always runs first
+                address, pid = servers[name]
+                result = _loadgen.run_load(
+                    address, workload, server_pid=pid, concurrency=args.concurrency,
+                    duration=args.duration, warmup=args.warmup,
+                )  # fmt: skip
+                rounds[name].append(result.as_dict())
+    servers_out = []
+    for name in names:
+        mine = rounds[name]
+        servers_out.append(
+            {
+                "server": name,
+                "tree": None if name == "bare" else str(trees[names.index(name) - 1]),
+                "rps": round(statistics.median(m["rps"] for m in mine), 1),
+                "cpu_us_per_call": _median_or_none([m["server_cpu_us_per_call"] for m in mine]),
+                "p50_us": round(statistics.median(m["p50_us"] for m in mine), 1),
+                "errors": sum(m["errors"] for m in mine),
+                "rps_vs_bare": _median_ratio(mine, rounds["bare"], "rps"),
+                "cpu_vs_bare": _median_ratio(mine, rounds["bare"], "server_cpu_us_per_call"),
+                "rps_vs_tree_1": _median_ratio(mine, rounds["tree 1"], "rps"),
+                "cpu_vs_tree_1": _median_ratio(mine, rounds["tree 1"], "server_cpu_us_per_call"),
+                "rounds": mine,
+            }
+        )
+    return {"rpc": rpc, "mode": args.client_mode, "servers": servers_out}
+
+
+def _median_or_none(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return round(statistics.median(known), 1) if known else None
+
+
+def print_rows(rows: list[dict[str, Any]], rounds: int) -> None:
+    table = []
+    for row in rows:
+        for s in row["servers"]:
+            mine = s["server"] != "bare"
+            table.append(
+                [
+                    row["rpc"], s["server"], s["rps"], s["p50_us"], s["cpu_us_per_call"], s["errors"],
+                    s["rps_vs_bare"] if mine else "", s["cpu_vs_bare"] if mine else "",
+                    s["rps_vs_tree_1"] if mine else "", s["cpu_vs_tree_1"] if mine else "",
+                ]
+            )  # fmt: skip
+    print(f"medians of {rounds} alternating rounds (ratios: median of the per-round ratios)")
+    headers = ["rpc", "server", "rps", "p50 µs", "CPU µs/call", "errors", "rps ÷ bare", "CPU ÷ bare"]
+    _common.print_table([*headers, "rps ÷ tree 1", "CPU ÷ tree 1"], table)
+    for row in rows:
+        for i, s in enumerate(row["servers"][1:], start=1):
+            print(f"tree {i}: {s['tree']}")
+        break
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("trees", nargs="+", type=_tree, help="supervit checkouts (the first is the baseline)")
+    parser.add_argument("--rpc", default="report", help=f"one or more of {', '.join(RPCS)}, comma-separated")
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--client-mode", default="stub", choices=("stub", "raw"))
+    parser.add_argument("--json", help="write the figures here")
+    args = parser.parse_args(argv)
+    rpcs = args.rpc.split(",")
+    unknown = [r for r in rpcs if r not in RPCS]
+    if unknown:
+        parser.error(f"unknown --rpc {', '.join(unknown)} (choose from {', '.join(RPCS)})")
+    rows = [compare(rpc, args.trees, args) for rpc in rpcs]
+    print_rows(rows, args.rounds)
+    if args.json:
+        params = {k: (list(map(str, v)) if k == "trees" else v) for k, v in vars(args).items()}
+        _common.write_json(args.json, "side_by_side", params, rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
