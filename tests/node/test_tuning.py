@@ -2,43 +2,43 @@
 
 from __future__ import annotations
 
-import sys
+import gc
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from supervit.node import NodeDaemon
-from supervit.rpc import SERVER_SWITCH_INTERVAL_SECS
+from supervit.rpc._tuning import SERVER_GC_GEN0_THRESHOLD
 from tests.node.test_daemon import make_config
 
 
 @pytest.fixture
-def default_switch_interval() -> Iterator[None]:
-    before = sys.getswitchinterval()
-    sys.setswitchinterval(0.005)
+def default_collector() -> Iterator[None]:
+    before = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)
     yield
-    sys.setswitchinterval(before)
+    gc.set_threshold(*before)
 
 
-@pytest.mark.usefixtures("default_switch_interval")
-async def test_node_daemon_start_shortens_the_gil_switch_interval(tmp_path: Path) -> None:
-    """NodeDaemon.start() applies tune_for_serving (0.5 ms switch interval)."""
+@pytest.mark.usefixtures("default_collector")
+async def test_node_daemon_start_applies_the_serving_tuning(tmp_path: Path) -> None:
+    """NodeDaemon.start() applies tune_for_serving (the young-collection threshold)."""
     daemon = NodeDaemon(make_config(tmp_path), metrics=None)
     await daemon.start()
     try:
-        assert sys.getswitchinterval() == pytest.approx(SERVER_SWITCH_INTERVAL_SECS)
+        assert gc.get_threshold() == (SERVER_GC_GEN0_THRESHOLD, 10, 10)
     finally:
         await daemon.stop()
 
 
-@pytest.mark.usefixtures("default_switch_interval")
+@pytest.mark.usefixtures("default_collector")
 async def test_tuning_can_be_declined(tmp_path: Path) -> None:
     """tune_process=False leaves the host program's interpreter settings alone."""
     daemon = NodeDaemon(make_config(tmp_path), tune_process=False)
     await daemon.start()
     try:
-        assert sys.getswitchinterval() == pytest.approx(0.005)
+        assert gc.get_threshold() == (700, 10, 10)
     finally:
         await daemon.stop()
 
@@ -57,10 +57,7 @@ async def test_daemon_is_an_async_context_manager(tmp_path: Path) -> None:
 def test_tuning_raises_the_young_collection_threshold_only() -> None:
     """tune_for_serving raises the collector's young threshold, never lowers it, and leaves a
     disabled collector disabled."""
-    import gc
-
     from supervit.rpc import tune_for_serving
-    from supervit.rpc._tuning import SERVER_GC_GEN0_THRESHOLD
 
     before = gc.get_threshold()
     try:
@@ -80,8 +77,6 @@ def test_tuning_raises_the_young_collection_threshold_only() -> None:
 def test_the_daemon_commands_freeze_their_startup_heap() -> None:
     """freeze_startup_heap (called by `supervit node`/`supervisor` once serving) exempts the
     objects alive then from later collections."""
-    import gc
-
     from supervit.cli._runtime import freeze_startup_heap
 
     marker = [object()]

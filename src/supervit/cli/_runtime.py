@@ -1,7 +1,7 @@
 """Process set-up shared by the daemons (``supervit node``, ``supervit supervisor``): logging, metrics,
 the example-secret guard.
 
-Process tuning (the GIL switch interval, the collector's threshold) is applied by the daemons
+Process tuning (the collector's threshold) is applied by the daemons
 themselves: see :func:`supervit.rpc.tune_for_serving`. The command, which owns its process, also
 freezes the heap it started with (:func:`freeze_startup_heap`).
 """

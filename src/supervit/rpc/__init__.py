@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from supervit.rpc._memory import MemoryTrimmer, resident_bytes
     from supervit.rpc._refusals import RefusalLog
     from supervit.rpc._server import DEFAULT_MAX_CONCURRENT_RPCS, DEFAULT_MAX_MESSAGE_BYTES, RpcServer, ServerTLS
-    from supervit.rpc._tuning import SERVER_SWITCH_INTERVAL_SECS, tune_for_serving
+    from supervit.rpc._tuning import tune_for_serving
 else:
     # Imported on first use (supervit/_lazy.py); the block above, for type checkers, names the same.
     __getattr__, __dir__ = lazy_exports(
@@ -60,10 +60,7 @@ else:
                 "RpcServer",
                 "ServerTLS",
             ),
-            "supervit.rpc._tuning": (
-                "SERVER_SWITCH_INTERVAL_SECS",
-                "tune_for_serving",
-            ),
+            "supervit.rpc._tuning": ("tune_for_serving",),
         },
     )
 
@@ -72,7 +69,6 @@ __all__ = [
     "DEFAULT_MAX_CONCURRENT_RPCS",
     "DEFAULT_MAX_MESSAGE_BYTES",
     "MAX_STORABLE_INT",
-    "SERVER_SWITCH_INTERVAL_SECS",
     "SUPERVISED_LIMITS",
     "SUPERVISOR_LIMITS",
     "MemoryTrimmer",
