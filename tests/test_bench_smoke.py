@@ -30,6 +30,21 @@ SCRIPTS = [
 ]
 
 
+def run_bench(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python bench/SCRIPT ARGS`` to completion (at most 280 s), output captured."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=280,
+        # Not measured for coverage: the daemons and clients a bench starts are the e2e tests'
+        # code paths (94.75 % with, 94.67 % without), and tracing its load generators and servers
+        # cost ~19 s of the suite's CPU.
+        env={k: v for k, v in os.environ.items() if k != "COVERAGE_PROCESS_CONFIG"},
+    )
+
+
 def test_quick_plan_runs_every_script() -> None:
     """run_all.py --quick (and the full plan) covers every bench_*.py script, no more, no less."""
     spec = importlib.util.spec_from_file_location("bench_run_all", ROOT / "bench" / "run_all.py")
@@ -45,17 +60,7 @@ def test_quick_plan_runs_every_script() -> None:
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_bench_script_quick(tmp_path: Path, name: str) -> None:
     """bench/run_all.py --quick --only NAME exits 0 and leaves NAME's JSON document with machine info."""
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "run_all.py"), "--quick", "--only", name, "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=280,
-        # Not measured for coverage: the daemons and clients a bench starts are the e2e tests'
-        # code paths (94.75 % with, 94.67 % without), and tracing its load generators and servers
-        # cost ~19 s of the suite's CPU.
-        env={k: v for k, v in os.environ.items() if k != "COVERAGE_PROCESS_CONFIG"},
-    )
+    result = run_bench("run_all.py", "--quick", "--only", name, "--out", str(tmp_path))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert {p.stem for p in tmp_path.glob("*.json")} == {name}
     doc = json.loads((tmp_path / f"{name}.json").read_text())
@@ -69,14 +74,7 @@ def test_side_by_side_runs_trees_against_the_bare_server(tmp_path: Path) -> None
     """bench/side_by_side.py (the A/B of two trees) runs this checkout twice and writes its JSON."""
     out = tmp_path / "side_by_side.json"
     args = ["--rpc", "get_realm", "--rounds", "1", "--duration", "0.5", "--warmup", "0.2", "--json", str(out)]
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "side_by_side.py"), *args, str(ROOT), str(ROOT)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=280,
-        env={k: v for k, v in os.environ.items() if k != "COVERAGE_PROCESS_CONFIG"},
-    )
+    result = run_bench("side_by_side.py", *args, str(ROOT), str(ROOT))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     (row,) = json.loads(out.read_text())["results"]
     assert [s["server"] for s in row["servers"]] == ["bare", "tree 1", "tree 2"]
@@ -85,11 +83,5 @@ def test_side_by_side_runs_trees_against_the_bare_server(tmp_path: Path) -> None
 
 
 def test_side_by_side_refuses_a_directory_that_is_not_a_checkout(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "side_by_side.py"), str(tmp_path)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    result = run_bench("side_by_side.py", str(tmp_path))
     assert result.returncode == 2 and "not a supervit checkout" in result.stderr
