@@ -146,9 +146,16 @@ class CatalogPusher:
             return 0
         return self._catalog.version - min(realm_sync_version, pushed_version)
 
+    def _state(self, node_id: str) -> _NodeState:
+        # Not setdefault: that would build a _NodeState on every report of a known node.
+        state = self._nodes.get(node_id)
+        if state is None:
+            state = self._nodes[node_id] = _NodeState()
+        return state
+
     def on_report(self, node_id: str, agent_addr: str, realm_sync_version: int, pushed_version: int) -> bool:
         """Note a node's report; schedule a push if it is behind. True if a push was started or queued."""
-        state = self._nodes.setdefault(node_id, _NodeState())
+        state = self._state(node_id)
         known = state.target.pushed_version if state.target is not None else 0
         # The registry row may predate a push that finished meanwhile: keep the newer figure.
         target = _Target(agent_addr, realm_sync_version, max(pushed_version, known))
@@ -159,7 +166,7 @@ class CatalogPusher:
 
     def node_registered(self, node_id: str, secret: SharedSecret | None = None) -> None:
         """A node (re-)registered: it probably restarted, so forget its backoff."""
-        state = self._nodes.setdefault(node_id, _NodeState())
+        state = self._state(node_id)
         state.failures = 0
         state.not_before = 0.0
         if secret is not None:
@@ -167,7 +174,7 @@ class CatalogPusher:
 
     def prefer_secret(self, node_id: str, secret: SharedSecret) -> None:
         """Sign pushes to ``node_id`` with ``secret`` first (the one its last request used)."""
-        self._nodes.setdefault(node_id, _NodeState()).preferred = secret
+        self._state(node_id).preferred = secret
 
     async def on_catalog_change(self) -> int:
         """Schedule a push to every online node that is now behind; returns how many were scheduled."""
@@ -263,7 +270,7 @@ class CatalogPusher:
         else:
             result = PushResult(node_id, True, changes.catalog_version, created, deleted)
         await self._registry.record_push(node_id, pushed_version=result.pushed_version, error=result.error)
-        state = self._nodes.setdefault(node_id, _NodeState())
+        state = self._state(node_id)
         state.results = [*state.results[-9:], result]
         if result.ok and (created or deleted):
             log.info(
@@ -321,7 +328,7 @@ class CatalogPusher:
 
     def _secrets(self, node_id: str) -> list[SharedSecret]:
         secrets = list(self._secrets_for(node_id))
-        preferred = self._nodes.setdefault(node_id, _NodeState()).preferred
+        preferred = self._state(node_id).preferred
         if preferred is not None and preferred in secrets:
             secrets.remove(preferred)
             secrets.insert(0, preferred)
