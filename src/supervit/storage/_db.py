@@ -297,10 +297,15 @@ class Database:
             # loop iteration join it.
             loop.call_soon(self._start_group, loop.time())
         elif self._lingering is not None and len(pending) >= self._max_batch:
-            self._lingering.cancel()  # a full group waits for no one
-            self._lingering = None
-            loop.call_soon(self._start_group, loop.time())
+            self._end_linger()  # a full group waits for no one
         return await future
+
+    def _end_linger(self) -> None:
+        """Start the group that is waiting for company now (if one is)."""
+        handle, self._lingering = self._lingering, None
+        if handle is not None and self._loop is not None:
+            handle.cancel()
+            self._loop.call_soon(self._start_group, self._loop.time())
 
     def _start_group(self, first_try: float) -> None:
         loop = self._loop
@@ -486,10 +491,7 @@ class Database:
         self._closed = True
         if self._busy:
             self._drained = asyncio.Event()
-            if self._lingering is not None:  # no write can join any more: do not wait for company
-                self._lingering.cancel()
-                self._lingering = None
-                asyncio.get_running_loop().call_soon(self._start_group, asyncio.get_running_loop().time())
+            self._end_linger()  # no write can join any more: do not wait for company
             await self._drained.wait()
         if self._conn is not None:
             conn, self._conn = self._conn, None
