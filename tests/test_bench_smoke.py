@@ -85,3 +85,8 @@ def test_side_by_side_runs_trees_against_the_bare_server(tmp_path: Path) -> None
 def test_side_by_side_refuses_a_directory_that_is_not_a_checkout(tmp_path: Path) -> None:
     result = run_bench("side_by_side.py", str(tmp_path))
     assert result.returncode == 2 and "not a supervit checkout" in result.stderr
+
+
+def test_side_by_side_names_an_unknown_rpc() -> None:
+    result = run_bench("side_by_side.py", "--rpc", "get_realm,nope", str(ROOT))
+    assert result.returncode == 2 and "unknown --rpc nope" in result.stderr
