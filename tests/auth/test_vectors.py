@@ -86,3 +86,16 @@ def test_fingerprint_sorts_by_code_point() -> None:
     """Upper case sorts before lower case and non-ASCII after ASCII (byte order of UTF-8)."""
     text = fingerprint_input("n", "a:1", "t", None, None, ["é", "b", "B", "a"], [])
     assert text == "n|a:1|t||0|B,a,b,é|"
+
+
+@pytest.mark.parametrize("key_bytes", [32, 64, 65, 200])
+@pytest.mark.parametrize("message_bytes", [0, 1, 63, 64, 65, 180, 5000])
+def test_shared_secret_mac_is_hmac_sha256(key_bytes: int, message_bytes: int) -> None:
+    """The precomputed-pad MAC is HMAC-SHA256 byte for byte, for short, block-sized and long keys."""
+    import hmac
+    import os
+
+    key, message = os.urandom(key_bytes), os.urandom(message_bytes)
+    secret = SharedSecret.from_bytes(key)
+    assert secret.mac(message) == hmac.digest(key, message, hashlib.sha256)
+    assert secret.mac(message) == secret.mac(message)  # the keyed states are copied, never consumed

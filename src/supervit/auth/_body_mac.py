@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-import hashlib
 import hmac
 from collections.abc import Callable
 from typing import Any
@@ -50,13 +49,14 @@ _LABEL = b"supervit body mac v1"
 
 
 @functools.lru_cache(maxsize=64)
-def _sub_key(key: bytes) -> bytes:
-    return hmac.digest(key, _LABEL, hashlib.sha256)
+def _sub_secret(secret: SharedSecret) -> SharedSecret:
+    # The body MAC's own key, derived from the shared secret (never the secret itself).
+    return SharedSecret(secret.mac(_LABEL))
 
 
 def body_mac(secret: SharedSecret, body: bytes) -> str:
     """The MAC of ``body`` (base64, standard alphabet, padded)."""
-    return base64.b64encode(hmac.digest(_sub_key(secret.key), body, hashlib.sha256)).decode("ascii")
+    return base64.b64encode(_sub_secret(secret).mac(body)).decode("ascii")
 
 
 def body_mac_metadata(secret: SharedSecret, request: Message) -> tuple[tuple[str, str], ...]:
@@ -82,7 +82,7 @@ def check_body_mac(secret: SharedSecret, presented: str | None, body: bytes, *, 
         mac = binascii.a2b_base64(presented, strict_mode=True)
     except ValueError:
         raise AuthError(INVALID_BODY_MAC) from None
-    if not hmac.compare_digest(mac, hmac.digest(_sub_key(secret.key), body, hashlib.sha256)):
+    if not hmac.compare_digest(mac, _sub_secret(secret).mac(body)):
         raise AuthError(INVALID_BODY_MAC)
 
 

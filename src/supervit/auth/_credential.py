@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import time
 import uuid
 from collections.abc import Callable
@@ -18,7 +16,7 @@ __all__ = ["Signer", "new_nonce", "sign"]
 def sign(secret: SharedSecret, timestamp: int, nonce: str, payload: str) -> str:
     """The base64 signature of one credential."""
     message = f"{int(timestamp)}{nonce}{payload}".encode()
-    return base64.b64encode(hmac.digest(secret.key, message, hashlib.sha256)).decode("ascii")
+    return base64.b64encode(secret.mac(message)).decode("ascii")
 
 
 def new_nonce() -> str:

@@ -8,7 +8,6 @@ supervisor's report log) between or in place of them; :meth:`CredentialVerifier.
 from __future__ import annotations
 
 import binascii
-import hashlib
 import hmac
 import time
 from collections.abc import Callable, Sequence
@@ -136,7 +135,7 @@ class CredentialVerifier:
         message = f"{credential.timestamp}{credential.nonce}{payload}".encode()
         matched: SharedSecret | None = None
         for secret in secrets:  # check every key so timing does not reveal which one matched
-            expected = hmac.digest(secret.key, message, hashlib.sha256)
+            expected = secret.mac(message)
             if hmac.compare_digest(expected, presented) and matched is None:
                 matched = secret
         if matched is None:
