@@ -99,3 +99,31 @@ def test_shared_secret_mac_is_hmac_sha256(key_bytes: int, message_bytes: int) ->
     secret = SharedSecret.from_bytes(key)
     assert secret.mac(message) == hmac.digest(key, message, hashlib.sha256)
     assert secret.mac(message) == secret.mac(message)  # the keyed states are copied, never consumed
+
+
+def test_request_payload_matches_build_payload_for_every_rpc() -> None:
+    """request_payload's precompiled formats say exactly what build_payload says, for all 12 RPCs."""
+    from supervit.auth import request_payload
+    from supervit.auth._payloads import _PAYLOAD_RULES
+
+    assert len(_PAYLOAD_RULES) == 12
+    for cls, (own_id, action, subject) in _PAYLOAD_RULES.items():
+        request = cls()
+        for field, value in (
+            ("node_id", "nöde-7"),
+            ("realm_id", 4_294_967_295),
+            ("config_key", "key:with:colons"),
+            ("config_type", 2),
+            ("timestamp", 1_700_000_123),
+            ("agent_addr", "127.0.0.1:9"),
+        ):
+            if field in cls.DESCRIPTOR.fields_by_name:
+                setattr(request, field, value)
+        node_id = "nöde-7" if own_id else "receiver-1"
+        expected = build_payload(
+            action,
+            node_id,
+            None if subject is None else subject(request),  # type: ignore[arg-type]
+            request.config_type if action.needs_config_type else None,
+        )
+        assert request_payload(request, None if own_id else node_id) == expected, cls.__name__

@@ -142,21 +142,22 @@ def request_payload(request: Message, node_id: str | None = None) -> str:
     For SupervisedService requests ``node_id`` is the receiving node's configured id (required);
     SupervisorService requests carry their own ``node_id`` field, which is used.
     """
-    rule = _PAYLOAD_RULES.get(type(request))
+    rule = _COMPILED_RULES.get(type(request))
     if rule is None:  # a subclass of a protocol message
-        rule = next((r for cls, r in _PAYLOAD_RULES.items() if isinstance(request, cls)), None)
+        rule = next((r for cls, r in _COMPILED_RULES.items() if isinstance(request, cls)), None)
         if rule is None:
             raise TypeError(f"no payload rule for {type(request).__name__}")
-    own_id, action, subject = rule
+    own_id, head, subject, with_config_type = rule
     if own_id:
         node_id = request.node_id  # type: ignore[attr-defined]
     elif node_id is None:
         raise ValueError(f"{type(request).__name__} payloads need the receiving node's id")
-    assert node_id is not None
+    # build_payload's formats, spelled out: this runs for every request a server checks.
     if subject is None:
-        return build_payload(action, node_id)
-    config_type = request.config_type if action.needs_config_type else None  # type: ignore[attr-defined]
-    return build_payload(action, node_id, subject(request), config_type)  # type: ignore[arg-type]
+        return f"{head}{node_id}"
+    if with_config_type:
+        return f"{head}{node_id}:{int(request.config_type)}:{subject(request)}"  # type: ignore[attr-defined]
+    return f"{head}{node_id}:{subject(request)}"
 
 
 # Per request type (looked up by exact type: isinstance on protobuf classes goes through ABCMeta,
@@ -176,4 +177,10 @@ _PAYLOAD_RULES: dict[type[Message], _PayloadRule] = {
     supervised_pb2.ListRealmsRequest: (False, Action.LIST_REALMS, None),
     supervised_pb2.GetNodeInfoRequest: (False, Action.NODE_INFO, None),
     supervised_pb2.ShutdownRequest: (False, Action.SHUTDOWN, None),
+}
+
+# The same rules with each action's text prefix computed once (enum properties cost calls).
+_COMPILED_RULES: dict[type[Message], tuple[bool, str, Callable[[Any], object] | None, bool]] = {
+    cls: (own_id, f"{action.value}:", subject, action.needs_config_type)
+    for cls, (own_id, action, subject) in _PAYLOAD_RULES.items()
 }

@@ -149,11 +149,22 @@ class RealmStore:
         Raises :class:`InvalidRequestError` for out-of-range ids, versions or timestamps and for
         unknown ``ResourceType`` values in ``use_servers``.
         """
-        _check_realm_id(realm_id)
-        _check_type("name", name, str)
-        _check_type("enabled", enabled, bool)
-        _check_uint("version", version, _MAX_INT64)
-        _check_uint("expires_at", expires_at, _MAX_INT64)
+        if not (
+            type(realm_id) is int
+            and 0 <= realm_id <= _MAX_UINT32
+            and type(name) is str
+            and type(enabled) is bool
+            and type(version) is int
+            and 0 <= version <= _MAX_INT64
+            and type(expires_at) is int
+            and 0 <= expires_at <= _MAX_INT64
+        ):
+            # Off the common path (one expression above): the checks that name what is wrong.
+            _check_realm_id(realm_id)
+            _check_type("name", name, str)
+            _check_type("enabled", enabled, bool)
+            _check_uint("version", version, _MAX_INT64)
+            _check_uint("expires_at", expires_at, _MAX_INT64)
         servers = tuple(use_servers)
         for server in servers:
             if isinstance(server, bool) or not isinstance(server, int) or server not in _RESOURCE_TYPES:
