@@ -307,7 +307,7 @@ class Supervisord(supervised_pb2_grpc.SupervisedServiceServicer):
             request.realm_id,
             request.name,
             request.enabled,
-            [int(server) for server in request.use_servers],
+            request.use_servers,  # ints already; the store checks and copies them
             request.version,
             request.expires_at,
         )
@@ -316,7 +316,9 @@ class Supervisord(supervised_pb2_grpc.SupervisedServiceServicer):
                 success=False, error_message=f"Realm {request.realm_id} already exists"
             )
         log.info("realm %d created (version %d)", realm.realm_id, realm.version)
-        return supervised_pb2.CreateRealmResponse(success=True, realm=realm.to_proto())
+        response = supervised_pb2.CreateRealmResponse(success=True)
+        realm.copy_to(response.realm)
+        return response
 
     @_store_errors
     async def GetRealm(self, request: supervised_pb2.GetRealmRequest, context: Ctx) -> supervised_pb2.GetRealmResponse:
@@ -324,7 +326,9 @@ class Supervisord(supervised_pb2_grpc.SupervisedServiceServicer):
         realm = await (await self._realms()).get(request.realm_id)
         if realm is None:
             return supervised_pb2.GetRealmResponse(success=False, error_message=_realm_not_found(request.realm_id))
-        return supervised_pb2.GetRealmResponse(success=True, realm=realm.to_proto())
+        response = supervised_pb2.GetRealmResponse(success=True)
+        realm.copy_to(response.realm)
+        return response
 
     @_store_errors
     async def UpdateRealm(
@@ -339,7 +343,9 @@ class Supervisord(supervised_pb2_grpc.SupervisedServiceServicer):
         if realm is None:
             return supervised_pb2.UpdateRealmResponse(success=False, error_message=_realm_not_found(request.realm_id))
         log.info("realm %d updated", realm.realm_id)
-        return supervised_pb2.UpdateRealmResponse(success=True, realm=realm.to_proto())
+        response = supervised_pb2.UpdateRealmResponse(success=True)
+        realm.copy_to(response.realm)
+        return response
 
     @_store_errors
     async def DeleteRealm(
