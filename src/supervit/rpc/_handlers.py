@@ -28,7 +28,7 @@ from typing import Any, NoReturn, Protocol
 import grpc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message_factory
-from google.protobuf.message import DecodeError, Message
+from google.protobuf.message import DecodeError, EncodeError, Message
 
 from supervit._exceptions import AuthError, InvalidRequestError, NonceStorageError, StorageError, StoreUnavailableError
 from supervit.rpc._limits import RequestValidator, ServiceLimits, default_limits
@@ -174,12 +174,13 @@ def _unary(
             await abort(context, grpc.StatusCode.INTERNAL, f"internal error in {method.name}")
         if observer is not None:
             observer.succeeded()
-        if not response.IsInitialized():
+        try:
+            return response.SerializeToString()  # checks the required fields itself
+        except EncodeError:
             log.error(
                 "%s produced an incomplete %s: %s", method.full_name, type(response).__name__, _missing_fields(response)
             )
             await abort(context, grpc.StatusCode.INTERNAL, f"server produced an incomplete {type(response).__name__}")
-        return response.SerializeToString()
 
     return grpc.unary_unary_rpc_method_handler(handle)  # bytes in, bytes out
 
