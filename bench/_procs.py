@@ -18,9 +18,15 @@ SECRET_HEX = "0f1e2d3c4b5a6978" * 4  # not the published example secret (the dae
 
 @contextmanager
 def started(
-    cmd: list[str], prefix: str, *, env: dict[str, str] | None = None, also: dict[str, str] | None = None
+    cmd: list[str],
+    prefix: str,
+    *,
+    env: dict[str, str] | None = None,
+    also: dict[str, str] | None = None,
+    startup_secs: float = 30,
 ) -> Iterator[tuple[str, int]]:
-    """Run ``cmd``; wait for its ``<prefix>host:port`` stdout line; yield (address, pid); terminate it.
+    """Run ``cmd``; wait (at most ``startup_secs``) for its ``<prefix>host:port`` stdout line;
+    yield (address, pid); terminate it.
 
     ``also`` maps further line prefixes to be read right after the first (filled in place).
     """
@@ -29,7 +35,7 @@ def started(
     )
     try:
         assert proc.stdout is not None
-        deadline = time.time() + 30
+        deadline = time.time() + startup_secs
         while time.time() < deadline:
             line = proc.stdout.readline()
             if not line:
@@ -42,7 +48,7 @@ def started(
                 yield line[len(prefix) :].strip(), proc.pid
                 break
         else:
-            raise RuntimeError(f"{cmd[:4]} did not report its address within 30 s")
+            raise RuntimeError(f"{cmd[:4]} did not report its address within {startup_secs:.0f} s")
     finally:
         proc.terminate()
         try:

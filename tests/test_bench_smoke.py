@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -90,3 +91,32 @@ def test_side_by_side_refuses_a_directory_that_is_not_a_checkout(tmp_path: Path)
 def test_side_by_side_names_an_unknown_rpc() -> None:
     result = run_bench("side_by_side.py", "--rpc", "get_realm,nope", str(ROOT))
     assert result.returncode == 2 and "unknown --rpc nope" in result.stderr
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(300)
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="bench/instructions.py needs valgrind (not installed)")
+def test_instructions_counts_a_tree_under_callgrind(tmp_path: Path) -> None:
+    """bench/instructions.py counts this checkout's GetRealm under callgrind and writes its JSON."""
+    out = tmp_path / "instructions.json"
+    args = ["--rpc", "get_realm", "--duration", "1", "--warmup", "0.5", "--no-bare", "--json", str(out)]
+    result = run_bench("instructions.py", *args, str(ROOT))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (row,) = json.loads(out.read_text())["results"]
+    assert row["server"] == "tree 1" and row["errors"] == 0 and row["calls"] > 0
+    # Far more than nothing, far less than a second of an interpreter's work per call.
+    assert 50 < row["k_instructions_per_call"] < 50_000
+
+
+def test_callgrind_total_reads_the_summary_line(tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        from instructions import callgrind_total
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    dump = tmp_path / "callgrind.out.1"
+    dump.write_text("# callgrind format\nversion: 1\nevents: Ir\nfn=(1) main\n0 5\nsummary: 123456\n")
+    assert callgrind_total(dump) == 123456
+    dump.write_text("not a dump\n")
+    with pytest.raises(ValueError, match="no summary line"):
+        callgrind_total(dump)
