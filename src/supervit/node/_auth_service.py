@@ -224,7 +224,8 @@ class AuthService(supervised_pb2_grpc.SupervisedServiceServicer):
             # Whatever went wrong, its answer (grpc's, after this) waits for the nonce too.
             await self._settle(ticket, request, context)
             raise
-        await self._settle(ticket, request, context)
+        if not ticket.recorded:  # else its write already committed it (the usual case)
+            await self._settle(ticket, request, context)
         return response
 
     async def _settle(self, ticket: NonceTicket, request: Any, context: Ctx) -> None:

@@ -303,7 +303,7 @@ class Supervisord(supervised_pb2_grpc.SupervisedServiceServicer):
         self, request: supervised_pb2.CreateRealmRequest, context: Ctx
     ) -> supervised_pb2.CreateRealmResponse:
         """Store a new realm (status ``Normal``); a duplicate ``realm_id`` is a business failure."""
-        realm = await (await self._realms()).create(
+        realm = await (self._realm_store or await self._realms()).create(
             request.realm_id,
             request.name,
             request.enabled,
@@ -323,7 +323,7 @@ class Supervisord(supervised_pb2_grpc.SupervisedServiceServicer):
     @_store_errors
     async def GetRealm(self, request: supervised_pb2.GetRealmRequest, context: Ctx) -> supervised_pb2.GetRealmResponse:
         """The realm, or ``success=false`` if it does not exist."""
-        realm = await (await self._realms()).get(request.realm_id)
+        realm = await (self._realm_store or await self._realms()).get(request.realm_id)
         if realm is None:
             return supervised_pb2.GetRealmResponse(success=False, error_message=_realm_not_found(request.realm_id))
         response = supervised_pb2.GetRealmResponse(success=True)
