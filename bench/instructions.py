@@ -110,7 +110,7 @@ def measure(rpc: str, label: str, tree: Path | None, args: argparse.Namespace, o
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("trees", nargs="+", type=_tree, help="supervit checkouts (the first is the baseline)")
+    parser.add_argument("trees", nargs="*", type=_tree, help="supervit checkouts (the first is the baseline)")
     parser.add_argument("--rpc", default="create_realm", help=f"one or more of {', '.join(RPCS)}, comma-separated")
     parser.add_argument("--duration", type=float, default=15.0, help="seconds of counted load (under valgrind)")
     parser.add_argument("--warmup", type=float, default=5.0)
@@ -122,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [r for r in rpcs if r not in RPCS]
     if unknown:
         parser.error(f"--rpc: unknown {', '.join(unknown)} (choose from {', '.join(RPCS)})")
+    if not args.trees and args.no_bare:
+        parser.error("nothing to measure: give a tree or leave out --no-bare")
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         print("instructions.py needs valgrind (Debian/Ubuntu: apt install valgrind)", file=sys.stderr)
         return 2

@@ -96,16 +96,37 @@ def test_side_by_side_names_an_unknown_rpc() -> None:
 @pytest.mark.e2e
 @pytest.mark.timeout(300)
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="bench/instructions.py needs valgrind (not installed)")
-def test_instructions_counts_a_tree_under_callgrind(tmp_path: Path) -> None:
-    """bench/instructions.py counts this checkout's GetRealm under callgrind and writes its JSON."""
+def test_instructions_counts_the_bare_server_under_callgrind(tmp_path: Path) -> None:
+    """bench/instructions.py counts a server's GetRealm under callgrind and writes its JSON (the bare
+    server: a supervit daemon under valgrind would add ~15 s of the suite's CPU; its command line
+    is checked below)."""
     out = tmp_path / "instructions.json"
-    args = ["--rpc", "get_realm", "--duration", "1", "--warmup", "0.5", "--no-bare", "--json", str(out)]
-    result = run_bench("instructions.py", *args, str(ROOT))
+    args = ["--rpc", "get_realm", "--duration", "1", "--warmup", "0.5", "--json", str(out)]
+    result = run_bench("instructions.py", *args)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     (row,) = json.loads(out.read_text())["results"]
-    assert row["server"] == "tree 1" and row["errors"] == 0 and row["calls"] > 0
+    assert row["server"] == "bare" and row["errors"] == 0 and row["calls"] > 0
     # Far more than nothing, far less than a second of an interpreter's work per call.
     assert 50 < row["k_instructions_per_call"] < 50_000
+
+
+def test_instructions_starts_each_trees_daemon_under_callgrind(tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        from instructions import _command
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    node, prefix = _command("tree 1", "get_realm", ROOT, tmp_path, tmp_path / "out")
+    assert node[:2] == ["valgrind", "--tool=callgrind"] and node[-4:-2] == ["supervit", "node"]
+    assert prefix == "supervit node listening on "
+    supervisor, prefix = _command("tree 1", "report", ROOT, tmp_path, tmp_path / "out")
+    assert supervisor[-4:-2] == ["supervit", "supervisor"] and prefix == "supervit supervisor listening on "
+    assert (tmp_path / "supervisor.toml").is_file() and (tmp_path / "node.toml").is_file()
+
+
+def test_instructions_needs_something_to_measure() -> None:
+    result = run_bench("instructions.py", "--no-bare")
+    assert result.returncode == 2 and "nothing to measure" in result.stderr
 
 
 def test_callgrind_total_reads_the_summary_line(tmp_path: Path) -> None:
