@@ -6,6 +6,7 @@ Import it from a benchmark script as ``import _common`` (the script's own direct
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import json
 import math
@@ -17,7 +18,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["machine_info", "percentile", "print_table", "summarize_ns", "write_json"]
+__all__ = [
+    "RPCS",
+    "add_tree_arguments",
+    "machine_info",
+    "percentile",
+    "print_table",
+    "rpcs_of",
+    "summarize_ns",
+    "write_json",
+]
 
 
 def machine_info() -> dict[str, Any]:
@@ -97,3 +107,29 @@ def _fmt(value: object) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
     return str(value)
+
+
+RPCS = ("get_realm", "create_realm", "report")
+"""The RPCs the tools that compare supervit trees (side_by_side.py, instructions.py) can load."""
+
+
+def _checkout(text: str) -> Path:
+    path = Path(text).resolve()
+    if not (path / "src" / "supervit" / "__init__.py").is_file():
+        raise argparse.ArgumentTypeError(f"{text}: not a supervit checkout (no src/supervit/__init__.py)")
+    return path
+
+
+def add_tree_arguments(parser: argparse.ArgumentParser, *, nargs: str, default_rpc: str) -> None:
+    """The ``trees`` (supervit checkouts) and ``--rpc`` arguments; see :func:`rpcs_of`."""
+    parser.add_argument("trees", nargs=nargs, type=_checkout, help="supervit checkouts (the first is the baseline)")
+    parser.add_argument("--rpc", default=default_rpc, help=f"one or more of {', '.join(RPCS)}, comma-separated")
+
+
+def rpcs_of(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
+    """``--rpc``'s RPCs; an unknown one is an argument error naming it."""
+    rpcs: list[str] = args.rpc.split(",")
+    unknown = [r for r in rpcs if r not in RPCS]
+    if unknown:
+        parser.error(f"unknown --rpc {', '.join(unknown)} (choose from {', '.join(RPCS)})")
+    return rpcs

@@ -33,7 +33,6 @@ import _loadgen
 import _procs
 from bench_node_rpc import NODE_ID, _seed
 
-RPCS = ("get_realm", "create_realm", "report")
 NODES = 1000
 REALMS = 100
 BENCH_DIR = Path(__file__).resolve().parent
@@ -45,13 +44,6 @@ def callgrind_total(path: Path) -> int:
         if line.startswith(("summary:", "totals:")):
             return int(line.split()[1])
     raise ValueError(f"{path}: no summary line (not a callgrind output file?)")
-
-
-def _tree(text: str) -> Path:
-    path = Path(text).resolve()
-    if not (path / "src" / "supervit" / "__init__.py").is_file():
-        raise argparse.ArgumentTypeError(f"{text}: not a supervit checkout (no src/supervit/__init__.py)")
-    return path
 
 
 def _command(label: str, rpc: str, tree: Path | None, directory: Path, out: Path) -> tuple[list[str], str]:
@@ -110,18 +102,14 @@ def measure(rpc: str, label: str, tree: Path | None, args: argparse.Namespace, o
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("trees", nargs="*", type=_tree, help="supervit checkouts (the first is the baseline)")
-    parser.add_argument("--rpc", default="create_realm", help=f"one or more of {', '.join(RPCS)}, comma-separated")
+    _common.add_tree_arguments(parser, nargs="*", default_rpc="create_realm")
     parser.add_argument("--duration", type=float, default=15.0, help="seconds of counted load (under valgrind)")
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--no-bare", action="store_true", help="leave the bare floor out")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args(argv)
-    rpcs = args.rpc.split(",")
-    unknown = [r for r in rpcs if r not in RPCS]
-    if unknown:
-        parser.error(f"--rpc: unknown {', '.join(unknown)} (choose from {', '.join(RPCS)})")
+    rpcs = _common.rpcs_of(parser, args)
     if not args.trees and args.no_bare:
         parser.error("nothing to measure: give a tree or leave out --no-bare")
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:

@@ -28,16 +28,8 @@ import _loadgen
 import _procs
 from bench_node_rpc import NODE_ID, _seed
 
-RPCS = ("get_realm", "create_realm", "report")
 NODES = 1000  # registered nodes the reports rotate over (as bench_supervisor_ingest.py)
 REALMS = 100  # realms seeded for get_realm (as bench_node_rpc.py)
-
-
-def _tree(text: str) -> Path:
-    path = Path(text).resolve()
-    if not (path / "src" / "supervit" / "__init__.py").is_file():
-        raise argparse.ArgumentTypeError(f"{text}: not a supervit checkout (no src/supervit/__init__.py)")
-    return path
 
 
 def _start(stack: ExitStack, rpc: str, tree: Path) -> tuple[str, int]:
@@ -127,8 +119,7 @@ def print_rows(rows: list[dict[str, Any]], rounds: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("trees", nargs="+", type=_tree, help="supervit checkouts (the first is the baseline)")
-    parser.add_argument("--rpc", default="report", help=f"one or more of {', '.join(RPCS)}, comma-separated")
+    _common.add_tree_arguments(parser, nargs="+", default_rpc="report")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=1.0)
@@ -136,10 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--client-mode", default="stub", choices=("stub", "raw"))
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args(argv)
-    rpcs = args.rpc.split(",")
-    unknown = [r for r in rpcs if r not in RPCS]
-    if unknown:
-        parser.error(f"unknown --rpc {', '.join(unknown)} (choose from {', '.join(RPCS)})")
+    rpcs = _common.rpcs_of(parser, args)
     rows = [compare(rpc, args.trees, args) for rpc in rpcs]
     print_rows(rows, args.rounds)
     if args.json:
