@@ -236,9 +236,10 @@ class _Generator:
         self.sources.append(f"def {name}(m):\n" + "\n".join(f"    {line}" for line in body))
         return name
 
-    def _item(self, descriptor: _descriptor.Descriptor, fd: _FD) -> Callable[[str, str], list[str]] | None:
-        """Lines that check one value ``v`` of the field, raising with ``path`` (a Python expression)."""
-        limits, key = self.limits, f"{descriptor.name}.{fd.name}"
+    def _item(self, key: str, fd: _FD) -> Callable[[str, str], list[str]] | None:
+        """Lines that check one value ``v`` of the field ``key`` (``Message.field``), raising with
+        ``path`` (a Python expression)."""
+        limits = self.limits
         if fd.type == _STRING:
             limit = limits.max_bytes.get(key, limits.default_string_bytes)
             quick = limit // 4  # n characters are at most 4n UTF-8 bytes
@@ -283,11 +284,11 @@ class _Generator:
         return bounded
 
     def _field(self, descriptor: _descriptor.Descriptor, fd: _FD) -> list[str]:
-        item = self._item(descriptor, fd)
+        key = f"{descriptor.name}.{fd.name}"
+        item = self._item(key, fd)
         path = repr(f".{fd.name}")
         read = f"v = getattr(m, {fd.name!r})" if keyword.iskeyword(fd.name) else f"v = m.{fd.name}"
         if fd.is_repeated:
-            key = f"{descriptor.name}.{fd.name}"
             count = self.limits.max_count.get(key, self.limits.default_repeated)
             lines = [
                 read,

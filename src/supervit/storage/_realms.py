@@ -172,10 +172,11 @@ class RealmStore:
             _check_type("enabled", enabled, bool)
             _check_uint("version", version, _MAX_INT64)
             _check_uint("expires_at", expires_at, _MAX_INT64)
-        servers = tuple(use_servers)
-        for server in servers:
+        servers: list[int] = []
+        for server in use_servers:
             if isinstance(server, bool) or not isinstance(server, int) or server not in _RESOURCE_TYPES:
                 raise InvalidRequestError(f"use_servers: {server!r} is not a ResourceType value")
+            servers.append(int(server))
         # Exactly what a read of the stored row gives back (plain ints, however they were passed).
         realm = Realm(
             realm_id=int(realm_id),
@@ -185,7 +186,7 @@ class RealmStore:
             expires_at=int(expires_at),
             created_at=int(self._clock()),
             updated_at=None,
-            use_servers=tuple(int(server) for server in servers),
+            use_servers=tuple(servers),
             version=int(version),
         )
         params = (
