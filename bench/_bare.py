@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import time
 from typing import Any
@@ -22,6 +23,7 @@ from supervit.protocol import (
     supervisor_pb2,
     supervisor_pb2_grpc,
 )
+from supervit.rpc import run_serving
 
 _REALM = common_pb2.RealmInfo(
     realm_id=1, name="bare", enabled=True, created_at=1, updated_at=1, version=1, expires_at=0, status="Normal"
@@ -74,7 +76,8 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     ns = parser.parse_args()
-    asyncio.run(serve(ns.host, ns.port))
+    # The same loop as the supervit daemons of the run (SUPERVIT_EVENT_LOOP, default auto).
+    run_serving(serve(ns.host, ns.port), event_loop=os.environ.get("SUPERVIT_EVENT_LOOP", "auto"))
 
 
 if __name__ == "__main__":

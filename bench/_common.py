@@ -20,6 +20,7 @@ from typing import Any
 
 __all__ = [
     "RPCS",
+    "add_event_loop_argument",
     "add_tree_arguments",
     "machine_info",
     "percentile",
@@ -41,6 +42,7 @@ def machine_info() -> dict[str, Any]:
         "python_implementation": platform.python_implementation(),
         "sqlite_version": sqlite3.sqlite_version,
         "libraries": _library_versions(),
+        "server_event_loop": server_event_loop(),
     }
 
 
@@ -48,12 +50,39 @@ def _library_versions() -> dict[str, str | None]:
     from importlib.metadata import PackageNotFoundError, version
 
     found: dict[str, str | None] = {}
-    for name in ("supervit", "grpcio", "protobuf", "psutil"):
+    for name in ("supervit", "grpcio", "protobuf", "psutil", "uvloop"):
         try:
             found[name] = version(name)
         except PackageNotFoundError:
             found[name] = None
     return found
+
+
+EVENT_LOOP_ENV = "SUPERVIT_EVENT_LOOP"  # what `supervit node|supervisor --event-loop` reads too
+
+
+def add_event_loop_argument(parser: argparse.ArgumentParser) -> None:
+    """``--event-loop``: the loop every server process runs on, supervit's and the bare floor alike
+    (set in the environment the servers inherit; default: the environment's, else auto)."""
+    parser.add_argument(
+        "--event-loop",
+        choices=("auto", "asyncio", "uvloop"),
+        default=os.environ.get(EVENT_LOOP_ENV, "auto"),
+        help="server event loop; auto = uvloop when installed (both servers always share one)",
+    )
+
+
+def use_event_loop(args: argparse.Namespace) -> str:
+    """Make ``args.event_loop`` the servers' loop; returns the loop they will run on."""
+    os.environ[EVENT_LOOP_ENV] = args.event_loop
+    return server_event_loop()
+
+
+def server_event_loop() -> str:
+    """The loop a server started now runs on (``asyncio`` or ``uvloop``)."""
+    from supervit.rpc import event_loop_factory
+
+    return "asyncio" if event_loop_factory(os.environ.get(EVENT_LOOP_ENV, "auto")) is None else "uvloop"
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:

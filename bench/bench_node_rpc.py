@@ -91,7 +91,7 @@ def compare(
     }
 
 
-def print_rows(rows: list[dict[str, Any]], rounds: int) -> None:
+def print_rows(rows: list[dict[str, Any]], rounds: int, loop: str) -> None:
     """The shared table of the ratio benchmarks: throughput, latency and server CPU per call."""
     table = []
     for r in rows:
@@ -112,7 +112,7 @@ def print_rows(rows: list[dict[str, Any]], rounds: int) -> None:
                     r["cpu_ratio"] if mine else "",
                 ]
             )
-    print(f"median of {rounds} alternating rounds; every round is in the JSON")
+    print(f"both servers on the {loop} event loop; median of {rounds} alternating rounds; every round is in the JSON")
     headers = ["rpc", "client", "server", "rps", "p50 µs", "p99 µs", "srv CPU µs/call", "errors", "rps ratio"]
     _common.print_table([*headers, "CPU ratio"], table)
 
@@ -150,9 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="alternating floor/supervit pairs (median ratio)")
     parser.add_argument("--json", help="write the figures here")
     add_client_mode(parser)
+    _common.add_event_loop_argument(parser)
     args = parser.parse_args(argv)
+    loop = _common.use_event_loop(args)
     rows = run(args)
-    print_rows(rows, args.rounds)
+    print_rows(rows, args.rounds, loop)
     if args.json:
         _common.write_json(args.json, "node_rpc", vars(args), rows)
     return 0

@@ -49,9 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--json", help="write the figures here")
     add_client_mode(parser)
+    _common.add_event_loop_argument(parser)
     args = parser.parse_args(argv)
+    loop = _common.use_event_loop(args)
     rows = run(args)
-    print_rows(rows, args.rounds)
+    print_rows(rows, args.rounds, loop)
     for row in rows:
         row["fleet_at_60s_interval"] = int(row["supervit"]["rps"] * 60)
         print(f"{row['mode']} client: sustains ~{row['fleet_at_60s_interval']:,} nodes at a 60 s report interval")

@@ -108,8 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--no-bare", action="store_true", help="leave the bare floor out")
     parser.add_argument("--json", help="write the figures here")
+    _common.add_event_loop_argument(parser)  # trees older than --event-loop always run on asyncio
     args = parser.parse_args(argv)
     rpcs = _common.rpcs_of(parser, args)
+    _common.use_event_loop(args)
     if not args.trees and args.no_bare:
         parser.error("nothing to measure: give a tree or leave out --no-bare")
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:

@@ -126,9 +126,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--client-mode", default="stub", choices=("stub", "raw"))
     parser.add_argument("--json", help="write the figures here")
+    _common.add_event_loop_argument(parser)  # trees older than --event-loop always run on asyncio
     args = parser.parse_args(argv)
     rpcs = _common.rpcs_of(parser, args)
+    loop = _common.use_event_loop(args)
     rows = [compare(rpc, args.trees, args) for rpc in rpcs]
+    print(f"servers on the {loop} event loop")
     print_rows(rows, args.rounds)
     if args.json:
         params = {k: (list(map(str, v)) if k == "trees" else v) for k, v in vars(args).items()}

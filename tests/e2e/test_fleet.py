@@ -9,6 +9,7 @@ secrets with a two-key rotation, and ``supervit demo``. Intervals are 1 s so eac
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
 import signal
@@ -134,9 +135,9 @@ class Fleet:
         path.write_text("\n".join(lines) + "\n")
         return path
 
-    async def start_supervisor(self, **kwargs: object) -> Proc:
+    async def start_supervisor(self, *, args: tuple[str, ...] = (), **kwargs: object) -> Proc:
         config = self.write_supervisor(**kwargs)  # type: ignore[arg-type]
-        proc = Proc("supervisor", ["supervisor", "--config", str(config)], self.root / "supervisor.log")
+        proc = Proc("supervisor", ["supervisor", "--config", str(config), *args], self.root / "supervisor.log")
         self.procs.append(proc)
         await proc.start(SUP_LISTENING, SUP_ADMIN, SUP_METRICS)
         # Restarts keep the ports, so nodes find the supervisor again at the same endpoint.
@@ -234,11 +235,17 @@ async def fleet(tmp_path: Path) -> AsyncIterator[Fleet]:
 
 
 async def test_register_report_offline_and_back(fleet: Fleet) -> None:
-    """Two nodes register and report; a killed node goes offline (kept), then comes back."""
-    await fleet.start_supervisor()
-    await fleet.start_node("node-1")
+    """Two nodes register and report; a killed node goes offline (kept), then comes back.
+
+    The supervisor runs on asyncio's loop, the nodes on the default choice (uvloop when installed):
+    each loop serves both directions of the protocol."""
+    sup = await fleet.start_supervisor(args=("--event-loop", "asyncio"))
+    one = await fleet.start_node("node-1")
     two = await fleet.start_node("node-2")
     listing = await fleet.wait("both nodes reporting", reporting("node-1", "node-2"))
+    assert "running on the asyncio event loop" in sup.log()
+    default_loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    assert f"running on the {default_loop} event loop" in one.log()
     summary = node(listing, "node-1")
     assert summary is not None and summary.agent_addr.startswith("127.0.0.1:") and summary.report_interval_secs == 1
     await two.stop(signal.SIGKILL)

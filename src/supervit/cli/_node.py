@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import click
 
 from supervit.cli._runtime import (
+    EVENT_LOOP_OPTION,
     LOG_LEVEL_OPTION,
     allow_example_secret_option,
     freeze_startup_heap,
@@ -18,6 +18,7 @@ from supervit.cli._runtime import (
 )
 from supervit.config import load_node_config, python_log_level
 from supervit.node import ClientWiring, NodeDaemon, ReportingClient
+from supervit.rpc import run_serving
 
 __all__ = ["LISTENING_PREFIX", "METRICS_LISTENING_PREFIX", "node"]
 
@@ -62,7 +63,8 @@ def _announce(daemon: NodeDaemon) -> None:
 )
 @allow_example_secret_option
 @LOG_LEVEL_OPTION
-def node(config_path: Path, allow_example_secret: bool, log_level: str | None) -> None:
+@EVENT_LOOP_OPTION
+def node(config_path: Path, allow_example_secret: bool, log_level: str | None, event_loop: str) -> None:
     """Run the node daemon: serve the authenticated SupervisedService until SIGTERM/SIGINT or Shutdown.
 
     With ``[supervisor.client] endpoint`` set it also registers with and reports to that supervisor.
@@ -76,4 +78,4 @@ def node(config_path: Path, allow_example_secret: bool, log_level: str | None) -
     refuse_example_secrets(config.published_example_secrets(), allow_example_secret)
     sd = config.supervisord
     setup_logging(python_log_level(log_level or sd.log_level), sd.log_format)
-    asyncio.run(NodeDaemon(config, client_factory=_supervit_client).run(on_ready=_announce))
+    run_serving(NodeDaemon(config, client_factory=_supervit_client).run(on_ready=_announce), event_loop=event_loop)

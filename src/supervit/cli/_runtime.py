@@ -17,10 +17,13 @@ from prometheus_client import disable_created_metrics
 from supervit._exceptions import ConfigError
 from supervit.auth import MAKE_SECRET_HINT
 from supervit.protocol import LOG_LEVELS
+from supervit.rpc import EVENT_LOOPS, event_loop_factory
 from supervit.telemetry import configure_logging
 
 __all__ = [
     "ALLOW_EXAMPLE_SECRET_ENV",
+    "EVENT_LOOP_ENV",
+    "EVENT_LOOP_OPTION",
     "LOG_LEVEL_OPTION",
     "allow_example_secret_option",
     "freeze_startup_heap",
@@ -89,3 +92,27 @@ def freeze_startup_heap() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+EVENT_LOOP_ENV = "SUPERVIT_EVENT_LOOP"
+
+
+def _check_event_loop(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    try:
+        event_loop_factory(value)
+    except ConfigError as exc:
+        raise click.BadParameter(exc.reason, ctx=ctx, param=param) from None
+    return value
+
+
+EVENT_LOOP_OPTION = click.option(
+    "--event-loop",
+    type=click.Choice(EVENT_LOOPS, case_sensitive=False),
+    default="auto",
+    show_default=True,
+    envvar=EVENT_LOOP_ENV,
+    show_envvar=True,
+    callback=_check_event_loop,
+    help="The event loop to serve on: auto takes uvloop when installed (supervit[uvloop]), else asyncio's.",
+)
+"""``--event-loop`` for the commands that serve (see :data:`supervit.rpc.EVENT_LOOPS`)."""

@@ -12,6 +12,7 @@ import click
 
 from supervit._exceptions import ConfigError
 from supervit.cli._runtime import (
+    EVENT_LOOP_OPTION,
     LOG_LEVEL_OPTION,
     allow_example_secret_option,
     freeze_startup_heap,
@@ -19,6 +20,7 @@ from supervit.cli._runtime import (
     setup_logging,
 )
 from supervit.config import python_log_level
+from supervit.rpc import run_serving
 from supervit.supervisor import Supervisor, SupervisorConfig, load_supervisor_config
 
 __all__ = ["ADMIN_LISTENING_PREFIX", "LISTENING_PREFIX", "METRICS_LISTENING_PREFIX", "supervisor"]
@@ -61,8 +63,11 @@ def _config_option(required: bool) -> Callable[[Callable[..., None]], Callable[.
 @_config_option(required=False)
 @allow_example_secret_option
 @LOG_LEVEL_OPTION
+@EVENT_LOOP_OPTION
 @click.pass_context
-def supervisor(ctx: click.Context, config_path: Path | None, allow_example_secret: bool, log_level: str | None) -> None:
+def supervisor(
+    ctx: click.Context, config_path: Path | None, allow_example_secret: bool, log_level: str | None, event_loop: str
+) -> None:
     """Run the supervisor: SupervisorService for the nodes, SupervisorAdmin for `supervit ctl`.
 
     Prints "supervit supervisor listening on HOST:PORT" (and "supervit supervisor admin listening
@@ -81,7 +86,7 @@ def supervisor(ctx: click.Context, config_path: Path | None, allow_example_secre
     refuse_example_secrets(config.published_example_secrets(), allow_example_secret)
     level = python_log_level(log_level) if log_level else config.python_log_level
     setup_logging(level, config.server.log_format)
-    asyncio.run(Supervisor(config).run(on_ready=_announce))
+    run_serving(Supervisor(config).run(on_ready=_announce), event_loop=event_loop)
 
 
 def _store_name(config: SupervisorConfig) -> str:

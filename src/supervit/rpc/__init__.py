@@ -21,7 +21,13 @@ if TYPE_CHECKING:
     from supervit.rpc._memory import MemoryTrimmer, resident_bytes
     from supervit.rpc._refusals import RefusalLog
     from supervit.rpc._server import DEFAULT_MAX_CONCURRENT_RPCS, DEFAULT_MAX_MESSAGE_BYTES, RpcServer, ServerTLS
-    from supervit.rpc._tuning import tune_for_serving
+    from supervit.rpc._tuning import (
+        EVENT_LOOPS,
+        event_loop_factory,
+        event_loop_name,
+        run_serving,
+        tune_for_serving,
+    )
 else:
     # Imported on first use (supervit/_lazy.py); the block above, for type checkers, names the same.
     __getattr__, __dir__ = lazy_exports(
@@ -60,7 +66,13 @@ else:
                 "RpcServer",
                 "ServerTLS",
             ),
-            "supervit.rpc._tuning": ("tune_for_serving",),
+            "supervit.rpc._tuning": (
+                "EVENT_LOOPS",
+                "event_loop_factory",
+                "event_loop_name",
+                "run_serving",
+                "tune_for_serving",
+            ),
         },
     )
 
@@ -68,6 +80,7 @@ __all__ = [
     "ADMIN_LIMITS",
     "DEFAULT_MAX_CONCURRENT_RPCS",
     "DEFAULT_MAX_MESSAGE_BYTES",
+    "EVENT_LOOPS",
     "MAX_STORABLE_INT",
     "SUPERVISED_LIMITS",
     "SUPERVISOR_LIMITS",
@@ -85,7 +98,10 @@ __all__ = [
     "authenticated",
     "current_request_bytes",
     "default_limits",
+    "event_loop_factory",
+    "event_loop_name",
     "resident_bytes",
+    "run_serving",
     "service_handler",
     "tune_for_serving",
     "with_overrides",
