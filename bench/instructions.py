@@ -107,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--no-bare", action="store_true", help="leave the bare floor out")
+    parser.add_argument(
+        "--keep-dumps", type=Path, help="keep the callgrind files here (for callgrind_annotate); default: deleted"
+    )
     parser.add_argument("--json", help="write the figures here")
     _common.add_event_loop_argument(parser)  # trees older than --event-loop always run on asyncio
     args = parser.parse_args(argv)
@@ -118,7 +121,9 @@ def main(argv: list[str] | None = None) -> int:
         print("instructions.py needs valgrind (Debian/Ubuntu: apt install valgrind)", file=sys.stderr)
         return 2
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="callgrind-") as out_dir:
+    with ExitStack() as stack:
+        out_dir = args.keep_dumps or stack.enter_context(tempfile.TemporaryDirectory(prefix="callgrind-"))
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
         for rpc in rpcs:
             servers: list[tuple[str, Path | None]] = [] if args.no_bare else [("bare", None)]
             servers += [(f"tree {i + 1}", tree) for i, tree in enumerate(args.trees)]
