@@ -61,14 +61,32 @@ def _library_versions() -> dict[str, str | None]:
 EVENT_LOOP_ENV = "SUPERVIT_EVENT_LOOP"  # what `supervit node|supervisor --event-loop` reads too
 
 
-def add_event_loop_argument(parser: argparse.ArgumentParser) -> None:
+EVENT_LOOPS = ("auto", "asyncio", "uvloop")
+
+
+def _event_loops(text: str) -> list[str]:
+    loops = text.split(",")
+    for loop in loops:
+        if loop not in EVENT_LOOPS:
+            raise argparse.ArgumentTypeError(f"{loop!r} is not one of {', '.join(EVENT_LOOPS)}")
+    return loops
+
+
+def add_event_loop_argument(parser: argparse.ArgumentParser, *, several: bool = False) -> None:
     """``--event-loop``: the loop every server process runs on, supervit's and the bare floor alike
-    (set in the environment the servers inherit; default: the environment's, else auto)."""
+    (set in the environment the servers inherit; default: the environment's, else auto).
+
+    With ``several``, a comma-separated list (``args.event_loop`` is then a list).
+    """
+    default = os.environ.get(EVENT_LOOP_ENV, "auto")
     parser.add_argument(
         "--event-loop",
-        choices=("auto", "asyncio", "uvloop"),
-        default=os.environ.get(EVENT_LOOP_ENV, "auto"),
-        help="server event loop; auto = uvloop when installed (both servers always share one)",
+        type=_event_loops if several else str,
+        choices=None if several else EVENT_LOOPS,
+        default=[default] if several else default,
+        help="server event loop"
+        + ("(s), comma-separated, e.g. asyncio,uvloop" if several else "")
+        + "; auto = uvloop when installed (supervit and bare servers always share one)",
     )
 
 
@@ -78,11 +96,13 @@ def use_event_loop(args: argparse.Namespace) -> str:
     return server_event_loop()
 
 
-def server_event_loop() -> str:
-    """The loop a server started now runs on (``asyncio`` or ``uvloop``)."""
+def server_event_loop(choice: str | None = None) -> str:
+    """The loop a server started now (with ``choice``, default the environment's) runs on:
+    ``asyncio`` or ``uvloop``."""
     from supervit.rpc import event_loop_factory
 
-    return "asyncio" if event_loop_factory(os.environ.get(EVENT_LOOP_ENV, "auto")) is None else "uvloop"
+    chosen = choice if choice is not None else os.environ.get(EVENT_LOOP_ENV, "auto")
+    return "asyncio" if event_loop_factory(chosen) is None else "uvloop"
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:

@@ -59,9 +59,9 @@ def started(
 
 
 @contextmanager
-def bare_server() -> Iterator[tuple[str, int]]:
-    """The no-auth, no-storage floor server."""
-    with started([sys.executable, str(BENCH_DIR / "_bare.py")], "bare server listening on ") as found:
+def bare_server(env: dict[str, str] | None = None) -> Iterator[tuple[str, int]]:
+    """The no-auth, no-storage floor server (``env`` added to its environment)."""
+    with started([sys.executable, str(BENCH_DIR / "_bare.py")], "bare server listening on ", env=env) as found:
         yield found
 
 

@@ -10,6 +10,11 @@ checkout's. A checkout of an older commit for the "before" side::
 
 Prints, per server, the medians of the rounds and the median per-round ratios to the bare
 server and to the first tree (throughput and the server's CPU per call, all its threads).
+
+``--event-loop asyncio,uvloop`` runs the bare server and every tree on each loop (ratios to the
+bare server and to tree 1 on the same loop, and of each server to itself on the first loop)::
+
+    python bench/side_by_side.py --rpc get_realm,create_realm,report --event-loop asyncio,uvloop .
 """
 
 from __future__ import annotations
@@ -32,10 +37,10 @@ NODES = 1000  # registered nodes the reports rotate over (as bench_supervisor_in
 REALMS = 100  # realms seeded for get_realm (as bench_node_rpc.py)
 
 
-def _start(stack: ExitStack, rpc: str, tree: Path) -> tuple[str, int]:
-    """A daemon of ``tree`` for ``rpc``, seeded; returns (address, pid)."""
+def _start(stack: ExitStack, rpc: str, tree: Path, loop: str) -> tuple[str, int]:
+    """A daemon of ``tree`` for ``rpc`` on event loop ``loop``, seeded; returns (address, pid)."""
     directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="side-by-side-")))
-    env = {"PYTHONPATH": str(tree / "src")}
+    env = {"PYTHONPATH": str(tree / "src"), _common.EVENT_LOOP_ENV: loop}
     if rpc == "report":
         found = stack.enter_context(_procs.supervisor_daemon(directory, env=env))
         asyncio.run(_procs.register_nodes(found[0], "bench", NODES))
@@ -56,10 +61,17 @@ def compare(rpc: str, trees: list[Path], args: argparse.Namespace) -> dict[str, 
         workload = _loadgen.Workload("report", "bench", _procs.SECRET_HEX, nodes=NODES, mode=args.client_mode)
     else:
         workload = _loadgen.Workload(rpc, NODE_ID, _procs.SECRET_HEX, realm_ids=REALMS, mode=args.client_mode)
+    loops: list[str] = args.event_loop
+    suffix = {loop: f"/{loop}" if len(loops) > 1 else "" for loop in loops}
+    tree_of: dict[str, Path | None] = {}
     with ExitStack() as stack:
-        servers = {"bare": stack.enter_context(_procs.bare_server())}
-        for i, tree in enumerate(trees):
-            servers[f"tree {i + 1}"] = _start(stack, rpc, tree)
+        servers = {}
+        for loop in loops:
+            servers[f"bare{suffix[loop]}"] = stack.enter_context(_procs.bare_server({_common.EVENT_LOOP_ENV: loop}))
+            tree_of[f"bare{suffix[loop]}"] = None
+            for i, tree in enumerate(trees):
+                servers[f"tree {i + 1}{suffix[loop]}"] = _start(stack, rpc, tree, loop)
+                tree_of[f"tree {i + 1}{suffix[loop]}"] = tree
         names = list(servers)
         rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
         for r in range(args.rounds):
@@ -73,18 +85,25 @@ def compare(rpc: str, trees: list[Path], args: argparse.Namespace) -> dict[str, 
     servers_out = []
     for name in names:
         mine = rounds[name]
+        server, _, loop = name.partition("/")
+        same_loop = f"/{loop}" if loop else ""
+        first = f"{server}/{loops[0]}" if loop else name
+        tree = tree_of[name]
         servers_out.append(
             {
                 "server": name,
-                "tree": None if name == "bare" else str(trees[names.index(name) - 1]),
+                "tree": None if tree is None else str(tree),
+                "event_loop": _common.server_event_loop(loop or loops[0]),
                 "rps": round(statistics.median(m["rps"] for m in mine), 1),
                 "cpu_us_per_call": _median_or_none([m["server_cpu_us_per_call"] for m in mine]),
                 "p50_us": round(statistics.median(m["p50_us"] for m in mine), 1),
                 "errors": sum(m["errors"] for m in mine),
-                "rps_vs_bare": _median_ratio(mine, rounds["bare"], "rps"),
-                "cpu_vs_bare": _median_ratio(mine, rounds["bare"], "server_cpu_us_per_call"),
-                "rps_vs_tree_1": _median_ratio(mine, rounds["tree 1"], "rps"),
-                "cpu_vs_tree_1": _median_ratio(mine, rounds["tree 1"], "server_cpu_us_per_call"),
+                "rps_vs_bare": _median_ratio(mine, rounds[f"bare{same_loop}"], "rps"),
+                "cpu_vs_bare": _median_ratio(mine, rounds[f"bare{same_loop}"], "server_cpu_us_per_call"),
+                "rps_vs_tree_1": _median_ratio(mine, rounds[f"tree 1{same_loop}"], "rps"),
+                "cpu_vs_tree_1": _median_ratio(mine, rounds[f"tree 1{same_loop}"], "server_cpu_us_per_call"),
+                "rps_vs_first_loop": _median_ratio(mine, rounds[first], "rps"),
+                "cpu_vs_first_loop": _median_ratio(mine, rounds[first], "server_cpu_us_per_call"),
                 "rounds": mine,
             }
         )
@@ -96,25 +115,30 @@ def _median_or_none(values: list[float | None]) -> float | None:
     return round(statistics.median(known), 1) if known else None
 
 
-def print_rows(rows: list[dict[str, Any]], rounds: int) -> None:
+def print_rows(rows: list[dict[str, Any]], rounds: int, loops: list[str]) -> None:
+    several = len(loops) > 1
     table = []
     for row in rows:
         for s in row["servers"]:
-            mine = s["server"] != "bare"
-            table.append(
-                [
-                    row["rpc"], s["server"], s["rps"], s["p50_us"], s["cpu_us_per_call"], s["errors"],
-                    s["rps_vs_bare"] if mine else "", s["cpu_vs_bare"] if mine else "",
-                    s["rps_vs_tree_1"] if mine else "", s["cpu_vs_tree_1"] if mine else "",
-                ]
-            )  # fmt: skip
+            mine = not s["server"].startswith("bare")
+            cells = [
+                row["rpc"], s["server"], s["rps"], s["p50_us"], s["cpu_us_per_call"], s["errors"],
+                s["rps_vs_bare"] if mine else "", s["cpu_vs_bare"] if mine else "",
+                s["rps_vs_tree_1"] if mine else "", s["cpu_vs_tree_1"] if mine else "",
+            ]  # fmt: skip
+            if several:
+                cells += [s["rps_vs_first_loop"], s["cpu_vs_first_loop"]]
+            table.append(cells)
     print(f"medians of {rounds} alternating rounds (ratios: median of the per-round ratios)")
     headers = ["rpc", "server", "rps", "p50 µs", "CPU µs/call", "errors", "rps ÷ bare", "CPU ÷ bare"]
-    _common.print_table([*headers, "rps ÷ tree 1", "CPU ÷ tree 1"], table)
-    for row in rows:
-        for i, s in enumerate(row["servers"][1:], start=1):
-            print(f"tree {i}: {s['tree']}")
-        break
+    headers += ["rps ÷ tree 1", "CPU ÷ tree 1"]
+    if several:
+        headers += [f"rps ÷ {loops[0]}", f"CPU ÷ {loops[0]}"]
+    _common.print_table(headers, table)
+    if rows:
+        trees = {s["server"].partition("/")[0]: s["tree"] for s in rows[0]["servers"] if s["tree"]}
+        for name, tree in trees.items():
+            print(f"{name}: {tree}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,13 +150,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--client-mode", default="stub", choices=("stub", "raw"))
     parser.add_argument("--json", help="write the figures here")
-    _common.add_event_loop_argument(parser)  # trees older than --event-loop always run on asyncio
+    # Trees older than --event-loop always run on asyncio.
+    _common.add_event_loop_argument(parser, several=True)
     args = parser.parse_args(argv)
     rpcs = _common.rpcs_of(parser, args)
-    loop = _common.use_event_loop(args)
+    resolved = [_common.server_event_loop(loop) for loop in args.event_loop]
+    if len(set(resolved)) < len(resolved):
+        parser.error(f"--event-loop {','.join(args.event_loop)} names one loop twice ({', '.join(resolved)})")
+    args.event_loop = resolved
     rows = [compare(rpc, args.trees, args) for rpc in rpcs]
-    print(f"servers on the {loop} event loop")
-    print_rows(rows, args.rounds)
+    print(f"servers on the {', '.join(resolved)} event loop(s)")
+    print_rows(rows, args.rounds, resolved)
     if args.json:
         params = {k: (list(map(str, v)) if k == "trees" else v) for k, v in vars(args).items()}
         _common.write_json(args.json, "side_by_side", params, rows)

@@ -72,15 +72,28 @@ def test_bench_script_quick(tmp_path: Path, name: str) -> None:
 @pytest.mark.e2e
 @pytest.mark.timeout(300)
 def test_side_by_side_runs_trees_against_the_bare_server(tmp_path: Path) -> None:
-    """bench/side_by_side.py (the A/B of two trees) runs this checkout twice and writes its JSON."""
+    """bench/side_by_side.py (the A/B of trees) runs this checkout against the bare server and
+    writes its JSON; on each event loop when uvloop is installed (ratios within a loop, and of each
+    server to itself on the first loop)."""
+    loops = ["asyncio", "uvloop"] if importlib.util.find_spec("uvloop") else ["asyncio"]
     out = tmp_path / "side_by_side.json"
     args = ["--rpc", "get_realm", "--rounds", "1", "--duration", "0.5", "--warmup", "0.2", "--json", str(out)]
-    result = run_bench("side_by_side.py", *args, str(ROOT), str(ROOT))
+    result = run_bench("side_by_side.py", *args, "--event-loop", ",".join(loops), str(ROOT))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     (row,) = json.loads(out.read_text())["results"]
-    assert [s["server"] for s in row["servers"]] == ["bare", "tree 1", "tree 2"]
+    suffix = [f"/{loop}" for loop in loops] if len(loops) > 1 else [""]
+    assert [s["server"] for s in row["servers"]] == [f"{name}{s}" for s in suffix for name in ("bare", "tree 1")]
+    assert [s["event_loop"] for s in row["servers"]] == [loop for loop in loops for _ in range(2)]
     assert all(s["errors"] == 0 and s["rps"] > 0 for s in row["servers"])
-    assert row["servers"][1]["rps_vs_tree_1"] == 1.0
+    assert [s["rps_vs_tree_1"] for s in row["servers"][1::2]] == [1.0] * len(loops)
+    assert [s["rps_vs_first_loop"] for s in row["servers"][:2]] == [1.0, 1.0]
+
+
+def test_side_by_side_refuses_one_loop_twice() -> None:
+    result = run_bench("side_by_side.py", "--event-loop", "asyncio,asyncio", str(ROOT))
+    assert result.returncode == 2 and "names one loop twice" in result.stderr
+    result = run_bench("side_by_side.py", "--event-loop", "asyncio,trio", str(ROOT))
+    assert result.returncode == 2 and "'trio' is not one of auto, asyncio, uvloop" in result.stderr
 
 
 def test_side_by_side_refuses_a_directory_that_is_not_a_checkout(tmp_path: Path) -> None:
