@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "EVENT_LOOP_ENV",
     "RPCS",
     "add_event_loop_argument",
     "add_tree_arguments",
@@ -26,7 +27,9 @@ __all__ = [
     "percentile",
     "print_table",
     "rpcs_of",
+    "server_event_loop",
     "summarize_ns",
+    "use_event_loop",
     "write_json",
 ]
 
@@ -61,10 +64,9 @@ def _library_versions() -> dict[str, str | None]:
 EVENT_LOOP_ENV = "SUPERVIT_EVENT_LOOP"  # what `supervit node|supervisor --event-loop` reads too
 
 
-EVENT_LOOPS = ("auto", "asyncio", "uvloop")
-
-
 def _event_loops(text: str) -> list[str]:
+    from supervit.rpc import EVENT_LOOPS
+
     loops = text.split(",")
     for loop in loops:
         if loop not in EVENT_LOOPS:
@@ -78,6 +80,8 @@ def add_event_loop_argument(parser: argparse.ArgumentParser, *, several: bool = 
 
     With ``several``, a comma-separated list (``args.event_loop`` is then a list).
     """
+    from supervit.rpc import EVENT_LOOPS
+
     default = os.environ.get(EVENT_LOOP_ENV, "auto")
     parser.add_argument(
         "--event-loop",

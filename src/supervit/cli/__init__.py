@@ -1,4 +1,5 @@
-"""The ``supervit`` command line: one sync entry point per command, ``asyncio.run`` only here.
+"""The ``supervit`` command line: one sync entry point per command; event loops are started only here
+(``asyncio.run``, or ``supervit.rpc.run_serving`` for the daemons: ``--event-loop``).
 
 Commands are imported lazily so ``supervit gen-credential`` does not pay for the daemon's imports.
 
