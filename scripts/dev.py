@@ -2,7 +2,7 @@
 """One entry point for people and CI; needs only Python 3.11+ and pip.
 
     python3 scripts/dev.py demo      # supervisor + two nodes on loopback (installs into .venv first)
-    python3 scripts/dev.py test      # the whole test suite (4 workers, line coverage with a 90 % floor)
+    python3 scripts/dev.py test      # the whole test suite (6 workers, line coverage with a 90 % floor)
     python3 scripts/dev.py check     # ruff lint + format check, mypy strict, generated-code drift
     python3 scripts/dev.py bench     # the benchmark suite (see docs/performance.md)
     python3 scripts/dev.py protos    # regenerate src/supervit/_proto from proto/
@@ -109,7 +109,9 @@ def main(argv: list[str]) -> None:
             run([str(PY), "-m", "pytest", *rest], env)
         else:
             # The whole suite: parallel workers (tests use port 0 and temp dirs) and line coverage with its floor.
-            run([str(PY), "-m", "pytest", "-n", "4", "--cov", "--cov-report=term"], env)
+            # 6 workers on 2 cores: many tests wait on processes they started, so 4 left a core idle
+            # (docs/performance.md, "The test suite": 82 s instead of 94 s; 8 were slower again).
+            run([str(PY), "-m", "pytest", "-n", "6", "--cov", "--cov-report=term"], env)
     elif command == "demo":
         run([str(BIN / "supervit"), "demo", *rest])
     elif command == "check":

@@ -56,20 +56,14 @@ def test_a_refused_choice_closes_the_coroutine() -> None:
     assert coro.cr_frame is None  # closed: no "never awaited" warning (warnings are errors here)
 
 
-def test_cli_refuses_uvloop_when_missing(tmp_path: Path) -> None:
+def test_cli_refuses_uvloop_when_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Usage error naming the option, exit 2, before anything starts."""
+    monkeypatch.setitem(sys.modules, "uvloop", None)
     config = tmp_path / "node.toml"
     config.write_text("")
-    code = (
-        "import sys; sys.modules['uvloop'] = None\n"
-        "from supervit.cli import main\n"
-        f"main(['node', '--config', {str(config)!r}, '--event-loop', 'uvloop'])"
-    )
-    import subprocess
-
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
-    assert done.returncode == 2
-    assert "--event-loop" in done.stderr and "uvloop is not installed" in done.stderr
+    result = run_cli("node", "--config", str(config), "--event-loop", "uvloop")
+    assert result.returncode == 2
+    assert "--event-loop" in result.stderr and "uvloop is not installed" in result.stderr
 
 
 def test_cli_lists_the_choices() -> None:
