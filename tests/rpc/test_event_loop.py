@@ -11,11 +11,14 @@ import grpc
 import pytest
 
 from supervit import ConfigError
+from supervit.auth import SharedSecret, Signer, request_payload
+from supervit.client import SupervisedClient
 from supervit.node import NodeDaemon
-from supervit.protocol import supervised_pb2, supervised_pb2_grpc
+from supervit.protocol import supervised_pb2
 from supervit.rpc import EVENT_LOOPS, event_loop_factory, event_loop_name, run_serving
 from tests.cli._inprocess import run_cli
-from tests.node.test_daemon import make_config
+from tests.conftest import SECRET_HEX
+from tests.node.test_daemon import NODE, make_config
 
 HAVE_UVLOOP = importlib.util.find_spec("uvloop") is not None and sys.platform != "win32"
 needs_uvloop = pytest.mark.skipif(not HAVE_UVLOOP, reason="uvloop is not installed (pip install 'supervit[uvloop]')")
@@ -74,20 +77,40 @@ def test_cli_lists_the_choices() -> None:
 
 @pytest.mark.parametrize("choice", [pytest.param(c, marks=needs_uvloop) if c != "asyncio" else c for c in EVENT_LOOPS])
 def test_a_node_daemon_serves_on_each_loop(tmp_path: Path, choice: str) -> None:
-    """A real NodeDaemon on the chosen loop answers a real (unauthenticated, hence refused) call."""
+    """A real NodeDaemon on the chosen loop: signed writes are committed and answered (the group
+    commit's thread wakes the loop), a replayed credential is refused, an unsigned call too."""
 
-    async def main() -> tuple[str, grpc.StatusCode]:
-        async with NodeDaemon(make_config(tmp_path), tune_process=False) as daemon:
-            async with grpc.aio.insecure_channel(daemon.address) as channel:
-                stub = supervised_pb2_grpc.SupervisedServiceStub(channel)
+    async def main() -> tuple[str, list[int], grpc.StatusCode, grpc.StatusCode]:
+        async with (
+            NodeDaemon(make_config(tmp_path), tune_process=False) as daemon,
+            SupervisedClient(daemon.address, NODE, SharedSecret.from_hex(SECRET_HEX), timeout=10) as node,
+            grpc.aio.insecure_channel(daemon.address) as channel,
+        ):
+            created = await asyncio.gather(*(node.create_realm(i, f"realm {i}", version=i) for i in range(1, 41)))
+            stored = [(await node.get_realm(i)).realm_id for i in (1, 40)]
+            assert sorted(r.realm_id for r in created) == list(range(1, 41))
+            request = supervised_pb2.GetRealmRequest(realm_id=1)
+            request.credential.CopyFrom(
+                Signer(SharedSecret.from_hex(SECRET_HEX)).credential(request_payload(request, NODE))
+            )
+            call = channel.unary_unary(
+                "/supervisor.v1.SupervisedService/GetRealm",
+                response_deserializer=supervised_pb2.GetRealmResponse.FromString,
+            )
+            await call(request.SerializeToString(), timeout=10)
+            codes = []
+            for raw in (
+                request.SerializeToString(),
+                supervised_pb2.GetRealmRequest(realm_id=1).SerializePartialToString(),
+            ):
                 try:
-                    await stub.GetNodeInfo(supervised_pb2.GetNodeInfoRequest(), timeout=10)
+                    await call(raw, timeout=10)
                 except grpc.aio.AioRpcError as exc:
-                    code = exc.code()
-                else:
-                    raise AssertionError("an unsigned request was answered")
-            return event_loop_name(asyncio.get_running_loop()), code
+                    codes.append(exc.code())
+            return event_loop_name(asyncio.get_running_loop()), stored, codes[0], codes[1]
 
-    name, code = run_serving(main(), event_loop=choice)
+    name, stored, replayed, unsigned = run_serving(main(), event_loop=choice)
     assert name == ("asyncio" if choice == "asyncio" else "uvloop")
-    assert code == grpc.StatusCode.INVALID_ARGUMENT  # no credential: refused by the request checks
+    assert stored == [1, 40]
+    assert replayed == grpc.StatusCode.UNAUTHENTICATED  # the same nonce twice
+    assert unsigned == grpc.StatusCode.INVALID_ARGUMENT  # no credential: refused by the request checks
