@@ -23,7 +23,7 @@ from supervit.protocol import (
     supervisor_pb2,
     supervisor_pb2_grpc,
 )
-from supervit.rpc import run_serving
+from supervit.rpc import EVENT_LOOP_ENV, run_serving
 
 _REALM = common_pb2.RealmInfo(
     realm_id=1, name="bare", enabled=True, created_at=1, updated_at=1, version=1, expires_at=0, status="Normal"
@@ -77,7 +77,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     ns = parser.parse_args()
     # The same loop as the supervit daemons of the run (SUPERVIT_EVENT_LOOP, default auto).
-    run_serving(serve(ns.host, ns.port), event_loop=os.environ.get("SUPERVIT_EVENT_LOOP", "auto"))
+    run_serving(serve(ns.host, ns.port), event_loop=os.environ.get(EVENT_LOOP_ENV, "auto"))
 
 
 if __name__ == "__main__":

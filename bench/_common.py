@@ -18,6 +18,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from supervit.rpc import EVENT_LOOP_ENV, EVENT_LOOPS, event_loop_factory  # the daemons' own
+
 __all__ = [
     "EVENT_LOOP_ENV",
     "RPCS",
@@ -61,12 +63,7 @@ def _library_versions() -> dict[str, str | None]:
     return found
 
 
-EVENT_LOOP_ENV = "SUPERVIT_EVENT_LOOP"  # what `supervit node|supervisor --event-loop` reads too
-
-
 def _event_loops(text: str) -> list[str]:
-    from supervit.rpc import EVENT_LOOPS
-
     loops = text.split(",")
     for loop in loops:
         if loop not in EVENT_LOOPS:
@@ -80,8 +77,6 @@ def add_event_loop_argument(parser: argparse.ArgumentParser, *, several: bool = 
 
     With ``several``, a comma-separated list (``args.event_loop`` is then a list).
     """
-    from supervit.rpc import EVENT_LOOPS
-
     default = os.environ.get(EVENT_LOOP_ENV, "auto")
     parser.add_argument(
         "--event-loop",
@@ -103,8 +98,6 @@ def use_event_loop(args: argparse.Namespace) -> str:
 def server_event_loop(choice: str | None = None) -> str:
     """The loop a server started now (with ``choice``, default the environment's) runs on:
     ``asyncio`` or ``uvloop``."""
-    from supervit.rpc import event_loop_factory
-
     chosen = choice if choice is not None else os.environ.get(EVENT_LOOP_ENV, "auto")
     return "asyncio" if event_loop_factory(chosen) is None else "uvloop"
 

@@ -17,7 +17,7 @@ from prometheus_client import disable_created_metrics
 from supervit._exceptions import ConfigError
 from supervit.auth import MAKE_SECRET_HINT
 from supervit.protocol import LOG_LEVELS
-from supervit.rpc import EVENT_LOOPS, event_loop_factory
+from supervit.rpc import EVENT_LOOP_ENV, EVENT_LOOPS, event_loop_factory
 from supervit.telemetry import configure_logging
 
 __all__ = [
@@ -92,9 +92,6 @@ def freeze_startup_heap() -> None:
     """
     gc.collect()
     gc.freeze()
-
-
-EVENT_LOOP_ENV = "SUPERVIT_EVENT_LOOP"
 
 
 def _check_event_loop(ctx: click.Context, param: click.Parameter, value: str) -> str:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from supervit.rpc._refusals import RefusalLog
     from supervit.rpc._server import DEFAULT_MAX_CONCURRENT_RPCS, DEFAULT_MAX_MESSAGE_BYTES, RpcServer, ServerTLS
     from supervit.rpc._tuning import (
+        EVENT_LOOP_ENV,
         EVENT_LOOPS,
         event_loop_factory,
         event_loop_name,
@@ -67,6 +68,7 @@ else:
                 "ServerTLS",
             ),
             "supervit.rpc._tuning": (
+                "EVENT_LOOP_ENV",
                 "EVENT_LOOPS",
                 "event_loop_factory",
                 "event_loop_name",
@@ -81,6 +83,7 @@ __all__ = [
     "DEFAULT_MAX_CONCURRENT_RPCS",
     "DEFAULT_MAX_MESSAGE_BYTES",
     "EVENT_LOOPS",
+    "EVENT_LOOP_ENV",
     "MAX_STORABLE_INT",
     "SUPERVISED_LIMITS",
     "SUPERVISOR_LIMITS",

@@ -14,6 +14,7 @@ from supervit._exceptions import ConfigError
 
 __all__ = [
     "EVENT_LOOPS",
+    "EVENT_LOOP_ENV",
     "SERVER_GC_GEN0_THRESHOLD",
     "event_loop_factory",
     "event_loop_name",
@@ -49,6 +50,9 @@ def tune_for_serving() -> None:
     if 0 < young < SERVER_GC_GEN0_THRESHOLD:
         gc.set_threshold(SERVER_GC_GEN0_THRESHOLD, *older)
 
+
+EVENT_LOOP_ENV = "SUPERVIT_EVENT_LOOP"
+"""The environment variable the daemon commands read ``--event-loop`` from."""
 
 EVENT_LOOPS = ("auto", "asyncio", "uvloop")
 """The event loops a daemon command can run on (``--event-loop``, ``SUPERVIT_EVENT_LOOP``).
