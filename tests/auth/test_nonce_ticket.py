@@ -12,7 +12,7 @@ from supervit import _exceptions as exc
 from supervit.auth import SqliteNonceStorage
 from supervit.storage import Database, RealmStore, open_node_database, riding
 from tests.conftest import FakeClock
-from tests.nonce_files import companion_nonces, logged_nonces
+from tests.nonce_files import REFUSE_REALM_INSERTS, companion_nonces, logged_nonces
 
 
 @pytest.fixture
@@ -110,10 +110,10 @@ async def test_failed_write_leaves_the_nonce_to_the_log(tmp_path: Path, actrix: 
     store = await SqliteNonceStorage.open(tmp_path, clock=clock, companion=actrix)
     realms = RealmStore(actrix, clock=clock)
     try:
-        await actrix.write(lambda c: c.execute("DELETE FROM store_meta WHERE key = 'realm_count'"))
+        await actrix.write(lambda c: c.execute(REFUSE_REALM_INSERTS))
         ticket = await store.reserve("n5", clock.now + 600)
         assert ticket is not None
-        with riding(ticket), pytest.raises(exc.StorageError, match="realm_count"):
+        with riding(ticket), pytest.raises(exc.StorageError, match="realm insert refused"):
             await realms.create(5, "five", True, [], 1)
         assert ticket.recorded
         await ticket.settle()

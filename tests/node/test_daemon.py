@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from supervit.node import ClientWiring, NodeDaemon, services_from_config
 from supervit.protocol import common_pb2, supervised_pb2
 from tests.conftest import SECRET_HEX
 from tests.node._helpers import METRICS, NodeClient
+from tests.nonce_files import companion_nonces
 from tests.tls_certs import generate_tls_files
 
 sd = supervised_pb2
@@ -105,8 +105,7 @@ async def test_realms_config_and_nonces_survive_restart(tmp_path: Path) -> None:
     await daemon.stop()
     # The daemon wires actrix.db as the nonce store's companion: the realm and its nonce are one
     # commit (and the config value and its nonce another).
-    with sqlite3.connect(tmp_path / "actrix.db") as conn:
-        nonces = [n for (n,) in conn.execute("SELECT nonce FROM accepted_nonces ORDER BY rowid")]
+    nonces = companion_nonces(tmp_path)
     assert len(nonces) == 2 and nonces[0] == create.credential.nonce
 
     again = NodeDaemon(config, metrics=StaticMetricsProvider(METRICS, 5))

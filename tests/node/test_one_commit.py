@@ -15,7 +15,7 @@ import pytest
 from supervit.node import Supervisord
 from supervit.protocol import common_pb2, supervised_pb2
 from tests.node._helpers import NodeClient, RunningNode, running_node, status_of
-from tests.nonce_files import companion_nonces, logged_nonces
+from tests.nonce_files import REFUSE_REALM_INSERTS, companion_nonces, logged_nonces
 
 sd = supervised_pb2
 
@@ -125,14 +125,28 @@ async def test_an_abort_inside_the_service_is_sent_only_after_the_nonce_is_durab
 
 
 async def test_failed_realm_write_is_internal_and_keeps_its_nonce(tmp_path: Path) -> None:
-    """The realm write fails (its counter row is gone): INTERNAL, no realm, and the nonce, written
+    """The realm write fails (its statement aborts): INTERNAL, no realm, and the nonce, written
     outside the failed statement, committed in the same transaction: the copy is a replay."""
     data = tmp_path / "data"
     async with running_node(data, sqlite_nonces=True) as node:
-        await node.db.write(lambda c: c.execute("DELETE FROM store_meta WHERE key = 'realm_count'"))
+        await node.db.write(lambda c: c.execute(REFUSE_REALM_INSERTS))
         request = node.client.sign(sd.CreateRealmRequest(realm_id=5, name="x", enabled=True, version=1, expires_at=0))
         assert "storage failure" in await expect_status(node.client, request, grpc.StatusCode.INTERNAL)
         assert companion_nonces(data) == [request.credential.nonce]
+        assert await expect_status(node.client, request, grpc.StatusCode.UNAUTHENTICATED) == "nonce already used"
+
+
+async def test_a_group_that_cannot_count_its_realms_fails_whole_and_keeps_the_nonce(tmp_path: Path) -> None:
+    """The realm counter row is gone: the group's counter update fails, so the whole group rolls
+    back (no realm without its count) and is INTERNAL; the nonce, not committed with it, goes to
+    the nonce log before the answer: the copy is a replay."""
+    data = tmp_path / "data"
+    async with running_node(data, sqlite_nonces=True) as node:
+        await node.db.write(lambda c: c.execute("DELETE FROM store_meta WHERE key = 'realm_count'"))
+        request = node.client.sign(sd.CreateRealmRequest(realm_id=7, name="x", enabled=True, version=1, expires_at=0))
+        assert "realm_count" in await expect_status(node.client, request, grpc.StatusCode.INTERNAL)
+        assert companion_nonces(data) == [] and logged_nonces(data) == [request.credential.nonce]
+        assert await node.supervisord.realm_store.get(7) is None
         assert await expect_status(node.client, request, grpc.StatusCode.UNAUTHENTICATED) == "nonce already used"
 
 

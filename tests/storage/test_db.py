@@ -266,3 +266,69 @@ async def test_write_lock_held_elsewhere_waits_without_blocking_the_loop(db: Dat
     assert await writing == 1
     tick_task.cancel()
     assert outside_values(db.path) == ["waited"]
+
+
+async def test_what_a_group_shares_is_written_once_in_its_transaction(db: Database) -> None:
+    """Items handed to add_to_group by a group's writes reach their flush once, together, after
+    the last write and in the same transaction; a failed write's later items are its own choice."""
+    await db.write(lambda c: c.execute("CREATE TABLE shared (n INTEGER NOT NULL, items TEXT NOT NULL)"))
+    calls: list[list[str]] = []
+
+    def flush(conn: sqlite3.Connection, items: list[str]) -> None:
+        calls.append(list(items))
+        conn.execute("INSERT INTO shared (n, items) VALUES (?, ?)", (len(items), ",".join(items)))
+
+    def write(value: str) -> Callable[[sqlite3.Connection], int]:
+        def run(conn: sqlite3.Connection) -> int:
+            row_id = insert(value)(conn)
+            db.add_to_group(flush, value)
+            return row_id
+
+        return run
+
+    release, first = await block_writer(db)
+    writes = [asyncio.ensure_future(db.write(write(f"v{i}"))) for i in range(5)]
+    await asyncio.sleep(0.01)
+    release.set()
+    await first
+    await asyncio.gather(*writes)
+    assert calls == [["v0", "v1", "v2", "v3", "v4"]]  # one group, one flush with every item
+    conn = sqlite3.connect(db.path)
+    try:
+        assert conn.execute("SELECT n, items FROM shared").fetchall() == [(5, "v0,v1,v2,v3,v4")]
+    finally:
+        conn.close()
+    await db.write(write("v5"))  # the next group starts with nothing left over
+    assert calls[-1] == ["v5"]
+
+
+async def test_a_failing_flush_fails_the_whole_group_and_the_next_group_runs(tmp_path: Path) -> None:
+    """If what a group shares cannot be written, none of its writes is applied and each gets
+    StorageError naming the cause; the writes queued behind it form the next group as usual."""
+    db = await Database.open(tmp_path / "test.db", MIGRATIONS, batching=BatchPolicy(max_items=2))
+
+    def refuse(conn: sqlite3.Connection, items: list[str]) -> None:
+        raise sqlite3.OperationalError("shared row refused")
+
+    def write(value: str, shared: bool) -> Callable[[sqlite3.Connection], int]:
+        def run(conn: sqlite3.Connection) -> int:
+            row_id = insert(value)(conn)
+            if shared:
+                db.add_to_group(refuse, value)
+            return row_id
+
+        return run
+
+    try:
+        release, first = await block_writer(db)
+        doomed = [asyncio.ensure_future(db.write(write(v, shared=v == "b"))) for v in ("a", "b")]
+        queued = asyncio.ensure_future(db.write(write("c", shared=False)))  # beyond max_items: next group
+        await asyncio.sleep(0.01)
+        release.set()
+        await first
+        results = await asyncio.gather(*doomed, return_exceptions=True)
+        assert all(isinstance(r, StorageError) and "shared row refused" in str(r) for r in results)
+        assert await asyncio.wait_for(queued, 5) > 0
+        assert outside_values(db.path) == ["c"]
+    finally:
+        await db.close()

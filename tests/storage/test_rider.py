@@ -147,7 +147,7 @@ async def test_riders_of_concurrent_writes_share_one_group(db: Database) -> None
 async def test_a_node_database_at_schema_2_is_upgraded_keeping_its_realms(tmp_path: Path) -> None:
     """Schema 3 adds `accepted_nonces` to actrix.db; realms written at schema 2 are kept."""
     old = await Database.open(tmp_path / NODE_DB_FILENAME, NODE_MIGRATIONS[:2])
-    assert await RealmStore(old).create(5, "old", True, [], 4) is not None
+    await old.write(lambda c: c.execute(_SCHEMA_2_REALM))  # as that release wrote it (its trigger counts)
     await old.close()
 
     db = await open_node_database(tmp_path)
@@ -157,7 +157,45 @@ async def test_a_node_database_at_schema_2_is_upgraded_keeping_its_realms(tmp_pa
         realm = await RealmStore(db).get(5)
         assert realm is not None and realm.name == "old"
         assert await RealmStore(db).count() == 1
-        await db.write(lambda c: c.execute("INSERT INTO accepted_nonces (nonce, expires_at) VALUES ('n', 1)"))
-        assert committed(db.path, "accepted_nonces", "nonce") == ["n"]
+        await db.write(lambda c: c.execute("INSERT INTO accepted_nonces (expires_at, nonces) VALUES (1, '[\"n\"]')"))
+        assert committed(db.path, "accepted_nonces", "nonces") == ['["n"]']
+    finally:
+        await db.close()
+
+
+_SCHEMA_2_REALM = "INSERT INTO realms (realm_id, name, enabled, created_at, version) VALUES (5, 'old', 1, 1, 4)"
+
+
+async def test_schema_4_keeps_schema_3_nonces_and_counts_realms_once_per_group(tmp_path: Path) -> None:
+    """Schema 4 moves actrix.db's nonces (one row each at schema 3) into one row per group
+    commit, keeping every one with its expiry, and replaces the counting triggers: the counter is
+    recounted at the upgrade and then changed once per group by RealmStore."""
+    old = await Database.open(tmp_path / NODE_DB_FILENAME, NODE_MIGRATIONS[:3])
+    await old.write(lambda c: c.execute(_SCHEMA_2_REALM))
+    for nonce, expiry in (("a", 100), ("b", 100), ("c", 200)):
+        await old.write(
+            lambda c, n=nonce, e=expiry: c.execute(
+                "INSERT INTO accepted_nonces (nonce, expires_at) VALUES (?, ?)", (n, e)
+            )
+        )
+    await old.write(lambda c: c.execute("UPDATE store_meta SET value = 7 WHERE key = 'realm_count'"))  # drifted
+    await old.close()
+
+    db = await open_node_database(tmp_path)
+    try:
+        rows = await db.read(
+            lambda c: c.execute("SELECT expires_at, nonces FROM accepted_nonces ORDER BY expires_at").fetchall()
+        )
+        assert rows == [(100, '["a","b"]'), (200, '["c"]')]
+        triggers = await db.read(
+            lambda c: c.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall()
+        )
+        assert triggers == []
+        store = RealmStore(db)
+        assert await store.count() == 1  # recounted, not the drifted 7
+        created = await asyncio.gather(*(store.create(i, f"r{i}", True, [], 1) for i in range(10, 20)))
+        assert all(created)
+        assert await store.delete(5) and not await store.delete(5)
+        assert await store.count() == 10 == len((await store.list_page()).realms)
     finally:
         await db.close()

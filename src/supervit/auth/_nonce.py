@@ -147,14 +147,10 @@ _COUNT_SQL = (
 )
 
 
-# A companion database's ``accepted_nonces`` table (the node database's schema 3): one row per
-# nonce, written by the request's own transaction (NonceTicket.write).
-_COMPANION_INSERT_SQL = "INSERT INTO accepted_nonces (nonce, expires_at) VALUES (?, ?)"
-_COMPANION_LOAD_SQL = "SELECT nonce, expires_at FROM accepted_nonces WHERE expires_at >= ?"
-_COMPANION_COUNT_SQL = "SELECT COUNT(*) FROM accepted_nonces"
-_COMPANION_CLEANUP_SQL = """
-DELETE FROM accepted_nonces WHERE rowid IN (SELECT rowid FROM accepted_nonces WHERE expires_at < ? LIMIT ?)
-"""
+# The log's layout, in nonce.db and in a companion database (the node database's schema 4): one
+# row per group commit holding its nonces as a JSON array.
+_LOG_LOAD_SQL = "SELECT nonces, expires_at FROM accepted_nonces WHERE expires_at >= ?"
+_LOG_COUNT_SQL = "SELECT COALESCE(SUM(json_array_length(nonces)), 0) FROM accepted_nonces"
 
 _PENDING, _RIDING, _LOGGING, _RECORDED = range(4)
 
@@ -192,8 +188,11 @@ class NonceTicket:
         return False
 
     def write(self, conn: sqlite3.Connection) -> None:
-        """Record the nonce inside the carrying transaction."""
-        conn.execute(_COMPANION_INSERT_SQL, (self.nonce, self.expires_at))
+        """Record the nonce inside the carrying transaction: one row per group commit holds the
+        nonces of all its writes (:meth:`~supervit.storage.Database.add_to_group`)."""
+        companion = self._store.companion
+        assert companion is not None  # board() accepts the companion only
+        companion.add_to_group(_append_nonces, (self.nonce, self.expires_at))
 
     def landed(self, committed: bool) -> None:
         """The carrying transaction's fate: committed, or not (the log takes over if settling)."""
@@ -244,6 +243,14 @@ class NonceTicket:
             done.exception()  # a settler cancelled meanwhile leaves it unread: not worth a warning
 
 
+def _logged(conn: sqlite3.Connection, now: int) -> list[tuple[str, int]]:
+    """The unexpired nonces of a log table, each with its row's expiry."""
+    rows: list[tuple[str, int]] = []
+    for text, expiry in conn.execute(_LOG_LOAD_SQL, (now,)):
+        rows.extend((nonce, expiry) for nonce in json.loads(text))
+    return rows
+
+
 def _append_nonces(conn: sqlite3.Connection, accepted: list[tuple[str, int]]) -> None:
     # Uniqueness was decided in memory; the file only has to remember the nonces across restarts,
     # so a batch is one appended row (expiring with its latest nonce) instead of one B-tree
@@ -271,11 +278,12 @@ class SqliteNonceStorage(NonceStorage):
     process sharing the file must use it (opening in this mode adopts the log into the table).
 
     A *companion* database (the node's ``actrix.db``, whose schema has an ``accepted_nonces``
-    table of one nonce per row) lets a request record its nonce in the same transaction as its own
-    write: :meth:`reserve` remembers the nonce (atomically, in memory) and returns a
-    :class:`NonceTicket` that either rides on that write or is appended to the log by
-    :meth:`NonceTicket.settle`. The companion's nonces are loaded at start-up, counted and cleaned
-    up with this file's; the companion itself is its owner's to open and close.
+    table laid out like this file's: one row of nonces per group commit) lets a request record its
+    nonce in the same transaction as its own write: :meth:`reserve` remembers the nonce
+    (atomically, in memory) and returns a :class:`NonceTicket` that either rides on that write or
+    is appended to the log by :meth:`NonceTicket.settle`. The companion's nonces are loaded at
+    start-up, counted and cleaned up with this file's; the companion itself is its owner's to open
+    and close.
     """
 
     FILE_NAME = "nonce.db"
@@ -452,15 +460,12 @@ class SqliteNonceStorage(NonceStorage):
             rows: list[tuple[str, int]] = conn.execute(
                 "SELECT nonce, expires_at FROM nonces WHERE expires_at >= ?", (now,)
             ).fetchall()
-            for text, expiry in conn.execute(
-                "SELECT nonces, expires_at FROM accepted_nonces WHERE expires_at >= ?", (now,)
-            ):
-                rows.extend((nonce, expiry) for nonce in json.loads(text))
+            rows.extend(_logged(conn, now))
             return rows
 
         rows = await self._db.read(run)
         if self._companion is not None:
-            rows.extend(await self._companion.read(lambda c: c.execute(_COMPANION_LOAD_SQL, (now,)).fetchall()))
+            rows.extend(await self._companion.read(lambda c: _logged(c, now)))
         window = NonceWindow()
         for nonce, expiry in rows:
             window.consume(nonce, expiry, now)
@@ -471,7 +476,7 @@ class SqliteNonceStorage(NonceStorage):
         removed = 0
         statements = [(self._db, NONCE_CLEANUP_SQL), (self._db, NONCE_LOG_CLEANUP_SQL)]
         if self._companion is not None:
-            statements.append((self._companion, _COMPANION_CLEANUP_SQL))
+            statements.append((self._companion, NONCE_LOG_CLEANUP_SQL))
         for db, sql in statements:
             while True:
                 now, chunk = int(self._clock()), self._cleanup_chunk
@@ -495,7 +500,7 @@ class SqliteNonceStorage(NonceStorage):
         """Nonces currently stored (expired ones included until cleaned up)."""
         count = await self._db.read(lambda c: int(c.execute(_COUNT_SQL).fetchone()[0]))
         if self._companion is not None:
-            count += await self._companion.read(lambda c: int(c.execute(_COMPANION_COUNT_SQL).fetchone()[0]))
+            count += await self._companion.read(lambda c: int(c.execute(_LOG_COUNT_SQL).fetchone()[0]))
         return count
 
     async def _cleanup_loop(self) -> None:

@@ -11,6 +11,10 @@ which waits for the disk, runs on a committer thread. Writes arriving while a co
 form the next group. Compared with a writer thread running every statement, this saves a GIL
 hand-off per operation (bench/bench_node_rpc.py measures it; docs/performance.md).
 
+Work that a group's operations share is written once per group: an operation hands an item to
+:meth:`Database.add_to_group` (a counter change, an accepted nonce) and the group writes all of
+them with one statement after its last operation, in the same transaction (step 16).
+
 Reads run on a separate reader thread with its own connection; WAL lets them proceed while the
 writer commits, and they see everything that was committed before the read started.
 """
@@ -113,6 +117,7 @@ class _WriteOp:
 
 
 _Outcome = tuple[_WriteOp, bool, Any]
+GroupFlush = Callable[[sqlite3.Connection, list[Any]], None]
 
 
 def _land(group: list[_WriteOp], committed: bool) -> None:
@@ -169,6 +174,7 @@ class Database:
         self._closed = False
         self._lookup_conn: sqlite3.Connection | None = None
         self._group_size = 0
+        self._group_items: dict[GroupFlush, list[Any]] = {}
         self.commit_observer: Callable[[float, int], None] | None = None
         """Called as ``(seconds, operations)`` after each successful group commit, on the committer
         thread (metrics: ``supervit_db_commit_seconds``); must be thread-safe and quick."""
@@ -300,6 +306,23 @@ class Database:
             self._end_linger()  # a full group waits for no one
         return await future
 
+    def add_to_group(self, flush: GroupFlush, item: Any) -> None:
+        """Hand ``item`` to ``flush``, which the running group calls once, as ``flush(conn, items)``
+        with every item handed to it during the group, after the group's last operation and
+        before its COMMIT (same transaction): one statement per group instead of one per
+        operation, for what operations share (a counter change, accepted nonces).
+
+        Call it only from a write's ``fn`` or a rider's ``write``, once the operation's own
+        changes are final: an item is not taken back if the operation's savepoint rolls back
+        afterwards. If ``flush`` raises, the whole group fails: none of its operations is
+        applied and every writer of it gets :class:`StorageError`.
+        """
+        items = self._group_items.get(flush)
+        if items is None:
+            self._group_items[flush] = [item]
+        else:
+            items.append(item)
+
     def _end_linger(self) -> None:
         """Start the group that is waiting for company now (if one is)."""
         handle, self._lingering = self._lingering, None
@@ -334,6 +357,15 @@ class Database:
         except BaseException:
             self._abandon(conn, group, "operation aborted")
             raise
+        if self._group_items:
+            shared, self._group_items = self._group_items, {}
+            try:
+                for flush, items in shared.items():
+                    flush(conn, items)
+            except Exception as exc:
+                log.error("%s: cannot write what a group of %d writes shares: %s", self.path.name, len(group), exc)
+                self._abandon(conn, group, f"cannot write what the group shares: {exc}")
+                return
         self._group_size = len(group)  # one group commits at a time: read by _commit for the metrics
         self._committer.call(loop, lambda: self._commit(conn), lambda error: self._finish_group(group, outcomes, error))
 
@@ -402,6 +434,7 @@ class Database:
             self._start_group(self._loop.time())
 
     def _abandon(self, conn: sqlite3.Connection, group: list[_WriteOp], why: str) -> None:
+        self._group_items = {}
         try:
             conn.execute("ROLLBACK")
         except sqlite3.Error:
@@ -409,7 +442,10 @@ class Database:
         failure = StorageError(f"{self.path.name}: {why}")
         _land(group, False)
         _resolve([(op, False, failure) for op in group])
-        self._set_idle()
+        if self._pending and self._loop is not None:
+            self._loop.call_soon(self._start_group, self._loop.time())  # the writes queued meanwhile
+        else:
+            self._set_idle()
 
     def _fail_pending(self, error: StorageError) -> None:
         log.error("%s", error)

@@ -2,8 +2,8 @@
 
 Every public operation is exactly one :meth:`Database.write` or :meth:`Database.read` call, i.e.
 one transaction: a realm and the ``realm_count`` counter next to it change together or not at
-all, and an update is a single ``UPDATE ... RETURNING`` so concurrent updates cannot lose each
-other's fields.
+all (the counter once per group commit, :meth:`Database.add_to_group`), and an update is a single
+``UPDATE ... RETURNING`` so concurrent updates cannot lose each other's fields.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ RETURNING {_COLUMNS}
 """
 _COUNT_KEY = "realm_count"
 _READ_COUNT_SQL = "SELECT value FROM store_meta WHERE key = 'realm_count'"
+_CHANGE_COUNT_SQL = "UPDATE store_meta SET value = value + ? WHERE key = 'realm_count'"
 
 # Page tokens: urlsafe base64 (no padding) of tag + last realm_id + a short checksum. The tag
 # versions the format; the checksum makes edited or made-up tokens fail loudly instead of
@@ -200,9 +201,13 @@ class RealmStore:
             realm.version,
         )
 
+        db = self._db
+
         def run(conn: sqlite3.Connection) -> Realm | None:
-            # The counter: a trigger. rowcount leaves out the trigger's own change.
-            return realm if conn.execute(_INSERT_SQL, params).rowcount == 1 else None
+            if conn.execute(_INSERT_SQL, params).rowcount != 1:
+                return None
+            db.add_to_group(_change_count, 1)
+            return realm
 
         return await self._write(run, single_statement=True)
 
@@ -248,9 +253,13 @@ class RealmStore:
         """Remove the realm; False if it did not exist."""
         _check_realm_id(realm_id)
 
+        db = self._db
+
         def run(conn: sqlite3.Connection) -> bool:
-            # The counter: a trigger.
-            return bool(conn.execute("DELETE FROM realms WHERE realm_id = ?", (realm_id,)).rowcount == 1)
+            if conn.execute("DELETE FROM realms WHERE realm_id = ?", (realm_id,)).rowcount != 1:
+                return False
+            db.add_to_group(_change_count, -1)
+            return True
 
         return await self._write(run, single_statement=True)
 
@@ -323,6 +332,14 @@ def _check_uint(field: str, value: object, maximum: int) -> None:
 
 def _check_realm_id(realm_id: object) -> None:
     _check_uint("realm_id", realm_id, _MAX_UINT32)
+
+
+def _change_count(conn: sqlite3.Connection, changes: list[int]) -> None:
+    # Once per group commit, for every realm its writes created (+1) or deleted (-1). Raising fails
+    # the whole group: no realm changes without its counter.
+    change = sum(changes)
+    if change and conn.execute(_CHANGE_COUNT_SQL, (change,)).rowcount != 1:
+        raise StorageError(f"node database is missing its {_COUNT_KEY} metadata row")
 
 
 def _read_count(conn: sqlite3.Connection) -> int:

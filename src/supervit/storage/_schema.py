@@ -18,8 +18,9 @@ NODE_DB_FILENAME = "actrix.db"
 
 # STRICT tables make SQLite reject values of the wrong type instead of silently storing them.
 # realm_id is the INTEGER PRIMARY KEY (the rowid), so keyset paging walks the table b-tree
-# directly. store_meta keeps counters (realm_count, kept by triggers from v2) updated in the same
-# transaction as the rows they count, because COUNT(*) is a full scan in SQLite.
+# directly. store_meta keeps counters (realm_count: by triggers in v2 and v3, by RealmStore once per
+# group commit from v4) updated in the same transaction as the rows they count, because COUNT(*) is
+# a full scan in SQLite.
 _V1 = """
 CREATE TABLE realms (
     realm_id    INTEGER PRIMARY KEY CHECK (realm_id BETWEEN 0 AND 4294967295),
@@ -85,7 +86,34 @@ CREATE TABLE accepted_nonces (
 CREATE INDEX accepted_nonces_expires_at ON accepted_nonces (expires_at);
 """
 
-NODE_MIGRATIONS: tuple[Migration, ...] = (Migration(1, _V1), Migration(2, _V2), Migration(3, _V3))
+# Written once per group commit instead of once per request (Database.add_to_group; docs/performance.md
+# step 16): the realm counter by RealmStore (one UPDATE per group, replacing v2's triggers) and the
+# nonces of a group's write requests as one row, the layout of nonce.db's own accepted_nonces.
+# The counter is recounted once here, so it starts right whatever the file held.
+_V4 = """
+DROP TRIGGER realms_count_insert;
+DROP TRIGGER realms_count_delete;
+INSERT OR REPLACE INTO store_meta (key, value) SELECT 'realm_count', COUNT(*) FROM realms;
+
+ALTER TABLE accepted_nonces RENAME TO accepted_nonces_v3;
+DROP INDEX accepted_nonces_expires_at;
+CREATE TABLE accepted_nonces (
+    batch_id   INTEGER PRIMARY KEY,
+    expires_at INTEGER NOT NULL,
+    nonces     TEXT    NOT NULL
+) STRICT;
+CREATE INDEX accepted_nonces_expires_at ON accepted_nonces (expires_at);
+INSERT INTO accepted_nonces (expires_at, nonces)
+    SELECT expires_at, json_group_array(nonce) FROM accepted_nonces_v3 GROUP BY expires_at ORDER BY expires_at;
+DROP TABLE accepted_nonces_v3;
+"""
+
+NODE_MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, _V1),
+    Migration(2, _V2),
+    Migration(3, _V3),
+    Migration(4, _V4),
+)
 """Every schema step of the node database, oldest first."""
 
 
