@@ -8,6 +8,7 @@ import random
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -281,8 +282,51 @@ async def test_max_realm_version(store: RealmStore, db: Database) -> None:
     assert await store.max_realm_version() == 2**63 - 1
     await store.delete(2)
     assert await store.max_realm_version() == 7
-    plan = await db.read(lambda c: c.execute("EXPLAIN QUERY PLAN SELECT MAX(version) FROM realms").fetchall())
-    assert any("realms_version" in row[-1] for row in plan), plan
+    await store.delete(1)
+    assert await store.max_realm_version() == 7
+    await store.delete(3)
+    assert await store.max_realm_version() == 0
+    # Kept per store: a fresh store over the same file reads it from the table.
+    await store.create(4, "r", True, [], 3)
+    assert await RealmStore(db).max_realm_version() == 3 == await store.max_realm_version()
+
+
+async def test_max_realm_version_is_read_once_and_kept_in_memory(store: RealmStore, db: Database) -> None:
+    """One read of the table; creates raise the kept value, a delete makes the next call read again."""
+    reads = 0
+    real_read = db.read
+
+    async def counting_read(fn: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return await real_read(fn)
+
+    db.read = counting_read  # type: ignore[method-assign]
+    await store.create(1, "r", True, [], 5)
+    assert await store.max_realm_version() == 5 and reads == 1
+    await store.create(2, "r", True, [], 9)
+    await store.create(3, "r", True, [], 6)
+    assert await store.max_realm_version() == 9 and reads == 1
+    await store.delete(3)
+    assert await store.max_realm_version() == 9 and reads == 2
+    assert await store.max_realm_version() == 9 and reads == 2
+
+
+async def test_max_realm_version_read_racing_a_create_is_not_kept(store: RealmStore, db: Database) -> None:
+    """A create that starts while the table is being read may be missed by that read: the value
+    read is returned but not kept, and the next call reads again and sees the create."""
+    real_read = db.read
+
+    async def read_while_creating(fn: Any) -> Any:
+        value = await real_read(fn)  # the read is done: the create below comes too late for it
+        assert await store.create(2, "r", True, [], 99) is not None
+        return value
+
+    await store.create(1, "r", True, [], 5)
+    db.read = read_while_creating  # type: ignore[method-assign]
+    assert await store.max_realm_version() == 5
+    db.read = real_read  # type: ignore[method-assign]
+    assert await store.max_realm_version() == 99
 
 
 async def test_page_query_is_a_keyset_seek(db: Database) -> None:

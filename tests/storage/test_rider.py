@@ -169,7 +169,8 @@ _SCHEMA_2_REALM = "INSERT INTO realms (realm_id, name, enabled, created_at, vers
 async def test_schema_4_keeps_schema_3_nonces_and_counts_realms_once_per_group(tmp_path: Path) -> None:
     """Schema 4 moves actrix.db's nonces (one row each at schema 3) into one row per group
     commit, keeping every one with its expiry, and replaces the counting triggers: the counter is
-    recounted at the upgrade and then changed once per group by RealmStore."""
+    recounted at the upgrade and then changed once per group by RealmStore. The version index
+    goes."""
     old = await Database.open(tmp_path / NODE_DB_FILENAME, NODE_MIGRATIONS[:3])
     await old.write(lambda c: c.execute(_SCHEMA_2_REALM))
     for nonce, expiry in (("a", 100), ("b", 100), ("c", 200)):
@@ -191,11 +192,14 @@ async def test_schema_4_keeps_schema_3_nonces_and_counts_realms_once_per_group(t
             lambda c: c.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall()
         )
         assert triggers == []
+        indexes = await db.read(lambda c: c.execute("SELECT name FROM sqlite_master WHERE type = 'index'").fetchall())
+        assert ("realms_version",) not in indexes  # the highest version is kept in memory instead
         store = RealmStore(db)
         assert await store.count() == 1  # recounted, not the drifted 7
         created = await asyncio.gather(*(store.create(i, f"r{i}", True, [], 1) for i in range(10, 20)))
         assert all(created)
         assert await store.delete(5) and not await store.delete(5)
         assert await store.count() == 10 == len((await store.list_page()).realms)
+        assert await store.max_realm_version() == 1
     finally:
         await db.close()

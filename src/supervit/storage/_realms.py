@@ -113,8 +113,9 @@ class RealmStore:
 
     :meth:`get` serves committed realms from a small cache. It is only filled and used while no
     write of this store is in flight and is emptied after every write settles (committed or not),
-    so it never shows anything but the committed state. Use one store per database: writes made
-    through another store or connection would not invalidate it.
+    so it never shows anything but the committed state. :meth:`max_realm_version` is kept in
+    memory once read. Use one store per database: writes made through another store or
+    connection would not reach either.
     """
 
     def __init__(self, db: Database, *, clock: Callable[[], float] = time.time, cache_size: int = 4096) -> None:
@@ -124,6 +125,11 @@ class RealmStore:
         self._cache: dict[int, Realm] = {}
         self._cache_size = cache_size
         self._writes_in_flight = 0
+        # The highest stored version, None while unknown (read by the next max_realm_version): kept
+        # in memory instead of an index on `version`, which cost every insert a second b-tree
+        # insert and a dirty page in its group commit (docs/performance.md, step 16).
+        self._max_version: int | None = None
+        self._version_writes = 0  # creates and deletes started: a read racing one is not kept
 
     @property
     def database(self) -> Database:
@@ -209,7 +215,15 @@ class RealmStore:
             db.add_to_group(_change_count, 1)
             return realm
 
-        return await self._write(run, single_statement=True)
+        self._version_writes += 1
+        try:
+            created = await self._write(run, single_statement=True)
+        except BaseException:
+            self._max_version = None  # failed, or cancelled while it may still commit: read again
+            raise
+        if created is not None and self._max_version is not None and created.version > self._max_version:
+            self._max_version = created.version
+        return created
 
     async def get(self, realm_id: int) -> Realm | None:
         """The realm with this id, or None."""
@@ -261,7 +275,15 @@ class RealmStore:
             db.add_to_group(_change_count, -1)
             return True
 
-        return await self._write(run, single_statement=True)
+        self._version_writes += 1
+        try:
+            deleted = await self._write(run, single_statement=True)
+        except BaseException:
+            self._max_version = None
+            raise
+        if deleted:
+            self._max_version = None  # it may have held the highest version: read again when asked
+        return deleted
 
     async def list_page(self, page_size: int | None = None, page_token: str | None = None) -> RealmPage:
         """One page of realms in ``realm_id`` order, plus the total number of realms.
@@ -305,13 +327,23 @@ class RealmStore:
         return await self._db.read(_read_count)
 
     async def max_realm_version(self) -> int:
-        """Highest ``version`` of any stored realm, 0 if there are none (one index seek)."""
+        """Highest ``version`` of any stored realm, 0 if there are none.
+
+        Kept in memory: read from the table (one scan, off the event loop) on the first call and
+        after a realm was deleted, raised by every create in between.
+        """
+        if self._max_version is not None:
+            return self._max_version
+        writes = self._version_writes
 
         def run(conn: sqlite3.Connection) -> int:
             (value,) = conn.execute("SELECT MAX(version) FROM realms").fetchone()
             return 0 if value is None else int(value)
 
-        return await self._db.read(run)
+        value = await self._db.read(run)
+        if writes == self._version_writes and not self._writes_in_flight:
+            self._max_version = value  # no create or delete could have been missed by the read
+        return value
 
 
 # -- helpers --------------------------------------------------------------------------------

@@ -89,7 +89,8 @@ CREATE INDEX accepted_nonces_expires_at ON accepted_nonces (expires_at);
 # Written once per group commit instead of once per request (Database.add_to_group; docs/performance.md
 # step 16): the realm counter by RealmStore (one UPDATE per group, replacing v2's triggers) and the
 # nonces of a group's write requests as one row, the layout of nonce.db's own accepted_nonces.
-# The counter is recounted once here, so it starts right whatever the file held.
+# The counter is recounted once here, so it starts right whatever the file held. The index on
+# `version` goes: RealmStore keeps the highest version in memory (read once by a scan).
 _V4 = """
 DROP TRIGGER realms_count_insert;
 DROP TRIGGER realms_count_delete;
@@ -106,6 +107,8 @@ CREATE INDEX accepted_nonces_expires_at ON accepted_nonces (expires_at);
 INSERT INTO accepted_nonces (expires_at, nonces)
     SELECT expires_at, json_group_array(nonce) FROM accepted_nonces_v3 GROUP BY expires_at ORDER BY expires_at;
 DROP TABLE accepted_nonces_v3;
+
+DROP INDEX realms_version;
 """
 
 NODE_MIGRATIONS: tuple[Migration, ...] = (
