@@ -18,6 +18,7 @@ BENCH = Path(__file__).resolve().parent
 
 FULL: dict[str, list[str]] = {
     "bench_verify": [],
+    "bench_handlers": [],
     "bench_realm_paging": [],
     "bench_node_rpc": ["--duration", "8", "--rounds", "5", "--client-mode", "stub,raw"],
     "bench_supervisor_ingest": ["--duration", "8", "--rounds", "5", "--client-mode", "stub,raw"],
@@ -29,6 +30,7 @@ FULL: dict[str, list[str]] = {
 }
 QUICK: dict[str, list[str]] = {
     "bench_verify": ["--count", "200"],
+    "bench_handlers": ["--calls", "200", "--rounds", "1", "--concurrency", "4", "--nodes", "20"],
     "bench_realm_paging": ["--sizes", "200,400", "--pages", "20"],
     "bench_node_rpc": ["--duration", "0.25", "--warmup", "0.1", "--rounds", "1", "--concurrency", "4"],
     "bench_supervisor_ingest": [

@@ -20,6 +20,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = [
     "bench_verify",
+    "bench_handlers",
     "bench_realm_paging",
     "bench_node_rpc",
     "bench_supervisor_ingest",
