@@ -27,7 +27,7 @@ import psutil
 from supervit.auth import SharedSecret, Signer, request_payload
 from supervit.protocol import common_pb2, supervised_pb2, supervisor_pb2
 
-__all__ = ["LoadResult", "Workload", "report_request", "run_load"]
+__all__ = ["LoadResult", "Workload", "report_request", "request_builder", "run_load"]
 
 SUPERVISED = "/supervisor.v1.SupervisedService/"
 SUPERVISOR = "/supervisor.v1.SupervisorService/"
@@ -118,7 +118,7 @@ _RESPONSES: dict[str, Any] = {
 }
 
 
-def _builder(workload: Workload, worker: int) -> Callable[[], tuple[str, Any]]:
+def request_builder(workload: Workload, worker: int) -> Callable[[], tuple[str, Any]]:
     """Per call: (method path, request). The request is a message in ``stub`` mode, bytes in ``raw``."""
     as_message = workload.mode == "stub"
     signer = Signer(SharedSecret.from_hex(workload.secret_hex))
@@ -168,7 +168,7 @@ async def _client(
 
         async def worker(index: int) -> None:
             nonlocal errors
-            build = _builder(workload, index)
+            build = request_builder(workload, index)
             measure_from = start_at + warmup
             stop_at = measure_from + duration
             while True:

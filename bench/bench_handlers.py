@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -35,16 +36,15 @@ import _common
 import _loadgen
 import _procs
 import psutil
+from bench_node_rpc import NODE_ID, _seed
 
-from supervit.auth import SharedSecret, Signer, request_payload
 from supervit.config import load_node_config
 from supervit.node import NodeDaemon
-from supervit.protocol import common_pb2, supervised_pb2
 from supervit.rpc import RpcServer, service_handler
 from supervit.supervisor import Supervisor, load_supervisor_config
 
-NODE_ID = "bench-node"
 RPCS = ("get_realm", "create_realm", "report")
+REALMS = 100  # realms seeded for get_realm (as bench_node_rpc.py)
 Handle = Callable[[bytes, Any], Awaitable[bytes]]
 
 
@@ -87,28 +87,11 @@ def _handler(served: dict[str, tuple[Any, object, Any]], service_name: str, meth
     return handler.unary_unary  # type: ignore[no-any-return]
 
 
-def _node_requests(kind: str, count: int, start: int) -> list[bytes]:
-    signer = Signer(SharedSecret.from_hex(_procs.SECRET_HEX))
-    out: list[bytes] = []
-    for i in range(start, start + count):
-        req: Any
-        if kind == "create_realm":
-            # The load generator's pattern: each caller creates its own run of ids.
-            realm_id = 1_000_000 + (i % 32) * 50_000 + i // 32
-            req = supervised_pb2.CreateRealmRequest(
-                realm_id=realm_id, name=f"bench-{realm_id}", enabled=True, version=1, expires_at=0
-            )
-            req.use_servers.append(common_pb2.TURN)
-        else:
-            req = supervised_pb2.GetRealmRequest(realm_id=1 + i % 100)
-        req.credential.CopyFrom(signer.credential(request_payload(req, NODE_ID)))
-        out.append(req.SerializeToString())
-    return out
-
-
-def _report_requests(count: int, nodes: int) -> list[bytes]:
-    signer = Signer(SharedSecret.from_hex(_procs.SECRET_HEX))
-    return [_loadgen.report_request(signer, f"bench-{(i * 7919) % nodes}").SerializeToString() for i in range(count)]
+def _requests(workload: _loadgen.Workload, count: int, callers: int) -> list[bytes]:
+    """``count`` signed, serialized requests as the load generator's ``callers`` would send them
+    (each caller its own builder; interleaved, so caller ``k`` takes every ``callers``-th)."""
+    builders = [_loadgen.request_builder(replace(workload, mode="raw"), k) for k in range(callers)]
+    return [builders[i % callers]()[1] for i in range(count)]
 
 
 def _thread_cpu() -> dict[int, float]:
@@ -146,30 +129,12 @@ async def _node_rounds(kind: str, args: argparse.Namespace, stack: AsyncExitStac
     data = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-handlers-")))
     config = load_node_config(_procs.write_node_config(data, node_id=NODE_ID))
     with _served_services() as served:
-        await stack.enter_async_context(NodeDaemon(config, tune_process=False))
-    service = "supervisor.v1.SupervisedService"
+        daemon = await stack.enter_async_context(NodeDaemon(config, tune_process=False))
     if kind == "get_realm":
-        await _drive(_handler(served, service, "CreateRealm"), _node_seed(), args.concurrency)
-    handle = _handler(served, service, "GetRealm" if kind == "get_realm" else "CreateRealm")
-    warmup = max(args.concurrency, args.calls // 10)
-    await _drive(handle, _node_requests(kind, warmup, 0), args.concurrency)
-    rounds = []
-    for i in range(args.rounds):
-        requests = _node_requests(kind, args.calls, warmup + i * args.calls)
-        rounds.append(await _measure(handle, requests, args.concurrency))
-    return rounds
-
-
-def _node_seed() -> list[bytes]:
-    signer = Signer(SharedSecret.from_hex(_procs.SECRET_HEX))
-    seed = []
-    for realm_id in range(1, 101):
-        req = supervised_pb2.CreateRealmRequest(
-            realm_id=realm_id, name=f"r{realm_id}", enabled=True, version=1, expires_at=0
-        )
-        req.credential.CopyFrom(signer.credential(request_payload(req, NODE_ID)))
-        seed.append(req.SerializeToString())
-    return seed
+        await _seed(daemon.address, REALMS)
+    handle = _handler(served, "supervisor.v1.SupervisedService", "GetRealm" if kind == "get_realm" else "CreateRealm")
+    workload = _loadgen.Workload(kind, NODE_ID, _procs.SECRET_HEX, realm_ids=REALMS)
+    return await _rounds(handle, workload, args)
 
 
 async def _supervisor_rounds(args: argparse.Namespace, stack: AsyncExitStack) -> list[dict[str, Any]]:
@@ -182,9 +147,18 @@ async def _supervisor_rounds(args: argparse.Namespace, stack: AsyncExitStack) ->
     assert supervisor.address is not None
     await _procs.register_nodes(supervisor.address, "bench", args.nodes)
     handle = _handler(served, "supervisor.v1.SupervisorService", "Report")
-    await _drive(handle, _report_requests(max(args.concurrency, args.calls // 10), args.nodes), args.concurrency)
+    workload = _loadgen.Workload("report", "bench", _procs.SECRET_HEX, nodes=args.nodes)
+    return await _rounds(handle, workload, args)
+
+
+async def _rounds(handle: Handle, workload: _loadgen.Workload, args: argparse.Namespace) -> list[dict[str, Any]]:
+    # One warm-up of a tenth, then the measured rounds; every request is new (fresh nonces).
+    requests = _requests(workload, args.calls // 10 + args.calls * args.rounds, args.concurrency)
+    warmup, measured = requests[: args.calls // 10], requests[args.calls // 10 :]
+    await _drive(handle, warmup, args.concurrency)
     return [
-        await _measure(handle, _report_requests(args.calls, args.nodes), args.concurrency) for _ in range(args.rounds)
+        await _measure(handle, measured[i * args.calls : (i + 1) * args.calls], args.concurrency)
+        for i in range(args.rounds)
     ]
 
 

@@ -141,16 +141,12 @@ DELETE FROM accepted_nonces WHERE batch_id IN (SELECT batch_id FROM accepted_non
 RETURNING json_array_length(nonces)
 """
 
-# What SqliteNonceStorage.count adds up in nonce.db: the per-row table and the logged batches.
-_COUNT_SQL = (
-    "SELECT (SELECT COUNT(*) FROM nonces) + (SELECT COALESCE(SUM(json_array_length(nonces)), 0) FROM accepted_nonces)"
-)
-
-
 # The log's layout, in nonce.db and in a companion database (the node database's schema 4): one
 # row per group commit holding its nonces as a JSON array.
 _LOG_LOAD_SQL = "SELECT nonces, expires_at FROM accepted_nonces WHERE expires_at >= ?"
 _LOG_COUNT_SQL = "SELECT COALESCE(SUM(json_array_length(nonces)), 0) FROM accepted_nonces"
+# What SqliteNonceStorage.count adds up in nonce.db: the per-row table and the logged batches.
+_COUNT_SQL = f"SELECT (SELECT COUNT(*) FROM nonces) + ({_LOG_COUNT_SQL})"
 
 _PENDING, _RIDING, _LOGGING, _RECORDED = range(4)
 

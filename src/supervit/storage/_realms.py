@@ -129,7 +129,7 @@ class RealmStore:
         # in memory instead of an index on `version`, which cost every insert a second b-tree
         # insert and a dirty page in its group commit (docs/performance.md, step 16).
         self._max_version: int | None = None
-        self._version_writes = 0  # creates and deletes started: a read racing one is not kept
+        self._writes_started = 0  # a read of the highest version that raced a write is not kept
 
     @property
     def database(self) -> Database:
@@ -140,6 +140,7 @@ class RealmStore:
         self, fn: Callable[[sqlite3.Connection], _T], *, single_statement: bool = False
     ) -> Coroutine[Any, Any, _T]:
         # Not a coroutine itself (one frame less per write); callers await what it returns at once.
+        self._writes_started += 1
         self._writes_in_flight += 1
         self._cache.clear()
         return self._db.write(fn, single_statement=single_statement, on_settled=self._write_settled)
@@ -215,15 +216,17 @@ class RealmStore:
             db.add_to_group(_change_count, 1)
             return realm
 
-        self._version_writes += 1
-        try:
-            created = await self._write(run, single_statement=True)
-        except BaseException:
-            self._max_version = None  # failed, or cancelled while it may still commit: read again
-            raise
+        created = await self._forgetting_max_on_failure(self._write(run, single_statement=True))
         if created is not None and self._max_version is not None and created.version > self._max_version:
             self._max_version = created.version
         return created
+
+    async def _forgetting_max_on_failure(self, write: Coroutine[Any, Any, _T]) -> _T:
+        try:
+            return await write
+        except BaseException:
+            self._max_version = None  # failed, or cancelled while it may still commit: read again
+            raise
 
     async def get(self, realm_id: int) -> Realm | None:
         """The realm with this id, or None."""
@@ -275,12 +278,7 @@ class RealmStore:
             db.add_to_group(_change_count, -1)
             return True
 
-        self._version_writes += 1
-        try:
-            deleted = await self._write(run, single_statement=True)
-        except BaseException:
-            self._max_version = None
-            raise
+        deleted = await self._forgetting_max_on_failure(self._write(run, single_statement=True))
         if deleted:
             self._max_version = None  # it may have held the highest version: read again when asked
         return deleted
@@ -334,14 +332,14 @@ class RealmStore:
         """
         if self._max_version is not None:
             return self._max_version
-        writes = self._version_writes
+        writes = self._writes_started
 
         def run(conn: sqlite3.Connection) -> int:
             (value,) = conn.execute("SELECT MAX(version) FROM realms").fetchone()
             return 0 if value is None else int(value)
 
         value = await self._db.read(run)
-        if writes == self._version_writes and not self._writes_in_flight:
+        if writes == self._writes_started and not self._writes_in_flight:
             self._max_version = value  # no create or delete could have been missed by the read
         return value
 
