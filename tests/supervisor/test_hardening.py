@@ -220,9 +220,11 @@ async def test_a_fold_that_cannot_apply_one_node_applies_the_others(
     await bad.register()
     await good.report(realm_sync_version=5)
     # A row only an older version could have accepted, injected where the fold takes its rows.
-    row, _ = sup.ingest._unfolded["good"]
-    poisoned = (*row[:6], 2**63, *row[7:-1], "bad")
-    _ingest._fold_into(sup.ingest._unfolded, poisoned)
+    report, _ = sup.ingest._unfolded["good"]
+    request = supervisor_pb2.ReportRequest()
+    request.CopyFrom(report.request)
+    request.node_id, request.realm_sync_version = "bad", 2**63  # beyond SQLite INTEGER
+    _ingest._fold_into(sup.ingest._unfolded, report._replace(request=request))
     await sup.ingest.flush()
     rows = {n.node_id: n.realm_sync_version for n in await sup.registry.nodes()}
     assert rows == {"bad": 0, "good": 5}

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,8 @@ import pytest
 
 from supervit.protocol import supervisor_pb2
 from supervit.supervisor import SUPERVISOR_DB_FILENAME, SUPERVISOR_MIGRATIONS, RecentNonces, _ingest
+from supervit.supervisor._registry import encode_without_credential
+from supervit.supervisor._report_log import decode_reports
 from tests.supervisor.conftest import NodeSim, make_config
 
 Started = Callable[..., Any]
@@ -57,9 +61,12 @@ async def test_report_is_durable_before_it_is_answered(tmp_path: Path, started: 
     with sqlite3.connect(db_path) as conn:
         rows = conn.execute("SELECT nonces, reports FROM report_log").fetchall()
     stored = {n for text, _ in rows for n in json.loads(text)}
-    logged = [r for _, text in rows if text is not None for r in json.loads(text)]
+    logged = [r for _, value in rows if value is not None for r in decode_reports(value)[0]]
     assert {report.credential.nonce, health.credential.nonce} <= stored
-    assert [(r[-1], r[5], r[6]) for r in logged] == [("n1", 2, 41)]
+    assert [(r.request.node_id, r.request.power_reserve_level, r.request.realm_sync_version) for r in logged] == [
+        ("n1", 2, 41)
+    ]
+    assert logged[0].raw == report.SerializeToString()  # stored as received, nothing re-encoded
 
 
 async def test_reports_reach_the_node_rows_within_the_fold_interval(
@@ -219,3 +226,50 @@ async def test_a_schema_4_database_is_upgraded_keeping_its_report_log(
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         (version,) = conn.execute("PRAGMA user_version").fetchone()
     assert "report_log" in tables and "nonce_batches" not in tables and version == SUPERVISOR_MIGRATIONS[-1].version
+
+
+async def test_a_schema_6_report_log_is_upgraded_and_its_json_reports_are_folded(
+    tmp_path: Path, started: Started, channel_to: Channels
+) -> None:
+    """Schema 7 stores a log row's reports as received (a BLOB). A file schema 6 left, with a report
+    acknowledged but not folded (JSON text, as that version wrote it), is upgraded in place: the
+    report is folded, its nonce is still refused, and new rows are BLOBs."""
+    config = make_config(tmp_path)
+    sup = await started(config)
+    node = NodeSim(channel_to(sup.address), "n1")
+    await node.register()
+    await sup.stop(0)
+    report = node.report_request(power=4, realm_sync_version=9)
+    legacy = [
+        report.name, report.location_tag, report.version,
+        base64.b64encode(encode_without_credential(report)).decode(),
+        int(time.time()), report.power_reserve_level, report.realm_sync_version, 5, report.node_id,
+    ]  # fmt: skip
+    with sqlite3.connect(config.server.data_dir / SUPERVISOR_DB_FILENAME) as conn:
+        conn.executescript(
+            "DROP INDEX report_log_expires_at;"
+            " ALTER TABLE report_log RENAME TO report_log_v7;"
+            " CREATE TABLE report_log (batch_id INTEGER PRIMARY KEY, expires_at INTEGER NOT NULL,"
+            " nonces TEXT NOT NULL, reports TEXT) STRICT;"
+            " INSERT INTO report_log SELECT * FROM report_log_v7 WHERE typeof(reports) != 'blob';"
+            " DROP TABLE report_log_v7;"
+            " CREATE INDEX report_log_expires_at ON report_log (expires_at);"
+            " PRAGMA user_version = 6;"
+        )
+        conn.execute(
+            "INSERT INTO report_log (expires_at, nonces, reports) VALUES (?, ?, ?)",
+            (2**40, json.dumps([report.credential.nonce]), json.dumps([legacy])),
+        )
+    upgraded = await started(config)
+    record = await upgraded.registry.get("n1")
+    assert record is not None and (record.reports, record.power_reserve_level, record.realm_sync_version) == (1, 4, 9)
+    again = NodeSim(channel_to(upgraded.address), "n1")
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await again.stub.Report(report)
+    assert info.value.details() == "nonce already used"
+    await again.report(power=2)
+    with sqlite3.connect(config.server.data_dir / SUPERVISOR_DB_FILENAME) as conn:
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        kinds = [kind for (kind,) in conn.execute("SELECT typeof(reports) FROM report_log ORDER BY batch_id")]
+    assert version == SUPERVISOR_MIGRATIONS[-1].version >= 7
+    assert kinds[-1] == "blob" and "text" in kinds  # the JSON row is kept until it expires

@@ -252,7 +252,7 @@ async def test_an_upgrade_keeps_the_old_per_row_nonces_refused(
     assert "nonces" not in _tables(db_path)
     with sqlite3.connect(db_path) as conn:
         (version,) = conn.execute("PRAGMA user_version").fetchone()
-    assert version == SUPERVISOR_MIGRATIONS[-1].version == 6
+    assert version == SUPERVISOR_MIGRATIONS[-1].version >= 6
     nonces = sup.store.nonces
     assert isinstance(nonces, IngestNonceStorage)
     before = await nonces.count()

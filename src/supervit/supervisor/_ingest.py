@@ -34,27 +34,19 @@ Two kinds of report go through :meth:`NodeRegistry.ingest_report`'s own transact
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import json
 import logging
 import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
 
 from supervit._exceptions import NonceReusedError, NonceStorageError, StorageError
 from supervit.auth import NonceStorage, NonceWindow
 from supervit.protocol import supervisor_pb2
 from supervit.storage import REPORT_LOG_BATCHING, Database, DurableLog
-from supervit.supervisor._registry import (
-    NodeRegistry,
-    Registration,
-    ReportOutcome,
-    encode_without_credential,
-    rows_leniently,
-)
+from supervit.supervisor._registry import NodeRegistry, Registration, ReportOutcome, rows_leniently
+from supervit.supervisor._report_log import LoggedReport, decode_reports, encode_reports
 
 __all__ = ["IngestNonceStorage", "RecentNonces", "ReportIngest"]
 
@@ -132,59 +124,46 @@ def _update_nodes(conn: sqlite3.Connection, rows: list[tuple[object, ...]]) -> l
     return rejected
 
 
-_Accepted = tuple[str, int, tuple[object, ...] | None]
-"""(nonce, nonce expiry, registry row or None for a health check)."""
+_Accepted = tuple[str, int, LoggedReport | None]
+"""(nonce, nonce expiry, the report or None for a health check or another RPC's credential)."""
 
 
 def _write_batch(conn: sqlite3.Connection, accepted: list[_Accepted]) -> int | None:
     # Memory already decided uniqueness; the database only has to remember the nonces for the
     # next start, so they go in as one row (one B-tree insert instead of one per nonce), with the
     # reports they acknowledge. Returns the row's id (DurableLog never passes an empty batch).
-    reports = [row for _, _, row in accepted if row is not None]
+    reports = [report for _, _, report in accepted if report is not None]
     cursor = conn.execute(
         "INSERT INTO report_log (expires_at, nonces, reports) VALUES (?, ?, ?)",
         (
-            max(row[1] for row in accepted),
-            json.dumps([row[0] for row in accepted]),
-            _encode_reports(reports) if reports else None,
+            max(item[1] for item in accepted),
+            json.dumps([item[0] for item in accepted]),
+            encode_reports(reports) if reports else None,
         ),
     )
     return cursor.lastrowid
 
 
-# A report row: name, location_tag, version, last_report (bytes), at, power, realm, interval, node_id.
-_LAST_REPORT = 3
-_AT = 4
-
-
-def _encode_reports(rows: list[tuple[object, ...]]) -> str:
-    return json.dumps(
-        [[*row[:_LAST_REPORT], base64.b64encode(row[_LAST_REPORT]).decode(), *row[_LAST_REPORT + 1 :]] for row in rows]  # type: ignore[arg-type]
-    )
-
-
-def _decode_reports(text: str) -> list[tuple[object, ...]]:
-    return [
-        (*row[:_LAST_REPORT], base64.b64decode(row[_LAST_REPORT]), *row[_LAST_REPORT + 1 :]) for row in json.loads(text)
-    ]
-
-
-def _decode_logged(batch_id: int, text: object) -> list[tuple[object, ...]]:
-    """The reports of one log row; a row that cannot be decoded is quarantined (logged, skipped)."""
+def _decode_logged(batch_id: int, value: object) -> list[LoggedReport]:
+    """The reports of one log row; what cannot be decoded is quarantined (logged, skipped)."""
     try:
-        if not isinstance(text, str):
-            raise ValueError("not text")
-        return _decode_reports(text)
-    except (ValueError, TypeError, IndexError, binascii.Error) as exc:
+        reports, problems = decode_reports(value)
+    except (ValueError, TypeError) as exc:
         log.error("quarantined report log row %d: cannot decode it (%s); its reports are skipped", batch_id, exc)
         return []
+    for problem in problems:
+        log.error("quarantined a report of report log row %d: %s", batch_id, problem)
+    return reports
 
 
-def _fold_into(unfolded: dict[str, tuple[tuple[object, ...], int]], row: tuple[object, ...]) -> None:
+_Unfolded = dict[str, tuple[LoggedReport, int]]
+
+
+def _fold_into(unfolded: _Unfolded, report: LoggedReport) -> None:
     # The node's latest report wins; the count of reports since the last fold adds up.
-    node_id = str(row[-1])
+    node_id = report.request.node_id
     previous = unfolded.get(node_id)
-    unfolded[node_id] = (row, 1 + (previous[1] if previous else 0))
+    unfolded[node_id] = (report, 1 + (previous[1] if previous else 0))
 
 
 # The supervisor's in-memory replay check is the same window the node's memory store uses.
@@ -221,7 +200,7 @@ class ReportIngest:
             single_statement=True,  # one INSERT
         )
         # Reports committed to the log but not yet in the node rows, by node (latest, count).
-        self._unfolded: dict[str, tuple[tuple[object, ...], int]] = {}
+        self._unfolded: _Unfolded = {}
         self._logged_through = 0  # the newest committed log row
         self._fold_at: asyncio.TimerHandle | None = None
         self._folding: asyncio.Task[None] | None = None
@@ -263,8 +242,8 @@ class ReportIngest:
         for nonce, expires_at in nonces:
             self.nonces.consume(nonce, expires_at, now)
         for batch_id, text in unfolded:
-            for row in _decode_logged(batch_id, text):
-                _fold_into(self._unfolded, row)
+            for report in _decode_logged(batch_id, text):
+                _fold_into(self._unfolded, report)
             self._logged_through = batch_id
         if unfolded:
             log.info("folding %d report(s) acknowledged before the last stop into the registry", len(unfolded))
@@ -311,11 +290,14 @@ class ReportIngest:
         nonce_expires_at: int,
         interval_secs: int,
         take_directive: bool = True,
+        received: bytes = b"",
     ) -> ReportOutcome | None:
         """Record a verified report and say what to answer; None if the node is not registered.
 
-        Raises :class:`NonceReusedError` for a replay and :class:`~supervit.StorageError` if a
-        report that had to wait for its commit could not be stored.
+        ``received`` is the request's bytes as they arrived, logged as they are (without them the
+        request is encoded again). Raises :class:`NonceReusedError` for a replay and
+        :class:`~supervit.StorageError` if a report that had to wait for its commit could not be
+        stored.
         """
         node_id = request.node_id
         now = int(self._clock())
@@ -339,19 +321,8 @@ class ReportIngest:
             self._hot[node_id] = _Hot(outcome.agent_addr, outcome.interval_override, outcome.pushed_catalog_version)
             return outcome
         interval = hot.interval_override or interval_secs
-        params = (
-            request.name,
-            request.location_tag,
-            request.version,
-            encode_without_credential(request),
-            now,
-            request.power_reserve_level,
-            request.realm_sync_version,
-            interval,
-            node_id,
-        )
-
-        await self._log.append((nonce, nonce_expires_at, params))
+        report = LoggedReport(received or request.SerializeToString(), request, now, interval)
+        await self._log.append((nonce, nonce_expires_at, report))
         return ReportOutcome(interval, None, hot.agent_addr, hot.pushed_catalog_version, hot.interval_override)
 
     async def node_left(self, node_id: str) -> bool:
@@ -380,9 +351,9 @@ class ReportIngest:
 
     def _logged(self, accepted: list[_Accepted], batch_id: int | None) -> None:
         # The batch is committed: its reports now wait for the next fold.
-        for _, _, row in accepted:
-            if row is not None:
-                _fold_into(self._unfolded, row)
+        for _, _, report in accepted:
+            if report is not None:
+                _fold_into(self._unfolded, report)
         self._logged_through = batch_id or self._logged_through
         self._schedule_fold()
 
@@ -390,7 +361,7 @@ class ReportIngest:
         """Age of the oldest acknowledged report not yet folded into the node rows (0 when none)."""
         if not self._unfolded:
             return 0.0
-        oldest = min(cast(int, row[_AT]) for row, _ in self._unfolded.values())
+        oldest = min(report.received_at for report, _ in self._unfolded.values())
         return max(0.0, self._clock() - oldest)
 
     async def flush(self) -> None:
@@ -425,7 +396,7 @@ class ReportIngest:
             self._fold_at = None
         if not self._unfolded:
             return
-        taken: dict[str, tuple[tuple[object, ...], int]] = {}
+        taken: _Unfolded = {}
         rejected: list[tuple[str, Exception]] = []
 
         def run(conn: sqlite3.Connection) -> None:
@@ -434,7 +405,8 @@ class ReportIngest:
             self._unfolded.clear()
             if not taken:  # an earlier fold took them
                 return
-            rows = [(*row[:-1], count, row[-1]) for row, count in taken.values()]
+            # The credential is dropped here, once per node and fold, not once per report.
+            rows = [report.registry_row(count) for report, count in taken.values()]
             rejected.extend(_update_nodes(conn, rows))
             conn.execute("UPDATE meta SET value = ? WHERE key = 'reports_folded_through'", (self._logged_through,))
 
@@ -443,9 +415,9 @@ class ReportIngest:
         except Exception as exc:
             # Nothing is lost: the reports are in the log, and folded at the next attempt.
             log.error("cannot fold %d node report(s) into the registry (retrying): %s", len(taken), exc)
-            for node_id, (row, count) in taken.items():
+            for node_id, (report, count) in taken.items():
                 newer = self._unfolded.get(node_id)  # reports committed meanwhile are the latest
-                self._unfolded[node_id] = (newer[0], newer[1] + count) if newer else (row, count)
+                self._unfolded[node_id] = (newer[0], newer[1] + count) if newer else (report, count)
             self._schedule_fold()
             return
         for node_id, error in rejected:

@@ -173,8 +173,12 @@ class PgIngest:
         nonce_expires_at: int,
         interval_secs: int,
         take_directive: bool = True,
+        received: bytes = b"",
     ) -> ReportOutcome | None:
-        """Consume the nonce, record the report and take a directive: committed before returning."""
+        """Consume the nonce, record the report and take a directive: committed before returning.
+
+        ``received`` is not used: the registry row stores the request without its credential.
+        """
         report: _Report = (
             request.node_id,
             request.name,

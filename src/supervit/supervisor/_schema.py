@@ -139,6 +139,28 @@ SELECT expires_at, json_group_array(nonce), NULL FROM nonces GROUP BY expires_at
 DROP TABLE nonces;
 """
 
+# The report log's reports become a BLOB of the requests as received (supervit/supervisor/_report_log.py):
+# nothing is re-encoded per report any more (docs/performance.md, step 17). A STRICT column cannot
+# change type, so the table is rebuilt with `reports ANY`, keeping every row and its batch_id (the
+# fold watermark refers to them); rows written before hold JSON text, which is still read.
+_V7 = """
+CREATE TABLE report_log_v7 (
+    batch_id   INTEGER PRIMARY KEY,
+    expires_at INTEGER NOT NULL,
+    nonces     TEXT    NOT NULL,
+    reports    ANY
+) STRICT;
+
+INSERT INTO report_log_v7 (batch_id, expires_at, nonces, reports)
+SELECT batch_id, expires_at, nonces, reports FROM report_log;
+
+DROP TABLE report_log;
+
+ALTER TABLE report_log_v7 RENAME TO report_log;
+
+CREATE INDEX report_log_expires_at ON report_log (expires_at);
+"""
+
 SUPERVISOR_MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, _V1),
     Migration(2, _V2),
@@ -146,6 +168,7 @@ SUPERVISOR_MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, _V4),
     Migration(5, _V5),
     Migration(6, _V6),
+    Migration(7, _V7),
 )
 """Every schema step of the supervisor database, oldest first."""
 

@@ -47,7 +47,7 @@ from supervit.protocol import (
     supervisor_pb2,
     supervisor_pb2_grpc,
 )
-from supervit.rpc import RefusalLog, RequestAuthenticator, abort, abort_for
+from supervit.rpc import RefusalLog, RequestAuthenticator, abort, abort_for, current_request_bytes
 from supervit.supervisor._config import SupervisorConfig
 from supervit.supervisor._push import CatalogPusher
 from supervit.supervisor._store import CatalogStore, IngestStore
@@ -194,6 +194,7 @@ class SupervisorService(supervisor_pb2_grpc.SupervisorServiceServicer):
                 interval_secs=self.config.report_interval(node_id),
                 # A leaving node would never act on a directive: leave it queued for its return.
                 take_directive=leaving is None,
+                received=current_request_bytes(),
             )
         except (AuthError, StorageError) as exc:
             await self.authenticator.refuse(request, context, exc)

@@ -202,9 +202,12 @@ class IngestStore(Protocol):
         nonce_expires_at: int,
         interval_secs: int,
         take_directive: bool = True,
+        received: bytes = b"",
     ) -> ReportOutcome | None:
         """Consume the nonce, record the report, take the next directive (unless ``take_directive``
-        is False: a leaving node's final report); None for an unknown node."""
+        is False: a leaving node's final report); None for an unknown node. ``received``: the
+        request's bytes as they arrived, when the caller has them (a store may keep them as they
+        are instead of encoding the request again)."""
         ...
 
     async def node_left(self, node_id: str) -> bool:
