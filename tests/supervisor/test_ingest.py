@@ -216,12 +216,7 @@ async def test_a_schema_4_database_is_upgraded_keeping_its_report_log(
         )
         assert copy.execute("SELECT reports FROM nodes").fetchone() == (0,)
     upgraded = await started(make_config(tmp_path, server={"data_dir": str(old)}))
-    record = await upgraded.registry.get("n1")
-    assert record is not None and (record.reports, record.power_reserve_level, record.realm_sync_version) == (1, 3, 7)
-    again = NodeSim(channel_to(upgraded.address), "n1")
-    with pytest.raises(grpc.aio.AioRpcError) as info:
-        await again.stub.Report(report)
-    assert info.value.details() == "nonce already used"
+    await _folded_and_refused(upgraded, channel_to, report, (1, 3, 7))
     with sqlite3.connect(old / SUPERVISOR_DB_FILENAME) as conn:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         (version,) = conn.execute("PRAGMA user_version").fetchone()
@@ -261,15 +256,24 @@ async def test_a_schema_6_report_log_is_upgraded_and_its_json_reports_are_folded
             (2**40, json.dumps([report.credential.nonce]), json.dumps([legacy])),
         )
     upgraded = await started(config)
-    record = await upgraded.registry.get("n1")
-    assert record is not None and (record.reports, record.power_reserve_level, record.realm_sync_version) == (1, 4, 9)
-    again = NodeSim(channel_to(upgraded.address), "n1")
-    with pytest.raises(grpc.aio.AioRpcError) as info:
-        await again.stub.Report(report)
-    assert info.value.details() == "nonce already used"
+    again = await _folded_and_refused(upgraded, channel_to, report, (1, 4, 9))
     await again.report(power=2)
     with sqlite3.connect(config.server.data_dir / SUPERVISOR_DB_FILENAME) as conn:
         (version,) = conn.execute("PRAGMA user_version").fetchone()
         kinds = [kind for (kind,) in conn.execute("SELECT typeof(reports) FROM report_log ORDER BY batch_id")]
     assert version == SUPERVISOR_MIGRATIONS[-1].version >= 7
     assert kinds[-1] == "blob" and "text" in kinds  # the JSON row is kept until it expires
+
+
+async def _folded_and_refused(
+    sup: Any, channel_to: Channels, report: supervisor_pb2.ReportRequest, expected: tuple[int, int, int]
+) -> NodeSim:
+    """After an upgrade: node n1's logged report is folded (reports, power, realm sync version are
+    ``expected``) and its nonce is still refused. Returns the node, to report again."""
+    record = await sup.registry.get("n1")
+    assert record is not None and (record.reports, record.power_reserve_level, record.realm_sync_version) == expected
+    again = NodeSim(channel_to(sup.address), "n1")
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await again.stub.Report(report)
+    assert info.value.details() == "nonce already used"
+    return again
