@@ -35,7 +35,8 @@ class LoggedReport(NamedTuple):
     """One acknowledged report: the request as received, and what the supervisor added to it."""
 
     raw: bytes
-    """The request's bytes as received (credential included)."""
+    """The request's bytes as received, credential included (read back from a row of schema 6:
+    the copy that version stored, without it)."""
     request: supervisor_pb2.ReportRequest
     """The same request, parsed."""
     received_at: int
